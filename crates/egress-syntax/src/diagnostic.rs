@@ -1,0 +1,178 @@
+//! Diagnostics shared by every stage: a stable code, a message, labelled spans and help.
+//!
+//! **API boundary:** codes are stable. A code is never reused for a different problem;
+//! each has a page `book/src/diagnostics/CODE.md` that `egc explain CODE` prints.
+
+use serde::Serialize;
+
+use crate::Span;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Label {
+    pub span: Span,
+    pub message: String,
+}
+
+/// A machine-applicable fix: replace `span` with `replacement`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Suggestion {
+    pub span: Span,
+    pub replacement: String,
+    pub title: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub code: &'static str,
+    pub severity: Severity,
+    pub message: String,
+    /// The primary location.
+    pub span: Span,
+    /// The message shown at the primary location.
+    pub label: String,
+    /// Secondary locations.
+    pub labels: Vec<Label>,
+    pub help: Option<String>,
+    pub suggestion: Option<Suggestion>,
+}
+
+impl Diagnostic {
+    pub fn error(code: &'static str, span: Span, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            code,
+            severity: Severity::Error,
+            message: message.into(),
+            span,
+            label: String::new(),
+            labels: Vec::new(),
+            help: None,
+            suggestion: None,
+        }
+    }
+
+    pub fn warning(code: &'static str, span: Span, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(code, span, message)
+        }
+    }
+
+    pub fn with_label(mut self, label: impl Into<String>) -> Diagnostic {
+        self.label = label.into();
+        self
+    }
+
+    pub fn with_secondary(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
+        self.labels.push(Label {
+            span,
+            message: message.into(),
+        });
+        self
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn with_suggestion(
+        mut self,
+        span: Span,
+        replacement: impl Into<String>,
+        title: impl Into<String>,
+    ) -> Diagnostic {
+        self.suggestion = Some(Suggestion {
+            span,
+            replacement: replacement.into(),
+            title: title.into(),
+        });
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// Sort key for deterministic output: file, position, code, message.
+    pub fn sort_key(&self) -> (u32, u32, u32, &'static str, &str) {
+        (
+            self.span.file.0,
+            self.span.start,
+            self.span.end,
+            self.code,
+            self.message.as_str(),
+        )
+    }
+}
+
+/// Sorts diagnostics by (file, span, code, message) and removes exact duplicates.
+pub fn sort_diagnostics(diagnostics: &mut Vec<Diagnostic>) {
+    diagnostics.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    diagnostics.dedup();
+}
+
+/// Every diagnostic code with a one-line title. `book/src/diagnostics/CODE.md` holds the
+/// long explanation of each.
+pub const CODES: &[(&str, &str)] = &[
+    ("E0001", "syntax error"),
+    ("E0002", "invalid token"),
+    ("E0003", "unterminated string"),
+    ("E0004", "input too large or not UTF-8"),
+    ("E0010", "unknown name"),
+    ("E0011", "duplicate name"),
+    ("E0012", "name refers to the wrong kind of item"),
+    ("E0013", "module not found"),
+    ("E0014", "import cycle"),
+    ("E0015", "import outside the project root"),
+    ("E0016", "duplicate or conflicting entry"),
+    ("E0017", "missing required entry"),
+    ("E0020", "port out of range"),
+    ("E0021", "invalid port range"),
+    ("E0022", "CIDR with host bits set"),
+    ("E0023", "IPv4 and IPv6 mixed in one CIDR entry"),
+    ("E0024", "invalid CIDR or exclusion"),
+    ("E0025", "invalid host name or pattern"),
+    ("E0026", "wildcard so broad it means anything"),
+    ("E0027", "CIDR so broad it means anything"),
+    ("E0028", "a denylist used as an allowlist"),
+    ("E0029", "destination without ports"),
+    ("E0030", "invalid duration"),
+    ("E0031", "exception without an audit sink"),
+    ("E0032", "exception lifetime over the allowed maximum"),
+    ("E0033", "unknown protocol"),
+    ("E0034", "unknown Linux capability"),
+    ("E0035", "invalid image digest or cgroup path"),
+    ("E0036", "invalid authority key"),
+    ("E0037", "workflow step uses a capability its agent does not have"),
+    ("E0038", "workflow step invokes an agent its agent may not invoke"),
+    ("E0039", "invalid escape or string value"),
+    ("E0040", "invalid workload selector"),
+    ("W0001", "unused import"),
+    ("W0002", "very broad port range"),
+    ("W0003", "very broad CIDR"),
+    ("W0004", "capability limited to workflows that never use it"),
+];
+
+/// The title of a code, if it exists.
+pub fn code_title(code: &str) -> Option<&'static str> {
+    CODES
+        .iter()
+        .find(|(c, _)| c.eq_ignore_ascii_case(code))
+        .map(|(_, title)| *title)
+}
