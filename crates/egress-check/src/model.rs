@@ -143,7 +143,7 @@ impl CheckedPolicy {
             .capabilities
             .iter()
             .filter_map(|c| self.capability(c.id))
-            .flat_map(|c| c.linux_caps.iter().copied())
+            .flat_map(|c| c.linux_caps.iter().map(|g| g.cap))
             .collect();
         out.sort();
         out.dedup();
@@ -415,10 +415,21 @@ pub struct Capability {
     /// Destinations this capability may connect to.
     pub connects: Vec<Connect>,
     pub syscall_groups: Vec<SyscallGroupId>,
-    /// Linux capabilities granted (from literals and capability sets), sorted.
-    pub linux_caps: Vec<LinuxCap>,
+    /// Linux capabilities granted, each with where it came from.
+    pub linux_caps: Vec<CapGrant>,
     /// When non-empty, the capability is usable only within these workflows.
     pub workflows: Vec<Ref<WorkflowId>>,
+}
+
+/// One Linux capability granted by a capability's `grant` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct CapGrant {
+    pub cap: LinuxCap,
+    /// The span of the name in the `grant` entry (the literal or the capability set).
+    pub span: Span,
+    /// `None` when named literally (`grant CAP_NET_RAW`, an explicit grant); the
+    /// capability set it came from otherwise.
+    pub via: Option<CapSetId>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
