@@ -48,6 +48,34 @@ pub struct CheckResult {
     pub diagnostics: Vec<Diagnostic>,
     /// `Some` exactly when no diagnostic is an error.
     pub policy: Option<CheckedPolicy>,
+    /// Every declared name (also when there are errors), for editors.
+    pub symbols: Vec<Symbol>,
+    /// Every resolved reference from a use to a declaration, for editors.
+    pub references: Vec<Reference>,
+}
+
+/// A declaration, as editors see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Symbol {
+    /// `destination`, `agent`, `capability`, `workflow`, `exception`, `authority`, `zone`,
+    /// `assert`, `data`, `syscalls`, `capset` or `import`.
+    pub kind: &'static str,
+    pub local: String,
+    pub qualified: String,
+    /// The span of the name.
+    pub name_span: Span,
+    /// The span of the whole item.
+    pub item_span: Span,
+    pub doc: Option<String>,
+}
+
+/// A name used at `span` that resolves to the declaration whose name is at `target`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    pub span: Span,
+    pub target: Span,
+    pub kind: &'static str,
+    pub qualified: String,
 }
 
 impl CheckResult {
@@ -65,6 +93,8 @@ pub fn check(_source: &dyn FileSource, _roots: &[String]) -> CheckResult {
         files: Vec::new(),
         diagnostics: Vec::new(),
         policy: None,
+        symbols: Vec::new(),
+        references: Vec::new(),
     }
 }
 
