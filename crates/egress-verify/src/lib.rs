@@ -1,0 +1,5 @@
+//! The egc verifier.
+//!
+//! **API boundary:** [`sets`] is pure and solver-free; other crates may use it.
+
+pub mod sets;
