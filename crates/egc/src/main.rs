@@ -1,1 +1,54 @@
-fn main() {}
+//! `egc`: the command line. The only crate that reads files, renders diagnostics and
+//! picks output formats.
+//!
+//! Each subcommand lives in `cmd/NAME.rs` with a `clap::Args` struct and a `run` function.
+//! Exit codes everywhere: 0 clean, 1 policy errors (or a violated/unknown property),
+//! 2 usage or I/O errors.
+
+mod cmd;
+mod common;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "egc",
+    version,
+    about = "Policy-as-code for what AI agents may reach on the network: check, verify, build.",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse, resolve and type-check policies; report every problem.
+    Check(cmd::check::Args),
+    /// Format policies (keeps every comment).
+    Fmt(cmd::fmt::Args),
+    /// Print the long explanation of a diagnostic code.
+    Explain(cmd::explain::Args),
+    /// Write a starter policy into a directory.
+    Init(cmd::init::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() { 2 } else { 0 };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::Check(args) => cmd::check::run(args),
+        Command::Fmt(args) => cmd::fmt::run(args),
+        Command::Explain(args) => cmd::explain::run(args),
+        Command::Init(args) => cmd::init::run(args),
+    }
+}

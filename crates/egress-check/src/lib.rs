@@ -4,7 +4,15 @@
 //! **API boundary:** [`check`] (and [`check_sources`] for tests) is the only way to build a
 //! [`CheckedPolicy`]. The policy is `Some` exactly when there is no error diagnostic.
 
+mod checker;
 pub mod model;
+pub mod stdlib;
+mod suggest;
+pub mod syscalls;
+mod values;
+
+pub use suggest::closest;
+pub use values::{base64_decode, format_duration};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +23,16 @@ pub use model::*;
 /// Where the checker reads project files from. Paths are project-relative, `/`-separated
 /// and normalised (no `.` or `..` components).
 pub trait FileSource {
-    fn read(&self, path: &str) -> Option<String>;
+    fn read(&self, path: &str) -> Result<String, ReadError>;
+}
+
+/// Why a file could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadError {
+    NotFound,
+    NotUtf8,
+    TooLarge(u64),
+    Io(String),
 }
 
 /// An in-memory file source, for tests and the language server.
@@ -25,8 +42,8 @@ pub struct MemorySource {
 }
 
 impl FileSource for MemorySource {
-    fn read(&self, path: &str) -> Option<String> {
-        self.files.get(path).cloned()
+    fn read(&self, path: &str) -> Result<String, ReadError> {
+        self.files.get(path).cloned().ok_or(ReadError::NotFound)
     }
 }
 
@@ -87,15 +104,13 @@ impl CheckResult {
     }
 }
 
-/// Checks the policy made of `roots` and everything they import.
-pub fn check(_source: &dyn FileSource, _roots: &[String]) -> CheckResult {
-    CheckResult {
-        files: Vec::new(),
-        diagnostics: Vec::new(),
-        policy: None,
-        symbols: Vec::new(),
-        references: Vec::new(),
-    }
+/// Checks the policy made of `roots` (project-relative paths) and everything they import.
+pub fn check(source: &dyn FileSource, roots: &[String]) -> CheckResult {
+    let mut checker = checker::Checker::new(source);
+    checker.load_roots(roots);
+    checker.collect();
+    checker.build();
+    checker.finish()
 }
 
 /// Checks in-memory files; every file is a root. For tests.

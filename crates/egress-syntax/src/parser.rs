@@ -454,9 +454,12 @@ fn significant(pair: P<'_>) -> impl Iterator<Item = P<'_>> {
 }
 
 impl Converter<'_> {
+    /// The span of a pair, without the trailing whitespace and comments that pest's
+    /// implicit whitespace may leave inside it.
     fn span(&self, pair: &P<'_>) -> Span {
         let s = pair.as_span();
-        Span::new(self.file, self.base + s.start(), self.base + s.end())
+        let trimmed = trim_trailing_trivia(pair.as_str());
+        Span::new(self.file, self.base + s.start(), self.base + s.start() + trimmed.len())
     }
 
     fn line(&mut self, pair: &P<'_>) {
@@ -954,6 +957,45 @@ impl Converter<'_> {
             _ => return None,
         })
     }
+}
+
+/// `text` without trailing whitespace and trailing `//` comments.
+fn trim_trailing_trivia(text: &str) -> &str {
+    let mut current = text.trim_end();
+    loop {
+        // The last line: if it holds a comment start outside a string, cut it.
+        let line_start = current.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let line = current.get(line_start..).unwrap_or("");
+        match comment_start(line) {
+            Some(offset) if line_start + offset > 0 => {
+                current = current.get(..line_start + offset).unwrap_or(current).trim_end();
+            }
+            _ => return current,
+        }
+    }
+}
+
+fn comment_start(line: &str) -> Option<usize> {
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut previous = '\0';
+    for (i, c) in line.char_indices() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if c == '/' && previous == '/' {
+            return Some(i - 1);
+        }
+        previous = c;
+    }
+    None
 }
 
 fn first_brace(text: &str) -> Option<usize> {

@@ -1,0 +1,37 @@
+//! `egc check PATH...`: parse, resolve and type-check; report every problem.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::common::{self, Format};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Policy files or directories (each directory of `.egress` files is one policy).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// The project root; imports may not leave it. Defaults to the nearest directory with
+    /// an `egress.toml`, else the current directory.
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let policies = match common::load_policies(&args.paths, args.root.as_deref()) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let has_errors = common::print_diagnostics(&policies, args.format);
+    if has_errors {
+        ExitCode::from(1)
+    } else {
+        if args.format == Format::Human {
+            let files: usize = policies.iter().map(|p| p.result.files.iter().filter(|f| !f.is_stdlib).count()).sum();
+            eprintln!("checked {} policies ({files} files): no errors", policies.len());
+        }
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,404 @@
+//! What every subcommand shares: finding and loading policies from disk, output formats,
+//! and rendering diagnostics (ariadne for people, JSON for machines).
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Component, Path, PathBuf};
+use std::process::ExitCode;
+
+use egress_check::{CheckResult, FileSource, ReadError};
+use egress_syntax::{Diagnostic, Severity, Span};
+
+/// The largest policy file read from disk, in bytes.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+    Sarif,
+}
+
+/// One policy: the `.egress` files directly inside one directory, plus what they import.
+pub struct LoadedPolicy {
+    /// The directory, relative to the project root (`.` for the root itself).
+    pub dir: String,
+    pub result: CheckResult,
+}
+
+/// Reads project files below a root directory.
+pub struct DiskSource {
+    pub root: PathBuf,
+}
+
+impl FileSource for DiskSource {
+    fn read(&self, path: &str) -> Result<String, ReadError> {
+        let full = self.root.join(path);
+        let metadata = std::fs::metadata(&full).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ReadError::NotFound,
+            _ => ReadError::Io(e.to_string()),
+        })?;
+        if !metadata.is_file() {
+            return Err(ReadError::Io("not a regular file".into()));
+        }
+        if metadata.len() > MAX_FILE_BYTES {
+            return Err(ReadError::TooLarge(metadata.len()));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+        std::fs::File::open(&full)
+            .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(|e| ReadError::Io(e.to_string()))?;
+        if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_FILE_BYTES {
+            return Err(ReadError::TooLarge(u64::try_from(bytes.len()).unwrap_or(u64::MAX)));
+        }
+        String::from_utf8(bytes).map_err(|_| ReadError::NotUtf8)
+    }
+}
+
+/// Prints a usage or I/O error and returns exit code 2.
+pub fn usage_error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, ExitCode> {
+    let cwd = std::env::current_dir().map_err(|e| usage_error(format!("cannot read the current directory: {e}")))?;
+    Ok(normalize(&cwd.join(path)))
+}
+
+/// The project root: `--root`, else the nearest ancestor of the current directory with an
+/// `egress.toml`, else the current directory when every input is inside it, else the
+/// deepest directory containing every input.
+pub fn project_root(inputs: &[PathBuf], root: Option<&Path>) -> Result<PathBuf, ExitCode> {
+    if let Some(root) = root {
+        return absolute(root);
+    }
+    let cwd = absolute(Path::new("."))?;
+    let mut probe = Some(cwd.as_path());
+    while let Some(dir) = probe {
+        if dir.join("egress.toml").is_file() && inputs.iter().all(|i| i.starts_with(dir)) {
+            return Ok(dir.to_path_buf());
+        }
+        probe = dir.parent();
+    }
+    if inputs.iter().all(|i| i.starts_with(&cwd)) {
+        return Ok(cwd);
+    }
+    let mut common = inputs
+        .first()
+        .map(|p| if p.is_dir() { p.clone() } else { p.parent().map(Path::to_path_buf).unwrap_or_default() })
+        .unwrap_or(cwd);
+    while !inputs.iter().all(|i| i.starts_with(&common)) {
+        if !common.pop() {
+            break;
+        }
+    }
+    Ok(common)
+}
+
+fn relative(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    Some(parts.join("/"))
+}
+
+/// Collects `.egress` files under `path` (a file or a directory), sorted.
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let metadata = std::fs::metadata(path)?;
+    if metadata.is_file() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for entry in entries {
+        let name = entry.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with('.') || name == "target" || name == "node_modules" {
+            continue;
+        }
+        if entry.is_dir() {
+            collect_files(&entry, out)?;
+        } else if name.ends_with(".egress") {
+            out.push(entry);
+        }
+    }
+    Ok(())
+}
+
+/// Finds every `.egress` file under `paths` (absolute, sorted, deduplicated).
+pub fn find_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ExitCode> {
+    if paths.is_empty() {
+        return Err(usage_error("no input: give policy files or directories"));
+    }
+    let mut files = Vec::new();
+    for path in paths {
+        let path = absolute(path)?;
+        collect_files(&path, &mut files)
+            .map_err(|e| usage_error(format!("cannot read `{}`: {e}", path.display())))?;
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+/// Loads and checks the policies under `paths`. A directory that directly holds `.egress`
+/// files is one policy. Diagnostics are returned, not printed.
+pub fn load_policies(paths: &[PathBuf], root: Option<&Path>) -> Result<Vec<LoadedPolicy>, ExitCode> {
+    let files = find_files(paths)?;
+    if files.is_empty() {
+        return Err(usage_error("no `.egress` files found in the given paths"));
+    }
+    let absolute_inputs: Vec<PathBuf> = paths.iter().map(|p| absolute(p)).collect::<Result<_, _>>()?;
+    let root = project_root(&absolute_inputs, root)?;
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for file in &files {
+        let Some(rel) = relative(&root, file) else {
+            return Err(usage_error(format!(
+                "`{}` is outside the project root `{}`",
+                file.display(),
+                root.display()
+            )));
+        };
+        let dir = rel.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_else(|| ".".into());
+        groups.entry(dir).or_default().push(rel);
+    }
+    let source = DiskSource { root };
+    Ok(groups
+        .into_iter()
+        .map(|(dir, roots)| LoadedPolicy {
+            dir,
+            result: egress_check::check(&source, &roots),
+        })
+        .collect())
+}
+
+/// 1-based line and column of a span's start and end.
+pub fn line_col(result: &CheckResult, span: Span) -> ((usize, usize), (usize, usize)) {
+    let text = result.file(span.file).map(|f| &*f.text).unwrap_or("");
+    let (l1, c1) = egress_syntax::line_col(text, span.start as usize);
+    let (l2, c2) = egress_syntax::line_col(text, span.end as usize);
+    ((l1 + 1, c1 + 1), (l2 + 1, c2 + 1))
+}
+
+pub fn file_path(result: &CheckResult, span: Span) -> String {
+    result.file(span.file).map(|f| f.path.clone()).unwrap_or_default()
+}
+
+fn position_json((line, column): (usize, usize)) -> serde_json::Value {
+    serde_json::json!({ "line": line, "column": column })
+}
+
+/// The JSON form of one diagnostic.
+pub fn diagnostic_json(result: &CheckResult, d: &Diagnostic) -> serde_json::Value {
+    let (start, end) = line_col(result, d.span);
+    let mut labels = vec![serde_json::json!({
+        "message": d.label,
+        "file": file_path(result, d.span),
+        "start": position_json(start),
+        "end": position_json(end),
+        "primary": true,
+    })];
+    for label in &d.labels {
+        let (s, e) = line_col(result, label.span);
+        labels.push(serde_json::json!({
+            "message": label.message,
+            "file": file_path(result, label.span),
+            "start": position_json(s),
+            "end": position_json(e),
+            "primary": false,
+        }));
+    }
+    let mut value = serde_json::json!({
+        "code": d.code,
+        "severity": d.severity.as_str(),
+        "message": d.message,
+        "file": file_path(result, d.span),
+        "start": position_json(start),
+        "end": position_json(end),
+        "labels": labels,
+        "help": d.help,
+    });
+    if let (Some(s), Some(object)) = (&d.suggestion, value.as_object_mut()) {
+        let (fs, fe) = line_col(result, s.span);
+        object.insert(
+            "suggestion".into(),
+            serde_json::json!({
+                "title": s.title,
+                "replacement": s.replacement,
+                "start": position_json(fs),
+                "end": position_json(fe),
+            }),
+        );
+    }
+    value
+}
+
+/// Whether to colour output: only on a terminal, and never with `NO_COLOR` set.
+pub fn use_color() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+/// Renders diagnostics of one check with ariadne into `out`.
+pub fn render_human(result: &CheckResult, diagnostics: &[Diagnostic], color: bool, out: &mut Vec<u8>) {
+    use ariadne::{Config, Label, Report, ReportKind};
+    for d in diagnostics {
+        let path = file_path(result, d.span);
+        let kind = match d.severity {
+            Severity::Error => ReportKind::Error,
+            Severity::Warning => ReportKind::Warning,
+        };
+        let primary = char_range(result, d.span);
+        let mut report = Report::build(kind, (path.clone(), primary.clone()))
+            .with_config(Config::default().with_color(color))
+            .with_code(d.code)
+            .with_message(&d.message)
+            .with_label(Label::new((path.clone(), primary)).with_message(&d.label).with_order(0));
+        for (i, label) in d.labels.iter().enumerate() {
+            let label_path = file_path(result, label.span);
+            report = report.with_label(
+                Label::new((label_path, char_range(result, label.span)))
+                    .with_message(&label.message)
+                    .with_order(i32::try_from(i + 1).unwrap_or(i32::MAX)),
+            );
+        }
+        if let Some(help) = &d.help {
+            report = report.with_help(help);
+        }
+        let mut sources = ariadne::sources(result.files.iter().map(|f| (f.path.clone(), f.text.to_string())));
+        let _ = report.finish().write(&mut sources, &mut *out);
+    }
+}
+
+/// ariadne counts characters, spans count bytes.
+pub fn char_range(result: &CheckResult, span: Span) -> std::ops::Range<usize> {
+    let text = result.file(span.file).map(|f| &*f.text).unwrap_or("");
+    let to_chars = |byte: usize| {
+        let byte = byte.min(text.len());
+        text.get(..byte).map(|s| s.chars().count()).unwrap_or(0)
+    };
+    let start = to_chars(span.start as usize);
+    let end = to_chars(span.end as usize).max(start);
+    start..end
+}
+
+/// Prints the diagnostics of all policies: human to stderr (with a summary line), JSON to
+/// stdout. Returns true when any is an error.
+pub fn print_diagnostics(policies: &[LoadedPolicy], format: Format) -> bool {
+    let has_errors = policies.iter().any(|p| p.result.has_errors());
+    match format {
+        Format::Human => {
+            let color = use_color();
+            let mut buffer = Vec::new();
+            let (mut errors, mut warnings) = (0, 0);
+            for policy in policies {
+                render_human(&policy.result, &policy.result.diagnostics, color, &mut buffer);
+                errors += policy.result.diagnostics.iter().filter(|d| d.is_error()).count();
+                warnings += policy.result.diagnostics.iter().filter(|d| !d.is_error()).count();
+            }
+            let mut stderr = std::io::stderr().lock();
+            let _ = stderr.write_all(&buffer);
+            if errors + warnings > 0 {
+                let _ = writeln!(stderr, "{errors} error(s), {warnings} warning(s)");
+            }
+        }
+        Format::Json | Format::Sarif => {
+            let diagnostics: Vec<serde_json::Value> = policies
+                .iter()
+                .flat_map(|p| p.result.diagnostics.iter().map(|d| diagnostic_json(&p.result, d)))
+                .collect();
+            let value = if format == Format::Json {
+                serde_json::json!({ "diagnostics": diagnostics })
+            } else {
+                sarif_from_diagnostics(policies)
+            };
+            println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        }
+    }
+    has_errors
+}
+
+/// SARIF 2.1.0 for check diagnostics (code scanning).
+pub fn sarif_from_diagnostics(policies: &[LoadedPolicy]) -> serde_json::Value {
+    let mut rules: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut results = Vec::new();
+    for policy in policies {
+        for d in &policy.result.diagnostics {
+            rules.insert(d.code, egress_syntax::diagnostic::code_title(d.code).unwrap_or(""));
+            let ((sl, sc), (el, ec)) = line_col(&policy.result, d.span);
+            results.push(serde_json::json!({
+                "ruleId": d.code,
+                "level": if d.is_error() { "error" } else { "warning" },
+                "message": { "text": match &d.help { Some(h) => format!("{} ({h})", d.message), None => d.message.clone() } },
+                "locations": [{
+                    "physicalLocation": {
+                        "artifactLocation": { "uri": file_path(&policy.result, d.span) },
+                        "region": { "startLine": sl, "startColumn": sc, "endLine": el, "endColumn": ec }
+                    }
+                }]
+            }));
+        }
+    }
+    let rules: Vec<serde_json::Value> = rules
+        .into_iter()
+        .map(|(id, title)| serde_json::json!({ "id": id, "shortDescription": { "text": title }, "helpUri": format!("https://example.com/egc/diagnostics/{id}") }))
+        .collect();
+    serde_json::json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": { "name": "egc", "version": env!("CARGO_PKG_VERSION"), "informationUri": "https://example.com/egc", "rules": rules } },
+            "results": results
+        }]
+    })
+}
+
+/// Reads one policy file for commands that work file by file (fmt): size-limited, UTF-8.
+pub fn read_policy_file(path: &Path) -> Result<String, ExitCode> {
+    let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    DiskSource { root: parent }.read(name).map_err(|e| {
+        usage_error(match e {
+            ReadError::NotFound => format!("cannot find `{}`", path.display()),
+            ReadError::NotUtf8 => format!("`{}` is not valid UTF-8 text", path.display()),
+            ReadError::TooLarge(n) => format!("`{}` is {n} bytes, over the {MAX_FILE_BYTES}-byte limit", path.display()),
+            ReadError::Io(why) => format!("cannot read `{}`: {why}", path.display()),
+        })
+    })
+}
+
+/// Writes a file atomically: a temporary file beside it, then a rename. A failed run
+/// leaves no half-written file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let temporary = dir.join(format!(".{name}.egc-tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result
+}
