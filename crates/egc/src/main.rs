@@ -5,8 +5,7 @@
 //! Exit codes everywhere: 0 clean, 1 policy errors (or a violated/unknown property),
 //! 2 usage or I/O errors.
 
-mod cmd;
-mod common;
+use egc::cmd;
 
 use std::process::ExitCode;
 

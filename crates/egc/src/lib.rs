@@ -1,0 +1,6 @@
+//! The library behind the `egc` binary: subcommands ([`cmd`]) and what they share
+//! ([`common`]: loading policies from disk, output formats, rendering diagnostics).
+//! It is a library so the data-driven tests render diagnostics exactly as users see them.
+
+pub mod cmd;
+pub mod common;

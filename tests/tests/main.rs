@@ -1,0 +1,5 @@
+//! One test binary for the data-driven suites (fewer binaries link faster).
+
+mod docs;
+mod roundtrip;
+mod ui;
