@@ -163,6 +163,8 @@ pub const CODES: &[(&str, &str)] = &[
     ("E0038", "workflow step invokes an agent its agent may not invoke"),
     ("E0039", "invalid escape or string value"),
     ("E0040", "invalid workload selector"),
+    ("E0041", "unknown syscall"),
+    ("E0042", "invalid number"),
     ("W0001", "unused import"),
     ("W0002", "very broad port range"),
     ("W0003", "very broad CIDR"),
