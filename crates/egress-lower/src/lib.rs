@@ -1,0 +1,291 @@
+//! Lowering of checked policies to enforcement artifacts, and translation validation.
+//!
+//! Each target module exposes a pure `lower(&CheckedPolicy, &TargetConfig) ->
+//! Result<Artifacts, Vec<Diagnostic>>` and a `decode(&CheckedPolicy, &Artifacts)` that reads
+//! the emitted files back with that target's own semantics. [`validate`] compares what an
+//! artifact allows with what the policy allows, agent by agent, with exact set algebra
+//! ([`sets`]): equal passes, narrower passes only when every narrowing was declared by
+//! the lowering (as a warning), wider is an error.
+//!
+//! **API boundary:** [`lower`], [`validate`], [`build`], [`Target`], [`TargetConfig`],
+//! [`Artifacts`] and [`CODES`]. No I/O: artifacts are returned as file names and bytes.
+//!
+//! **Architecture invariant:** nothing here widens silently. What a target cannot express
+//! exactly is refused with a coded diagnostic or narrowed with a coded warning.
+
+pub mod cilium;
+pub mod expected;
+pub mod k8s;
+pub mod nftables;
+pub mod seccomp;
+pub mod sets;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use egress_check::{CheckedPolicy, Span};
+pub use egress_syntax::{Diagnostic, Severity};
+
+/// An enforcement target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    K8s,
+    Cilium,
+    Seccomp,
+    Nftables,
+}
+
+impl Target {
+    pub const ALL: [Target; 4] = [Target::K8s, Target::Cilium, Target::Seccomp, Target::Nftables];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::K8s => "k8s",
+            Target::Cilium => "cilium",
+            Target::Seccomp => "seccomp",
+            Target::Nftables => "nftables",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Target> {
+        Target::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Per-target settings. The defaults are the safe ones.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetConfig {
+    pub k8s: K8sConfig,
+    pub cilium: CiliumConfig,
+    pub seccomp: SeccompConfig,
+    pub nftables: NftablesConfig,
+}
+
+impl Default for TargetConfig {
+    fn default() -> Self {
+        TargetConfig {
+            k8s: K8sConfig::default(),
+            cilium: CiliumConfig::default(),
+            seccomp: SeccompConfig::default(),
+            nftables: NftablesConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct K8sConfig {
+    /// The label every emitted object carries, so `kubectl get -l` finds them.
+    pub managed_by: String,
+}
+
+impl Default for K8sConfig {
+    fn default() -> Self {
+        K8sConfig {
+            managed_by: "egc".to_string(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CiliumConfig {
+    /// The Cilium version of the cluster, `(major, minor)`. Multi-label wildcards
+    /// (`**.`) in `matchPattern` are emitted only for 1.19 and later (earlier versions read `**` as `*`).
+    pub version: (u32, u32),
+}
+
+impl Default for CiliumConfig {
+    fn default() -> Self {
+        CiliumConfig { version: (1, 18) }
+    }
+}
+
+impl CiliumConfig {
+    pub fn supports_multi_label_wildcard(&self) -> bool {
+        self.version >= (1, 19)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeccompConfig {
+    /// Native architectures to emit one profile each for.
+    pub architectures: Vec<seccomp::Arch>,
+}
+
+impl Default for SeccompConfig {
+    fn default() -> Self {
+        SeccompConfig {
+            architectures: vec![seccomp::Arch::X86_64, seccomp::Arch::Aarch64],
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NftablesConfig {
+    /// The `inet` table the ruleset owns (replaced atomically on load).
+    pub table: String,
+}
+
+impl Default for NftablesConfig {
+    fn default() -> Self {
+        NftablesConfig {
+            table: "egc_egress".to_string(),
+        }
+    }
+}
+
+/// The files a target emits (relative paths, `/`-separated, under `<target>/`), with the
+/// warnings that declare every narrowing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Artifacts {
+    pub files: BTreeMap<String, String>,
+    /// Warnings: each narrowing of the policy this artifact makes, and why.
+    pub notes: Vec<Diagnostic>,
+}
+
+/// Lowers a checked policy for one target.
+pub fn lower(
+    target: Target,
+    policy: &CheckedPolicy,
+    config: &TargetConfig,
+) -> Result<Artifacts, Vec<Diagnostic>> {
+    match target {
+        Target::K8s => k8s::lower(policy, config),
+        Target::Cilium => cilium::lower(policy, config),
+        Target::Seccomp => seccomp::lower(policy, config),
+        Target::Nftables => nftables::lower(policy, config),
+    }
+}
+
+/// What translation validation found for one target.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ValidationReport {
+    /// Agents whose artifact allows exactly what the policy allows (after declared narrowings).
+    pub agents_checked: usize,
+    /// Warnings declaring narrowings that validation confirmed.
+    pub narrowings: Vec<Diagnostic>,
+}
+
+/// Decodes the artifacts with the target's semantics and proves them faithful: for every
+/// agent, the decoded allowed set must be a subset of the policy's set (else E0120) and
+/// must contain the policy's set minus the declared narrowings (else E0121).
+pub fn validate(
+    target: Target,
+    policy: &CheckedPolicy,
+    config: &TargetConfig,
+    artifacts: &Artifacts,
+) -> Result<ValidationReport, Vec<Diagnostic>> {
+    match target {
+        Target::Seccomp => seccomp::validate(policy, config, artifacts),
+        Target::K8s | Target::Cilium | Target::Nftables => {
+            let decoded = match target {
+                Target::K8s => k8s::decode(policy, artifacts)?,
+                Target::Cilium => cilium::decode(policy, config, artifacts)?,
+                _ => nftables::decode(policy, config, artifacts)?,
+            };
+            expected::compare_connection_sets(target, policy, &decoded, artifacts)
+        }
+    }
+}
+
+/// The result of [`build`]: every file under `<target>/...`, plus warnings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Build {
+    pub files: BTreeMap<String, String>,
+    pub warnings: Vec<Diagnostic>,
+    pub reports: BTreeMap<Target, ValidationReport>,
+}
+
+/// Lowers for every target in `targets` and, when `validate_artifacts`, validates each.
+/// Fails when any target refuses or any validation fails; collects every error.
+pub fn build(
+    policy: &CheckedPolicy,
+    targets: &[Target],
+    config: &TargetConfig,
+    validate_artifacts: bool,
+) -> Result<Build, Vec<Diagnostic>> {
+    let mut out = Build::default();
+    let mut errors = Vec::new();
+    for &target in targets {
+        match lower(target, policy, config) {
+            Err(mut diags) => errors.append(&mut diags),
+            Ok(artifacts) => {
+                if validate_artifacts {
+                    match validate(target, policy, config, &artifacts) {
+                        Ok(report) => {
+                            out.reports.insert(target, report);
+                        }
+                        Err(mut diags) => errors.append(&mut diags),
+                    }
+                }
+                for (name, text) in &artifacts.files {
+                    out.files.insert(format!("{}/{}", target.as_str(), name), text.clone());
+                }
+                out.warnings.extend(artifacts.notes.iter().cloned());
+            }
+        }
+    }
+    if errors.iter().any(|d| d.is_error()) {
+        errors.extend(out.warnings);
+        egress_syntax::diagnostic::sort_diagnostics(&mut errors);
+        return Err(errors);
+    }
+    egress_syntax::diagnostic::sort_diagnostics(&mut out.warnings);
+    Ok(out)
+}
+
+/// Diagnostic codes of this crate (E0100–E0149), with one-line titles.
+pub const CODES: &[(&str, &str)] = &[
+    ("E0100", "host-name destination the target cannot express"),
+    ("E0101", "workload destination the target cannot express"),
+    ("E0102", "wildcard host pattern Cilium cannot express exactly"),
+    ("E0103", "agent without an identity the target can select"),
+    ("E0104", "workflow-only capability left out of a static artifact (narrowing)"),
+    ("E0105", "exception path left out of a static artifact (narrowing)"),
+    ("E0106", "agents whose selectors overlap would add up to a wider set"),
+    ("E0107", "host-name destinations without a DNS rule the target can inspect"),
+    ("E0108", "agent without syscall groups: a seccomp profile would deny every syscall"),
+    ("E0109", "io_uring syscalls removed from a seccomp profile (narrowing)"),
+    ("E0110", "raw or packet sockets not granted explicitly stay closed (narrowing)"),
+    ("E0111", "artifact cannot be decoded for validation"),
+    ("E0112", "nftables cgroup path or uid cannot be expressed"),
+    ("E0120", "artifact allows more than the policy (translation validation)"),
+    ("E0121", "artifact allows less than the policy without saying so (translation validation)"),
+    ("E0122", "translation validation too large to decide"),
+];
+
+/// The title of one of this crate's codes.
+pub fn code_title(code: &str) -> Option<&'static str> {
+    CODES
+        .iter()
+        .find(|(c, _)| c.eq_ignore_ascii_case(code))
+        .map(|(_, t)| *t)
+}
+
+/// A span for diagnostics about the policy as a whole: the first file's start.
+pub(crate) fn policy_span(policy: &CheckedPolicy) -> Span {
+    policy
+        .agents
+        .first()
+        .map(|a| a.span)
+        .or_else(|| policy.files.first().map(|f| Span::new(f.id, 0, 0)))
+        .unwrap_or_else(|| Span::new(egress_check::FileId(0), 0, 0))
+}
+
+/// A file-name-safe spelling of an agent's qualified name (`a.b_c` → `a-b-c`).
+pub(crate) fn file_stem(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}

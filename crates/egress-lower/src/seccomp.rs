@@ -1,0 +1,455 @@
+//! OCI runtime-spec seccomp profiles (`linux.seccomp`), one per agent and native
+//! architecture (x86_64, aarch64).
+//!
+//! - The default action is `SCMP_ACT_ERRNO` with `EPERM`; only the agent's syscall
+//!   groups (from its capabilities, e.g. the stdlib's vetted baselines) are allowed.
+//! - Only the native architecture is listed, so 32-bit compatibility syscalls (including
+//!   `socketcall`, which multiplexes `socket`/`connect` and defeats argument filters) hit
+//!   the default action.
+//! - `socket` is filtered by its arguments: `AF_UNIX` always (local IPC is not egress);
+//!   `AF_INET`/`AF_INET6` only for agents with an unconditional network capability, and
+//!   only the socket types of the protocols they use (`SOCK_STREAM` with protocol 0 or
+//!   TCP for `tcp`, `SOCK_DGRAM` with 0 or UDP for `udp`); `AF_NETLINK` route sockets for
+//!   the same agents (address lookup); raw (`SOCK_RAW`) and packet (`AF_PACKET`) sockets
+//!   only with a literal `grant CAP_NET_RAW` (a grant through a capability set leaves them
+//!   closed, E0110). Without an inet socket, `connect`/`sendto`/`sendmsg` cannot reach
+//!   the network.
+//! - `io_uring_setup`, `io_uring_enter` and `io_uring_register` are never allowed (io_uring
+//!   operations bypass seccomp); a group that lists them is narrowed (E0109).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use egress_check::{Agent, CheckedPolicy, LinuxCap, Protocol};
+use oci_spec::runtime::{
+    Arch as OciArch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder, LinuxSeccompOperator,
+    LinuxSyscall,
+};
+
+use crate::expected;
+use crate::k8s::{to_json, undecodable};
+use crate::{file_stem, Artifacts, Diagnostic, TargetConfig, ValidationReport};
+
+/// A native architecture a profile is emitted for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Arch {
+    X86_64,
+    Aarch64,
+}
+
+impl Arch {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+    fn oci(self) -> OciArch {
+        match self {
+            Arch::X86_64 => OciArch::ScmpArchX86_64,
+            Arch::Aarch64 => OciArch::ScmpArchAarch64,
+        }
+    }
+}
+
+pub const EPERM: u32 = 1;
+pub const AF_UNIX: u64 = 1;
+pub const AF_INET: u64 = 2;
+pub const AF_INET6: u64 = 10;
+pub const AF_NETLINK: u64 = 16;
+pub const AF_PACKET: u64 = 17;
+pub const SOCK_STREAM: u64 = 1;
+pub const SOCK_DGRAM: u64 = 2;
+pub const SOCK_RAW: u64 = 3;
+pub const SOCK_TYPE_MASK: u64 = 0xf;
+pub const IPPROTO_TCP: u64 = 6;
+pub const IPPROTO_UDP: u64 = 17;
+pub const NETLINK_ROUTE: u64 = 0;
+
+/// Syscalls never allowed, whatever the groups say.
+pub const IO_URING: &[&str] = &["io_uring_enter", "io_uring_register", "io_uring_setup"];
+/// Syscalls handled by argument filters (or absent on native architectures).
+const FILTERED: &[&str] = &["socket", "socketcall"];
+
+/// What an agent's profile allows, computed from the policy alone (the validator's
+/// reference, independent of how rules are written).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expectation {
+    /// Syscalls allowed with any arguments.
+    pub syscalls: BTreeSet<String>,
+    pub network: bool,
+    pub protocols: Vec<Protocol>,
+    pub raw: bool,
+}
+
+impl Expectation {
+    pub fn of(policy: &CheckedPolicy, agent: &Agent) -> Expectation {
+        let syscalls = policy
+            .syscalls_of(agent)
+            .into_iter()
+            .filter(|s| !IO_URING.contains(&s.as_str()) && !FILTERED.contains(&s.as_str()))
+            .collect();
+        Expectation {
+            syscalls,
+            network: expected::has_network(policy, agent),
+            protocols: expected::protocols_of(policy, agent),
+            raw: literal_net_raw(policy, agent),
+        }
+    }
+
+    /// Should `socket(family, type, protocol)` be allowed?
+    pub fn socket_allowed(&self, family: u64, socket_type: u64, protocol: u64) -> bool {
+        let base_type = socket_type & SOCK_TYPE_MASK;
+        match family {
+            AF_UNIX => true,
+            AF_INET | AF_INET6 => {
+                (self.raw && base_type == SOCK_RAW)
+                    || (self.network
+                        && ((self.protocols.contains(&Protocol::Tcp)
+                            && base_type == SOCK_STREAM
+                            && (protocol == 0 || protocol == IPPROTO_TCP))
+                            || (self.protocols.contains(&Protocol::Udp)
+                                && base_type == SOCK_DGRAM
+                                && (protocol == 0 || protocol == IPPROTO_UDP))))
+            }
+            AF_NETLINK => self.network && protocol == NETLINK_ROUTE,
+            AF_PACKET => self.raw,
+            _ => false,
+        }
+    }
+}
+
+fn literal_net_raw(policy: &CheckedPolicy, agent: &Agent) -> bool {
+    agent
+        .capabilities
+        .iter()
+        .filter_map(|c| policy.capability(c.id))
+        .flat_map(|c| c.linux_caps.iter())
+        .any(|g| g.cap == LinuxCap::NET_RAW && g.via.is_none())
+}
+
+fn arg(index: usize, value: u64) -> LinuxSeccompArg {
+    // Building cannot fail (every field is set); a default would be caught by validation.
+    LinuxSeccompArgBuilder::default()
+        .index(index)
+        .value(value)
+        .op(LinuxSeccompOperator::ScmpCmpEq)
+        .build()
+        .unwrap_or_default()
+}
+
+fn masked_arg(index: usize, mask: u64, value: u64) -> LinuxSeccompArg {
+    LinuxSeccompArgBuilder::default()
+        .index(index)
+        .value(mask)
+        .value_two(value)
+        .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+        .build()
+        .unwrap_or_default()
+}
+
+fn rule(names: Vec<String>, args: Vec<LinuxSeccompArg>) -> LinuxSyscall {
+    let mut r = LinuxSyscall::default();
+    r.set_names(names);
+    r.set_action(LinuxSeccompAction::ScmpActAllow);
+    if !args.is_empty() {
+        r.set_args(Some(args));
+    }
+    r
+}
+
+/// The syscall rules for one agent (the same on every native architecture).
+fn rules_for(exp: &Expectation) -> Vec<LinuxSyscall> {
+    let mut rules = Vec::new();
+    if !exp.syscalls.is_empty() {
+        rules.push(rule(exp.syscalls.iter().cloned().collect(), Vec::new()));
+    }
+    let socket = || vec!["socket".to_string()];
+    rules.push(rule(socket(), vec![arg(0, AF_UNIX)]));
+    for family in [AF_INET, AF_INET6] {
+        if exp.network {
+            for protocol in &exp.protocols {
+                let (socket_type, ip_protocol) = match protocol {
+                    Protocol::Tcp => (SOCK_STREAM, IPPROTO_TCP),
+                    Protocol::Udp => (SOCK_DGRAM, IPPROTO_UDP),
+                };
+                for p in [0, ip_protocol] {
+                    rules.push(rule(
+                        socket(),
+                        vec![
+                            arg(0, family),
+                            masked_arg(1, SOCK_TYPE_MASK, socket_type),
+                            arg(2, p),
+                        ],
+                    ));
+                }
+            }
+        }
+        if exp.raw {
+            rules.push(rule(
+                socket(),
+                vec![arg(0, family), masked_arg(1, SOCK_TYPE_MASK, SOCK_RAW)],
+            ));
+        }
+    }
+    if exp.network {
+        rules.push(rule(socket(), vec![arg(0, AF_NETLINK), arg(2, NETLINK_ROUTE)]));
+    }
+    if exp.raw {
+        rules.push(rule(socket(), vec![arg(0, AF_PACKET)]));
+    }
+    rules
+}
+
+pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts, Vec<Diagnostic>> {
+    let mut errors = Vec::new();
+    let mut notes = Vec::new();
+    let mut files = BTreeMap::new();
+    for agent in &policy.agents {
+        let all = policy.syscalls_of(agent);
+        if all.is_empty() {
+            errors.push(
+                Diagnostic::error(
+                    "E0108",
+                    agent.name.span,
+                    format!(
+                        "agent `{}` has no syscall groups, so its seccomp profile would deny every syscall",
+                        agent.name.local
+                    ),
+                )
+                .with_label("no `syscalls` in any capability it uses")
+                .with_help("add a stdlib baseline, e.g. `syscalls syscalls.base` in a capability the agent uses"),
+            );
+            continue;
+        }
+        let io_uring: Vec<&String> = all.iter().filter(|s| IO_URING.contains(&s.as_str())).collect();
+        if !io_uring.is_empty() {
+            let names: Vec<&str> = io_uring.iter().map(|s| s.as_str()).collect();
+            notes.push(
+                Diagnostic::warning(
+                    "E0109",
+                    agent.name.span,
+                    format!(
+                        "the seccomp profile of agent `{}` leaves out {}: io_uring operations are not filtered by seccomp",
+                        agent.name.local,
+                        names.join(", ")
+                    ),
+                )
+                .with_label("io_uring denied")
+                .with_help("remove io_uring syscalls from the agent's syscall groups; they would bypass the socket filter"),
+            );
+        }
+        let via_set = agent
+            .capabilities
+            .iter()
+            .filter_map(|c| policy.capability(c.id))
+            .flat_map(|c| c.linux_caps.iter())
+            .find(|g| g.cap == LinuxCap::NET_RAW && g.via.is_some());
+        let exp = Expectation::of(policy, agent);
+        if let (Some(grant), false) = (via_set, exp.raw) {
+            notes.push(
+                Diagnostic::warning(
+                    "E0110",
+                    grant.span,
+                    format!(
+                        "the seccomp profile of agent `{}` keeps raw and packet sockets closed: CAP_NET_RAW comes from a capability set, not a literal grant",
+                        agent.name.local
+                    ),
+                )
+                .with_label("CAP_NET_RAW through a capability set")
+                .with_help("write `grant CAP_NET_RAW` literally in the capability if the agent really needs raw sockets"),
+            );
+        }
+        let rules = rules_for(&exp);
+        for arch in &config.seccomp.architectures {
+            let mut profile = LinuxSeccomp::default();
+            profile.set_default_action(LinuxSeccompAction::ScmpActErrno);
+            profile.set_default_errno_ret(Some(EPERM));
+            profile.set_architectures(Some(vec![arch.oci()]));
+            profile.set_syscalls(Some(rules.clone()));
+            files.insert(
+                format!("{}.{}.json", file_stem(&agent.name.local), arch.as_str()),
+                to_json(&profile),
+            );
+        }
+    }
+    if errors.is_empty() {
+        Ok(Artifacts { files, notes })
+    } else {
+        Err(errors)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Decoding: an evaluator of OCI seccomp semantics.
+
+/// An evaluator of one decoded profile.
+pub struct Evaluator {
+    profile: LinuxSeccomp,
+}
+
+impl Evaluator {
+    pub fn new(profile: LinuxSeccomp) -> Evaluator {
+        Evaluator { profile }
+    }
+
+    /// Is `name(args)` allowed? The first rule (in order) that matches decides; OCI
+    /// runtimes give rules for one syscall the union of their allows when all are ALLOW.
+    pub fn allows(&self, name: &str, args: &[u64; 6]) -> bool {
+        for r in self.profile.syscalls().iter().flatten() {
+            if !r.names().iter().any(|n| n == name) {
+                continue;
+            }
+            let matched = r.args().iter().flatten().all(|a| {
+                let Some(&v) = args.get(a.index()) else {
+                    return false;
+                };
+                match a.op() {
+                    LinuxSeccompOperator::ScmpCmpEq => v == a.value(),
+                    LinuxSeccompOperator::ScmpCmpNe => v != a.value(),
+                    LinuxSeccompOperator::ScmpCmpLt => v < a.value(),
+                    LinuxSeccompOperator::ScmpCmpLe => v <= a.value(),
+                    LinuxSeccompOperator::ScmpCmpGt => v > a.value(),
+                    LinuxSeccompOperator::ScmpCmpGe => v >= a.value(),
+                    LinuxSeccompOperator::ScmpCmpMaskedEq => {
+                        v & a.value() == a.value_two().unwrap_or(0)
+                    }
+                }
+            });
+            if matched {
+                return r.action() == LinuxSeccompAction::ScmpActAllow;
+            }
+        }
+        self.profile.default_action() == LinuxSeccompAction::ScmpActAllow
+    }
+
+    pub fn named(&self) -> BTreeSet<String> {
+        self.profile
+            .syscalls()
+            .iter()
+            .flatten()
+            .flat_map(|r| r.names().iter().cloned())
+            .collect()
+    }
+}
+
+/// Sample socket arguments covering every family, type and protocol the filter cares about.
+fn socket_domain() -> Vec<[u64; 6]> {
+    let mut out = Vec::new();
+    let flags = [0u64, 0o4000, 0o2000000];
+    let types = [1u64, 2, 3, 4, 5, 6, 10];
+    let protocols = [0u64, 1, 6, 17, 41, 58, 132, 255, 256, 0x0300];
+    for family in 0..=46u64 {
+        for t in types {
+            for f in flags {
+                for p in protocols {
+                    out.push([family, t | f, p, 0, 0, 0]);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Syscalls every validation asks about, whether or not a group names them.
+const SENSITIVE: &[&str] = &[
+    "bpf", "connect", "io_uring_enter", "io_uring_register", "io_uring_setup", "ptrace",
+    "sendmmsg", "sendmsg", "sendto", "socket", "socketcall", "socketpair",
+];
+
+pub fn validate(
+    policy: &CheckedPolicy,
+    config: &TargetConfig,
+    artifacts: &Artifacts,
+) -> Result<ValidationReport, Vec<Diagnostic>> {
+    let span = crate::policy_span(policy);
+    let mut errors = Vec::new();
+    let mut checked = 0;
+    let domain = socket_domain();
+    for agent in &policy.agents {
+        let exp = Expectation::of(policy, agent);
+        for arch in &config.seccomp.architectures {
+            let file = format!("{}.{}.json", file_stem(&agent.name.local), arch.as_str());
+            let Some(text) = artifacts.files.get(&file) else {
+                errors.push(undecodable(span, &file, "missing"));
+                continue;
+            };
+            let profile: LinuxSeccomp = match serde_json::from_str(text) {
+                Ok(p) => p,
+                Err(e) => {
+                    errors.push(undecodable(span, &file, &e.to_string()));
+                    continue;
+                }
+            };
+            let mut wrong = |what: String, wider: bool| {
+                errors.push(
+                    Diagnostic::error(
+                        if wider { "E0120" } else { "E0121" },
+                        agent.name.span,
+                        format!("seccomp profile `{file}` of agent `{}` {what}", agent.name.local),
+                    )
+                    .with_help("this is a bug in egc's lowering; please report it with the policy"),
+                )
+            };
+            if profile.default_action() != LinuxSeccompAction::ScmpActErrno
+                || profile.default_errno_ret() != Some(EPERM)
+            {
+                wrong("does not deny by default with EPERM".into(), true);
+            }
+            if profile.architectures().as_deref() != Some(&[arch.oci()][..]) {
+                wrong(format!("lists architectures other than {} alone", arch.as_str()), true);
+            }
+            if profile.flags().as_ref().is_some_and(|f| !f.is_empty())
+                || profile.listener_path().is_some()
+            {
+                wrong("sets flags or a listener".into(), true);
+            }
+            let eval = Evaluator::new(profile);
+            let mut names: BTreeSet<String> = eval.named();
+            names.extend(exp.syscalls.iter().cloned());
+            names.extend(SENSITIVE.iter().map(|s| s.to_string()));
+            for name in &names {
+                if name == "socket" {
+                    for args in &domain {
+                        let [family, socket_type, protocol, ..] = *args;
+                        let got = eval.allows("socket", args);
+                        let want = exp.socket_allowed(family, socket_type, protocol);
+                        if got != want {
+                            wrong(
+                                format!(
+                                    "{} socket(family {}, type {:#x}, protocol {})",
+                                    if got { "allows" } else { "denies" },
+                                    family,
+                                    socket_type,
+                                    protocol
+                                ),
+                                got,
+                            );
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                let want = exp.syscalls.contains(name);
+                for args in [[0u64; 6], [u64::MAX; 6], [1, 2, 3, 4, 5, 6]] {
+                    let got = eval.allows(name, &args);
+                    if got != want {
+                        wrong(
+                            format!("{} `{name}`", if got { "allows" } else { "denies" }),
+                            got,
+                        );
+                        break;
+                    }
+                }
+            }
+            checked += 1;
+        }
+    }
+    if errors.is_empty() {
+        Ok(ValidationReport {
+            agents_checked: checked,
+            narrowings: artifacts.notes.clone(),
+        })
+    } else {
+        Err(errors)
+    }
+}
