@@ -1,0 +1,200 @@
+//! The byte layout shared with `bpf/egress.bpf.c`.
+//!
+//! **Architecture invariant:** every struct here is `#[repr(C)]` and matches the C struct
+//! of the same name field for field; `layout_sizes_match_c` in the tests pins the sizes.
+//! The layout is documented in `book/src/runtime/maps.md`.
+
+/// The most port rules one trie entry holds (after push-down). Lowering refuses a policy
+/// that needs more for one prefix rather than dropping rules.
+pub const MAX_RULES: usize = 32;
+/// Exception slots (slot 0 is never used: it means "policy rule").
+pub const MAX_EXCEPTION_SLOTS: u32 = 256;
+/// Capacity of the rules trie.
+pub const RULES_MAX_ENTRIES: u32 = 131_072;
+
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+/// Indices into the per-CPU `counters` array.
+pub mod counter {
+    pub const ALLOWED: u32 = 0;
+    pub const DENIED: u32 = 1;
+    pub const DENIED_NO_PREFIX: u32 = 2;
+    pub const DENIED_PORT: u32 = 3;
+    pub const DENIED_PROTOCOL: u32 = 4;
+    pub const DENIED_EXCEPTION_EXPIRED: u32 = 5;
+    pub const DENIED_EXCEPTION_EXHAUSTED: u32 = 6;
+    pub const EVENTS_DROPPED: u32 = 7;
+    pub const ALLOWED_VIA_EXCEPTION: u32 = 8;
+    /// Number of slots in the array.
+    pub const MAX: u32 = 16;
+    /// Names in index order, as shown by `egc enforce status`.
+    pub const NAMES: &[(u32, &str)] = &[
+        (ALLOWED, "allowed"),
+        (DENIED, "denied"),
+        (DENIED_NO_PREFIX, "denied_no_prefix"),
+        (DENIED_PORT, "denied_port"),
+        (DENIED_PROTOCOL, "denied_protocol"),
+        (DENIED_EXCEPTION_EXPIRED, "denied_exception_expired"),
+        (DENIED_EXCEPTION_EXHAUSTED, "denied_exception_exhausted"),
+        (EVENTS_DROPPED, "events_dropped"),
+        (ALLOWED_VIA_EXCEPTION, "allowed_via_exception"),
+    ];
+}
+
+/// LPM trie key: prefix length in bits over a 16-byte address (IPv4 is IPv4-mapped).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LpmAddr {
+    pub addr: [u8; 16],
+}
+
+/// One allowed (protocol, port range), optionally owned by an exception slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortRule {
+    pub port_lo: u16,
+    pub port_hi: u16,
+    pub protocol: u8,
+    pub pad: u8,
+    /// 0 for a policy rule, otherwise the index of an [`ExceptionSlot`].
+    pub exception_slot: u16,
+}
+
+/// The value of a trie entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleSet {
+    pub count: u32,
+    pub pad: u32,
+    pub rules: [PortRule; MAX_RULES],
+}
+
+impl RuleSet {
+    /// Packs rules; `None` when there are more than [`MAX_RULES`].
+    pub fn from_rules(rules: &[PortRule]) -> Option<RuleSet> {
+        if rules.len() > MAX_RULES {
+            return None;
+        }
+        let mut set = RuleSet {
+            count: u32::try_from(rules.len()).ok()?,
+            pad: 0,
+            rules: [PortRule::default(); MAX_RULES],
+        };
+        for (slot, rule) in set.rules.iter_mut().zip(rules) {
+            *slot = *rule;
+        }
+        Some(set)
+    }
+
+    pub fn active(&self) -> &[PortRule] {
+        let n = (self.count as usize).min(MAX_RULES);
+        self.rules.get(..n).unwrap_or(&[])
+    }
+}
+
+/// Run-time state of one granted exception token.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExceptionSlot {
+    /// `CLOCK_BOOTTIME` nanoseconds from which the slot's rules no longer allow anything.
+    pub expires_boot_ns: u64,
+    /// 0: unbounded within the lifetime.
+    pub max_uses: u64,
+    /// Connections opened through this slot (incremented by the program).
+    pub used: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    pub agent_id: u32,
+    pub flags: u32,
+}
+
+/// A denial as written to the `events` ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DenyEvent {
+    pub boot_ns: u64,
+    pub agent_id: u32,
+    pub pid: u32,
+    pub uid: u32,
+    pub port: u16,
+    pub protocol: u8,
+    pub reason: u8,
+    pub hook: u8,
+    pub pad: [u8; 3],
+    pub addr: [u8; 16],
+    pub comm: [u8; 16],
+}
+
+impl DenyEvent {
+    /// Decodes an event from ring-buffer bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Option<DenyEvent> {
+        if bytes.len() < std::mem::size_of::<DenyEvent>() {
+            return None;
+        }
+        // SAFETY: the length is checked above, DenyEvent is repr(C) plain data for which
+        // every bit pattern is valid, and read_unaligned has no alignment requirement.
+        Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<DenyEvent>()) })
+    }
+}
+
+pub mod reason {
+    pub const NO_PREFIX: u8 = 1;
+    pub const PORT: u8 = 2;
+    pub const PROTOCOL: u8 = 3;
+    pub const EXCEPTION_EXPIRED: u8 = 4;
+    pub const EXCEPTION_EXHAUSTED: u8 = 5;
+
+    pub fn name(reason: u8) -> &'static str {
+        match reason {
+            NO_PREFIX => "no-rule-for-address",
+            PORT => "port-or-protocol-not-allowed",
+            PROTOCOL => "protocol-not-tcp-or-udp",
+            EXCEPTION_EXPIRED => "exception-expired",
+            EXCEPTION_EXHAUSTED => "exception-uses-exhausted",
+            _ => "unknown",
+        }
+    }
+}
+
+pub mod hook {
+    pub fn name(hook: u8) -> &'static str {
+        match hook {
+            1 => "connect4",
+            2 => "connect6",
+            3 => "sendmsg4",
+            4 => "sendmsg6",
+            _ => "unknown",
+        }
+    }
+}
+
+// SAFETY: all of these are repr(C) structs of integers and byte arrays with no padding
+// the kernel could leave uninitialised in a way that matters (explicit pad fields), so
+// any bit pattern is a valid value.
+unsafe impl aya::Pod for LpmAddr {}
+// SAFETY: see above.
+unsafe impl aya::Pod for RuleSet {}
+// SAFETY: see above.
+unsafe impl aya::Pod for ExceptionSlot {}
+// SAFETY: see above.
+unsafe impl aya::Pod for Config {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_sizes_match_c() {
+        // Sizes of the C structs in bpf/egress.bpf.c (x86_64 and aarch64 alike).
+        assert_eq!(std::mem::size_of::<LpmAddr>(), 16);
+        assert_eq!(std::mem::size_of::<PortRule>(), 8);
+        assert_eq!(std::mem::size_of::<RuleSet>(), 8 + 8 * MAX_RULES);
+        assert_eq!(std::mem::size_of::<ExceptionSlot>(), 24);
+        assert_eq!(std::mem::size_of::<Config>(), 8);
+        assert_eq!(std::mem::size_of::<DenyEvent>(), 64);
+    }
+}

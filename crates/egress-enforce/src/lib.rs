@@ -1,0 +1,20 @@
+//! Runtime enforcement for egc: the only crate with privileged or `unsafe` code.
+//!
+//! - [`rules`]: allow rules and their exact compilation into LPM trie entries (pure).
+//! - [`maps`]: lowering a [`egress_check::CheckedPolicy`] agent into [`maps::EbpfMaps`] (pure).
+//! - [`layout`]: the byte layout shared with `bpf/egress.bpf.c`.
+//! - [`loader`]: load, attach, pin, update, detach (aya + bpf(2)).
+//! - [`cgroup`], [`seccomp`], [`sandbox`]: the confined launcher behind `egc run`.
+//! - [`exception`]: signed run-time exception tokens and the audit log.
+//!
+//! **Architecture invariant:** nothing here fails open. If a layer cannot be applied the
+//! caller gets an error, never a weaker sandbox.
+
+pub mod cgroup;
+pub mod layout;
+pub mod loader;
+pub mod rules;
+pub mod sys;
+pub mod landlock;
+pub mod sandbox;
+pub mod seccomp;

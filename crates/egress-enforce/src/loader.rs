@@ -1,0 +1,472 @@
+//! Loading, attaching, pinning, updating and detaching the eBPF program (aya).
+//!
+//! One *attachment* is one loaded copy of the program with its own maps, attached to one
+//! cgroup for one agent. Everything an attachment needs lives pinned under
+//! `/sys/fs/bpf/egc/<attachment>/`:
+//!
+//! | pin | object |
+//! | --- | --- |
+//! | `rules` | LPM trie of allowed prefixes → port rules |
+//! | `counters` | per-CPU array of allowed/denied counters |
+//! | `exceptions` | array of exception slots (expiry, use limit, uses) |
+//! | `config` | array with the agent id |
+//! | `events` | ring buffer of denials |
+//! | `link_connect4`, `link_connect6`, `link_sendmsg4`, `link_sendmsg6` | bpf links to the cgroup |
+//!
+//! The pinned links keep the programs attached after the loading process exits, so
+//! `egc enforce apply`, `status` and `detach` work across processes. Removing a link pin
+//! after `BPF_LINK_DETACH` detaches the program at once.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{Array, Map, MapData, PerCpuArray, RingBuf};
+use aya::programs::CgroupSockAddr;
+use aya::{Ebpf, EbpfLoader};
+use serde::Serialize;
+
+use crate::layout::{
+    counter, hook, reason, Config, DenyEvent, ExceptionSlot, LpmAddr, RuleSet, RULES_MAX_ENTRIES,
+};
+use crate::rules::{pack, protocol_from_number, unmapped_addr, TrieContents};
+use crate::sys;
+
+/// The compiled eBPF object (built from `bpf/egress.bpf.c` by `build.rs`).
+pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/egress.bpf.o"));
+
+/// The bpffs mount point the kernel documents.
+pub const BPFFS: &str = "/sys/fs/bpf";
+
+/// Where attachments are pinned: `/sys/fs/bpf/egc`.
+pub fn pin_root() -> PathBuf {
+    Path::new(BPFFS).join("egc")
+}
+
+/// The hooks, the program that serves each, and the kernel attach type.
+pub const HOOKS: &[(&str, &str, u32)] = &[
+    ("connect4", "egc_connect4", sys::BPF_CGROUP_INET4_CONNECT),
+    ("connect6", "egc_connect6", sys::BPF_CGROUP_INET6_CONNECT),
+    ("sendmsg4", "egc_sendmsg4", sys::BPF_CGROUP_UDP4_SENDMSG),
+    ("sendmsg6", "egc_sendmsg6", sys::BPF_CGROUP_UDP6_SENDMSG),
+];
+
+const MAPS: &[&str] = &["rules", "counters", "exceptions", "config", "events"];
+
+#[derive(Debug)]
+pub enum EnforceError {
+    Io(String, io::Error),
+    Bpf(String),
+    AlreadyAttached(String),
+    NotAttached(String),
+    InvalidName(String),
+}
+
+impl std::fmt::Display for EnforceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnforceError::Io(what, e) => write!(f, "{what}: {e}"),
+            EnforceError::Bpf(what) => write!(f, "{what}"),
+            EnforceError::AlreadyAttached(name) => write!(
+                f,
+                "attachment `{name}` already exists under {}; detach it first",
+                pin_root().display()
+            ),
+            EnforceError::NotAttached(name) => write!(f, "no attachment named `{name}`"),
+            EnforceError::InvalidName(name) => write!(
+                f,
+                "invalid attachment name {name:?}: use letters, digits, `_` and `-`"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for EnforceError {}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> EnforceError {
+    let what = what.into();
+    move |e| EnforceError::Io(what, e)
+}
+
+fn bpf_err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> EnforceError + '_ {
+    move |e| EnforceError::Bpf(format!("{what}: {e}"))
+}
+
+/// Checks an attachment name (it becomes a directory name on bpffs, which refuses
+/// names containing `.`).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+}
+
+/// Mounts bpffs at `/sys/fs/bpf` if it is not mounted, and creates `/sys/fs/bpf/egc`.
+pub fn ensure_bpffs() -> Result<(), EnforceError> {
+    let bpffs = Path::new(BPFFS);
+    if !sys::is_bpffs(bpffs).map_err(io_err(format!("statfs {BPFFS}")))? {
+        sys::mount_bpffs(bpffs).map_err(io_err(format!("mount bpffs at {BPFFS}")))?;
+    }
+    fs::create_dir_all(pin_root()).map_err(io_err(format!("create {}", pin_root().display())))
+}
+
+/// What to attach.
+#[derive(Clone, Debug)]
+pub struct AttachConfig {
+    /// The attachment name (directory under `/sys/fs/bpf/egc`).
+    pub name: String,
+    /// Agent id written to the `config` map and to every denial event.
+    pub agent_id: u32,
+    /// The cgroup v2 directory to attach to.
+    pub cgroup: PathBuf,
+}
+
+/// An open attachment: its maps, opened from their pins.
+pub struct Attachment {
+    pub name: String,
+    pub dir: PathBuf,
+    rules: LpmTrie<MapData, LpmAddr, RuleSet>,
+    counters: PerCpuArray<MapData, u64>,
+    exceptions: Array<MapData, ExceptionSlot>,
+}
+
+/// Loads the program, fills its maps with `contents`, attaches it to the cgroup at all
+/// four hooks and pins everything. Fails (and leaves nothing behind) if any step fails.
+pub fn attach(config: &AttachConfig, contents: &TrieContents) -> Result<Attachment, EnforceError> {
+    if !valid_name(&config.name) {
+        return Err(EnforceError::InvalidName(config.name.clone()));
+    }
+    ensure_bpffs()?;
+    let dir = pin_root().join(&config.name);
+    if dir.exists() {
+        return Err(EnforceError::AlreadyAttached(config.name.clone()));
+    }
+    fs::create_dir(&dir).map_err(io_err(format!("create {}", dir.display())))?;
+    match attach_into(&dir, config, contents) {
+        Ok(()) => open(&config.name),
+        Err(error) => {
+            let _ = remove_pins(&dir);
+            Err(error)
+        }
+    }
+}
+
+fn attach_into(
+    dir: &Path,
+    config: &AttachConfig,
+    contents: &TrieContents,
+) -> Result<(), EnforceError> {
+    let cgroup = fs::File::open(&config.cgroup)
+        .map_err(io_err(format!("open cgroup {}", config.cgroup.display())))?;
+    let mut ebpf: Ebpf = EbpfLoader::new()
+        .set_max_entries("rules", RULES_MAX_ENTRIES)
+        .load(BPF_OBJECT)
+        .map_err(bpf_err("load the eBPF object"))?;
+    {
+        let map = ebpf
+            .map_mut("config")
+            .ok_or_else(|| EnforceError::Bpf("map `config` missing".into()))?;
+        let mut array: Array<&mut MapData, Config> =
+            Array::try_from(map).map_err(bpf_err("map `config`"))?;
+        let value = Config {
+            agent_id: config.agent_id,
+            flags: 0,
+        };
+        array.set(0, value, 0).map_err(bpf_err("write `config`"))?;
+    }
+    {
+        let map = ebpf
+            .map_mut("rules")
+            .ok_or_else(|| EnforceError::Bpf("map `rules` missing".into()))?;
+        let mut trie: LpmTrie<&mut MapData, LpmAddr, RuleSet> =
+            LpmTrie::try_from(map).map_err(bpf_err("map `rules`"))?;
+        for (prefix, set) in pack(contents) {
+            let key = Key::new(u32::from(prefix.prefix_len), LpmAddr { addr: prefix.addr });
+            trie.insert(&key, set, 0)
+                .map_err(bpf_err("insert into `rules`"))?;
+        }
+    }
+    for name in MAPS {
+        let map = ebpf
+            .map(name)
+            .ok_or_else(|| EnforceError::Bpf(format!("map `{name}` missing")))?;
+        map.pin(dir.join(name))
+            .map_err(|e| EnforceError::Bpf(format!("pin map `{name}`: {e}")))?;
+    }
+    for (hook_name, program, attach_type) in HOOKS {
+        let prog: &mut CgroupSockAddr = ebpf
+            .program_mut(program)
+            .ok_or_else(|| EnforceError::Bpf(format!("program `{program}` missing")))?
+            .try_into()
+            .map_err(bpf_err("program type"))?;
+        prog.load()
+            .map_err(|e| EnforceError::Bpf(format!("load `{program}`: {}", verifier_log(&e))))?;
+        let prog_fd = prog.fd().map_err(bpf_err("program fd"))?;
+        let link = sys::link_create_cgroup(prog_fd.as_fd(), cgroup.as_fd(), *attach_type)
+            .map_err(io_err(format!(
+                "attach `{program}` to {}",
+                config.cgroup.display()
+            )))?;
+        sys::obj_pin(link.as_fd(), &dir.join(format!("link_{hook_name}")))
+            .map_err(io_err(format!("pin link {hook_name}")))?;
+    }
+    Ok(())
+}
+
+fn verifier_log(error: &aya::programs::ProgramError) -> String {
+    format!("{error:?}")
+}
+
+/// Opens an existing attachment from its pins.
+pub fn open(name: &str) -> Result<Attachment, EnforceError> {
+    if !valid_name(name) {
+        return Err(EnforceError::InvalidName(name.to_string()));
+    }
+    let dir = pin_root().join(name);
+    if !dir.join("rules").exists() {
+        return Err(EnforceError::NotAttached(name.to_string()));
+    }
+    let pinned = |map: &str| -> Result<MapData, EnforceError> {
+        MapData::from_pin(dir.join(map)).map_err(|e| EnforceError::Bpf(format!("open pinned map `{map}`: {e}")))
+    };
+    let rules = LpmTrie::try_from(Map::LpmTrie(pinned("rules")?)).map_err(bpf_err("map `rules`"))?;
+    let counters = PerCpuArray::try_from(Map::PerCpuArray(pinned("counters")?))
+        .map_err(bpf_err("map `counters`"))?;
+    let exceptions = Array::try_from(Map::Array(pinned("exceptions")?))
+        .map_err(bpf_err("map `exceptions`"))?;
+    Ok(Attachment {
+        name: name.to_string(),
+        dir,
+        rules,
+        counters,
+        exceptions,
+    })
+}
+
+/// Names of every attachment pinned under `/sys/fs/bpf/egc`, sorted.
+pub fn list() -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(pin_root())
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn remove_pins(dir: &Path) -> io::Result<()> {
+    // Detach links explicitly first: someone may hold a descriptor to one.
+    for (hook_name, _, _) in HOOKS {
+        let link = dir.join(format!("link_{hook_name}"));
+        if let Ok(fd) = sys::obj_get(&link) {
+            let _ = sys::link_detach(fd.as_fd());
+        }
+    }
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    match fs::remove_dir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Detaches an attachment's programs and removes its pins.
+pub fn detach(name: &str) -> Result<(), EnforceError> {
+    if !valid_name(name) {
+        return Err(EnforceError::InvalidName(name.to_string()));
+    }
+    let dir = pin_root().join(name);
+    if !dir.exists() {
+        return Err(EnforceError::NotAttached(name.to_string()));
+    }
+    remove_pins(&dir).map_err(io_err(format!("remove {}", dir.display())))
+}
+
+/// A link as the kernel reports it.
+#[derive(Clone, Debug, Serialize)]
+pub struct LinkStatus {
+    pub hook: String,
+    pub link_id: u32,
+    pub prog_id: u32,
+    pub cgroup_id: u64,
+    /// False when the link exists but no longer holds a cgroup (detached or cgroup removed).
+    pub attached: bool,
+}
+
+impl Attachment {
+    /// Replaces the trie contents with `contents`: inserts and updates first, then
+    /// removes entries no longer wanted.
+    pub fn sync_rules(&mut self, contents: &TrieContents) -> Result<(), EnforceError> {
+        let wanted: BTreeMap<(u32, [u8; 16]), RuleSet> = pack(contents)
+            .into_iter()
+            .map(|(p, set)| ((u32::from(p.prefix_len), p.addr), set))
+            .collect();
+        let mut present: Vec<(u32, [u8; 16])> = Vec::new();
+        for key in self.rules.keys() {
+            let key = key.map_err(bpf_err("iterate `rules`"))?;
+            present.push((key.prefix_len(), key.data().addr));
+        }
+        for ((len, addr), set) in &wanted {
+            let key = Key::new(*len, LpmAddr { addr: *addr });
+            let current = self.rules.get(&key, 0).ok();
+            if current.as_ref() != Some(set) {
+                self.rules
+                    .insert(&key, *set, 0)
+                    .map_err(bpf_err("update `rules`"))?;
+            }
+        }
+        for (len, addr) in present {
+            if !wanted.contains_key(&(len, addr)) {
+                let key = Key::new(len, LpmAddr { addr });
+                self.rules.remove(&key).map_err(bpf_err("remove from `rules`"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of entries in the rules trie.
+    pub fn rule_entries(&self) -> usize {
+        self.rules.keys().filter(|k| k.is_ok()).count()
+    }
+
+    /// Counters summed over CPUs, by name.
+    pub fn counters(&self) -> BTreeMap<&'static str, u64> {
+        let mut out = BTreeMap::new();
+        for (index, name) in counter::NAMES {
+            let total = self
+                .counters
+                .get(index, 0)
+                .map(|values| values.iter().sum())
+                .unwrap_or(0);
+            out.insert(*name, total);
+        }
+        out
+    }
+
+    pub fn exception_slot(&self, slot: u32) -> Result<ExceptionSlot, EnforceError> {
+        self.exceptions.get(&slot, 0).map_err(bpf_err("read `exceptions`"))
+    }
+
+    pub fn set_exception_slot(&mut self, slot: u32, value: ExceptionSlot) -> Result<(), EnforceError> {
+        self.exceptions
+            .set(slot, value, 0)
+            .map_err(bpf_err("write `exceptions`"))
+    }
+
+    /// The kernel's view of the four links.
+    pub fn links(&self) -> Vec<LinkStatus> {
+        HOOKS
+            .iter()
+            .map(|(hook_name, _, _)| {
+                let info = sys::obj_get(&self.dir.join(format!("link_{hook_name}")))
+                    .and_then(|fd| sys::cgroup_link_info(fd.as_fd()));
+                match info {
+                    Ok(info) => LinkStatus {
+                        hook: hook_name.to_string(),
+                        link_id: info.link_id,
+                        prog_id: info.prog_id,
+                        cgroup_id: info.cgroup_id,
+                        attached: info.cgroup_id != 0,
+                    },
+                    Err(_) => LinkStatus {
+                        hook: hook_name.to_string(),
+                        link_id: 0,
+                        prog_id: 0,
+                        cgroup_id: 0,
+                        attached: false,
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// Opens the denial ring buffer. Only one reader should consume it at a time.
+    pub fn events(&self) -> Result<DenialReader, EnforceError> {
+        let data = MapData::from_pin(self.dir.join("events"))
+            .map_err(|e| EnforceError::Bpf(format!("open pinned map `events`: {e}")))?;
+        let ring = RingBuf::try_from(Map::RingBuf(data)).map_err(bpf_err("map `events`"))?;
+        Ok(DenialReader {
+            attachment: self.name.clone(),
+            ring,
+        })
+    }
+}
+
+/// A denial, decoded for people and logs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Denial {
+    pub attachment: String,
+    pub agent_id: u32,
+    pub pid: u32,
+    pub uid: u32,
+    pub comm: String,
+    pub hook: &'static str,
+    pub destination: String,
+    pub port: u16,
+    pub protocol: String,
+    pub reason: &'static str,
+    pub boot_ns: u64,
+}
+
+impl Denial {
+    fn from_event(attachment: &str, event: &DenyEvent) -> Denial {
+        let comm_len = event.comm.iter().position(|b| *b == 0).unwrap_or(event.comm.len());
+        Denial {
+            attachment: attachment.to_string(),
+            agent_id: event.agent_id,
+            pid: event.pid,
+            uid: event.uid,
+            comm: String::from_utf8_lossy(event.comm.get(..comm_len).unwrap_or(&[])).into_owned(),
+            hook: hook::name(event.hook),
+            destination: unmapped_addr(event.addr).to_string(),
+            port: event.port,
+            protocol: protocol_from_number(event.protocol)
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| format!("ipproto-{}", event.protocol)),
+            reason: reason::name(event.reason),
+            boot_ns: event.boot_ns,
+        }
+    }
+}
+
+pub struct DenialReader {
+    attachment: String,
+    ring: RingBuf<MapData>,
+}
+
+impl DenialReader {
+    /// Every denial already in the buffer.
+    pub fn drain(&mut self) -> Vec<Denial> {
+        let mut out = Vec::new();
+        while let Some(item) = self.ring.next() {
+            if let Some(event) = DenyEvent::from_bytes(&item) {
+                out.push(Denial::from_event(&self.attachment, &event));
+            }
+        }
+        out
+    }
+
+    /// Waits up to `timeout_ms` for denials, then drains.
+    pub fn wait(&mut self, timeout_ms: i32) -> Vec<Denial> {
+        let ready = {
+            use std::os::fd::{AsRawFd, BorrowedFd};
+            let raw = self.ring.as_raw_fd();
+            // SAFETY: the ring buffer map owns `raw` and outlives this borrow.
+            let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+            sys::poll_readable(fd, timeout_ms).unwrap_or(false)
+        };
+        let _ = ready;
+        self.drain()
+    }
+}

@@ -1,0 +1,176 @@
+//! Starting a child process confined by an agent's policy: cgroup (with the eBPF program
+//! attached by the caller), capabilities, Landlock network rules and seccomp.
+//!
+//! Everything that allocates happens in the parent before `fork`; the code that runs in
+//! the child between `fork` and `exec` only makes system calls.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+use egress_check::LinuxCap;
+
+/// An open `cgroup.procs`: the child writes "0" to it to move itself in before exec.
+pub struct CgroupJoin {
+    procs: OwnedFd,
+}
+
+impl CgroupJoin {
+    pub fn open(cgroup: &Path) -> io::Result<CgroupJoin> {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(cgroup.join("cgroup.procs"))?;
+        Ok(CgroupJoin {
+            procs: OwnedFd::from(file),
+        })
+    }
+}
+
+/// The confinement to apply in the child, prepared in the parent.
+#[derive(Default)]
+pub struct Confinement {
+    pub cgroup: Option<CgroupJoin>,
+    /// Linux capabilities the child keeps; every other is dropped from all sets,
+    /// including the bounding set (so even a root child cannot regain them).
+    pub keep_caps: Option<Vec<LinuxCap>>,
+    /// A prepared Landlock ruleset descriptor to enforce.
+    pub landlock: Option<crate::landlock::PreparedRuleset>,
+    /// A compiled seccomp filter, installed last.
+    pub seccomp: Option<seccompiler::BpfProgram>,
+}
+
+const PR_CAPBSET_DROP: libc::c_int = 24;
+const PR_CAP_AMBIENT: libc::c_int = 47;
+const PR_CAP_AMBIENT_CLEAR_ALL: libc::c_ulong = 4;
+const LAST_CAP: u32 = 63;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+fn last_os_error() -> io::Error {
+    io::Error::last_os_error()
+}
+
+impl Confinement {
+    /// Arranges for `command` to be confined when it is spawned.
+    pub fn apply_to(self, command: &mut Command) {
+        let Confinement {
+            cgroup,
+            keep_caps,
+            landlock,
+            seccomp,
+        } = self;
+        let cgroup_fd = cgroup.map(|c| c.procs);
+        let keep_mask: Option<u64> = keep_caps.map(|caps| {
+            caps.iter()
+                .filter(|c| u32::from(c.0) <= LAST_CAP)
+                .fold(0u64, |m, c| m | (1u64 << c.0))
+        });
+        let landlock_fd = landlock.map(|l| l.into_fd());
+        // SAFETY: the closure only performs system calls on data prepared above (no
+        // allocation, no locks), which is what `pre_exec` requires after fork.
+        unsafe {
+            command.pre_exec(move || {
+                if let Some(fd) = &cgroup_fd {
+                    let ret = libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1);
+                    if ret != 1 {
+                        return Err(last_os_error());
+                    }
+                }
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                    return Err(last_os_error());
+                }
+                if let Some(mask) = keep_mask {
+                    drop_caps(mask)?;
+                }
+                if let Some(fd) = &landlock_fd {
+                    crate::landlock::restrict_self_raw(fd.as_raw_fd())?;
+                }
+                if let Some(program) = &seccomp {
+                    seccompiler::apply_filter(program).map_err(|e| match e {
+                        seccompiler::Error::Seccomp(io) => io,
+                        _ => io::Error::other("seccomp"),
+                    })?;
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+/// Drops every capability not in `keep` from the bounding, ambient, inheritable,
+/// permitted and effective sets. Async-signal-safe.
+fn drop_caps(keep: u64) -> io::Result<()> {
+    for cap in 0..=LAST_CAP {
+        if keep & (1u64 << cap) != 0 {
+            continue;
+        }
+        // SAFETY: prctl with integer arguments.
+        let ret = unsafe { libc::prctl(PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
+        if ret != 0 {
+            let err = last_os_error();
+            // EINVAL: the kernel does not know this capability number; nothing to drop.
+            if err.raw_os_error() != Some(libc::EINVAL) {
+                return Err(err);
+            }
+        }
+    }
+    // SAFETY: prctl with integer arguments.
+    let ret = unsafe { libc::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    if ret != 0 {
+        return Err(last_os_error());
+    }
+    let mut header = CapHeader {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let mut data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capget fills two CapData structs for version 3.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    };
+    if ret != 0 {
+        return Err(last_os_error());
+    }
+    let low = keep as u32;
+    let high = (keep >> 32) as u32;
+    for (slot, mask) in data.iter_mut().zip([low, high]) {
+        slot.effective &= mask;
+        slot.permitted &= mask;
+        slot.inheritable &= mask;
+    }
+    // SAFETY: capset reads two CapData structs for version 3.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        )
+    };
+    if ret != 0 {
+        return Err(last_os_error());
+    }
+    Ok(())
+}

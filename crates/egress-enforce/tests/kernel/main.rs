@@ -1,0 +1,4 @@
+//! Kernel tests for egress-enforce (root; see common.rs). One test binary.
+
+mod common;
+mod enforce;
