@@ -33,6 +33,8 @@ enum Command {
     Explain(cmd::explain::Args),
     /// Write a starter policy into a directory.
     Init(cmd::init::Args),
+    /// Run the language server (LSP over stdin/stdout) for editors.
+    Lsp(cmd::lsp::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,5 +51,6 @@ fn main() -> ExitCode {
         Command::Fmt(args) => cmd::fmt::run(args),
         Command::Explain(args) => cmd::explain::run(args),
         Command::Init(args) => cmd::init::run(args),
+        Command::Lsp(args) => cmd::lsp::run(args),
     }
 }

@@ -1,0 +1,437 @@
+//! Hover: what a name is, its doc comment, what it resolves to and, for destinations, who
+//! can reach them.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use egress_check::{
+    Agent, CheckedPolicy, ClaimKind, DestId, Destination, EndpointKind, PortRange, Symbol,
+    ZoneAgents,
+};
+
+use crate::{Analysis, TextRange};
+
+/// Hover text (Markdown) for a range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoverResult {
+    pub range: TextRange,
+    pub markdown: String,
+}
+
+impl Analysis {
+    /// What the name at `offset` is.
+    pub fn hover(&self, path: &Path, offset: usize) -> Option<HoverResult> {
+        let context = self.file_context(path)?;
+        let target = context.symbol_at(offset)?;
+        let symbol = target.symbol;
+        let mut md = String::new();
+        let _ = writeln!(md, "```egress\n{} {}\n```", symbol.kind, symbol.qualified);
+        if let Some(file) = context.result.file(symbol.name_span.file) {
+            let _ = writeln!(md, "declared in `{}`", file.path);
+        }
+        if let Some(doc) = &symbol.doc {
+            let _ = writeln!(md, "\n{}", doc.trim());
+        }
+        match &context.result.policy {
+            Some(policy) => {
+                let details = details(policy, symbol);
+                if !details.is_empty() {
+                    md.push_str("\n---\n");
+                    md.push_str(&details);
+                }
+            }
+            None => {
+                md.push_str(
+                    "\n---\n_Resolved details appear once the policy checks without errors._\n",
+                );
+            }
+        }
+        Some(HoverResult {
+            range: target.range,
+            markdown: md.trim_end().to_string(),
+        })
+    }
+}
+
+fn names<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let list: Vec<String> = items.into_iter().map(|n| format!("`{n}`")).collect();
+    if list.is_empty() {
+        "none".to_string()
+    } else {
+        list.join(", ")
+    }
+}
+
+fn ports(ports: &[PortRange]) -> String {
+    ports
+        .iter()
+        .map(|p| {
+            if p.start == p.end {
+                p.start.to_string()
+            } else {
+                format!("{}-{}", p.start, p.end)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn dest_name(policy: &CheckedPolicy, id: DestId) -> String {
+    match policy.destination(id) {
+        Some(d) if d.inline => "an inline destination".to_string(),
+        Some(d) => d.name.local.clone(),
+        None => "?".to_string(),
+    }
+}
+
+fn describe_destination(out: &mut String, destination: &Destination) {
+    let _ = writeln!(out, "**Resolves to**");
+    for endpoint in &destination.endpoints {
+        match &endpoint.kind {
+            EndpointKind::Host(pattern) => {
+                let _ = writeln!(out, "- host `{pattern}`");
+            }
+            EndpointKind::Cidr(set) => {
+                if set.except.is_empty() {
+                    let _ = writeln!(out, "- cidr `{}`", set.network);
+                } else {
+                    let except: Vec<String> = set.except.iter().map(|e| e.to_string()).collect();
+                    let _ = writeln!(
+                        out,
+                        "- cidr `{}` except `{}`",
+                        set.network,
+                        except.join("`, `")
+                    );
+                }
+            }
+            EndpointKind::Workload(selector) => {
+                let _ = writeln!(out, "- workload `{selector}`");
+            }
+        }
+    }
+    let protocols: Vec<&str> = destination.protocols.iter().map(|p| p.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "- port {} over {}",
+        ports(&destination.ports),
+        protocols.join(", ")
+    );
+}
+
+/// How each agent can reach a destination: through which capability (and workflow), or
+/// which exception.
+fn reachers(policy: &CheckedPolicy, dest: DestId) -> Vec<String> {
+    let mut out: BTreeSet<String> = BTreeSet::new();
+    for agent in &policy.agents {
+        for granted in &agent.capabilities {
+            let Some(cap) = policy.capability(granted.id) else {
+                continue;
+            };
+            if !cap.connects.iter().any(|c| c.dest == dest) {
+                continue;
+            }
+            if cap.workflows.is_empty() {
+                out.insert(format!("`{}` via capability `{}`", agent.name.local, cap.name.local));
+            } else {
+                let workflows: Vec<&str> = cap
+                    .workflows
+                    .iter()
+                    .filter_map(|w| policy.workflow(w.id))
+                    .map(|w| w.name.local.as_str())
+                    .collect();
+                out.insert(format!(
+                    "`{}` via capability `{}`, only in workflow {}",
+                    agent.name.local,
+                    cap.name.local,
+                    names(workflows)
+                ));
+            }
+        }
+    }
+    for exception in &policy.exceptions {
+        if exception.to.id != dest {
+            continue;
+        }
+        let approver = policy
+            .authority(exception.approver.id)
+            .map(|a| a.name.local.clone())
+            .unwrap_or_default();
+        for agent in &exception.agents {
+            if let Some(agent) = policy.agent(agent.id) {
+                out.insert(format!(
+                    "`{}` via exception `{}` (approved by `{}`, token lifetime at most {}s)",
+                    agent.name.local, exception.name.local, approver, exception.max_ttl_secs
+                ));
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn approved_for(policy: &CheckedPolicy, dest: DestId) -> Vec<String> {
+    let mut out: BTreeSet<String> = BTreeSet::new();
+    for zone in &policy.zones {
+        if !zone.approve.iter().any(|d| d.id == dest) {
+            continue;
+        }
+        match &zone.agents {
+            ZoneAgents::All(_) => {
+                out.insert(format!("every agent (zone `{}`)", zone.name.local));
+            }
+            ZoneAgents::Listed(list) => {
+                for agent in list {
+                    if let Some(agent) = policy.agent(agent.id) {
+                        out.insert(format!("`{}` (zone `{}`)", agent.name.local, zone.name.local));
+                    }
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn agent_destinations(policy: &CheckedPolicy, agent: &Agent) -> Vec<String> {
+    let mut out: BTreeSet<String> = BTreeSet::new();
+    for (_, dest) in policy.direct_destinations(agent) {
+        out.insert(dest_name(policy, dest));
+    }
+    for exception in &policy.exceptions {
+        if exception.agents.iter().any(|a| a.id == agent.id) {
+            out.insert(format!(
+                "{} (exception `{}`)",
+                dest_name(policy, exception.to.id),
+                exception.name.local
+            ));
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn bullet_list(out: &mut String, title: &str, items: &[String]) {
+    let _ = writeln!(out, "**{title}**");
+    if items.is_empty() {
+        let _ = writeln!(out, "- none");
+    }
+    for item in items {
+        let _ = writeln!(out, "- {item}");
+    }
+}
+
+fn details(policy: &CheckedPolicy, symbol: &Symbol) -> String {
+    let mut out = String::new();
+    let q = symbol.qualified.as_str();
+    match symbol.kind {
+        "destination" => {
+            let Some(destination) = policy.destinations.iter().find(|d| d.name.qualified == q)
+            else {
+                return out;
+            };
+            describe_destination(&mut out, destination);
+            bullet_list(&mut out, "Reachable by", &reachers(policy, destination.id));
+            bullet_list(&mut out, "Approved for", &approved_for(policy, destination.id));
+        }
+        "agent" => {
+            let Some(agent) = policy.agents.iter().find(|a| a.name.qualified == q) else {
+                return out;
+            };
+            let caps: Vec<&str> = agent
+                .capabilities
+                .iter()
+                .filter_map(|c| policy.capability(c.id))
+                .map(|c| c.name.local.as_str())
+                .collect();
+            let _ = writeln!(out, "**Uses** {}", names(caps));
+            bullet_list(&mut out, "Can reach", &agent_destinations(policy, agent));
+            let handles: Vec<&str> = agent
+                .handles
+                .iter()
+                .filter_map(|d| policy.data_class(d.id))
+                .map(|d| d.name.local.as_str())
+                .collect();
+            let _ = writeln!(out, "\n**Handles** {}", names(handles));
+            let invokes: Vec<&str> = agent
+                .invokes
+                .iter()
+                .filter_map(|i| policy.agent(i.callee))
+                .map(|a| a.name.local.as_str())
+                .collect();
+            let _ = writeln!(out, "\n**Invokes** {}", names(invokes));
+            let zones: Vec<&str> = policy
+                .zones_of(agent.id)
+                .map(|z| z.name.local.as_str())
+                .collect();
+            let _ = writeln!(out, "\n**Zones** {}", names(zones));
+        }
+        "capability" => {
+            let Some(cap) = policy.capabilities.iter().find(|c| c.name.qualified == q) else {
+                return out;
+            };
+            let connects: Vec<String> =
+                cap.connects.iter().map(|c| dest_name(policy, c.dest)).collect();
+            let _ = writeln!(out, "**Connects to** {}", names(connects.iter().map(String::as_str)));
+            let syscalls: Vec<&str> = cap
+                .syscall_groups
+                .iter()
+                .filter_map(|g| policy.syscall_group(*g))
+                .map(|g| g.name.local.as_str())
+                .collect();
+            let _ = writeln!(out, "\n**Syscall groups** {}", names(syscalls));
+            let caps: Vec<&str> = cap.linux_caps.iter().map(|g| g.cap.name()).collect();
+            let _ = writeln!(out, "\n**Linux capabilities** {}", names(caps));
+            if !cap.workflows.is_empty() {
+                let workflows: Vec<&str> = cap
+                    .workflows
+                    .iter()
+                    .filter_map(|w| policy.workflow(w.id))
+                    .map(|w| w.name.local.as_str())
+                    .collect();
+                let _ = writeln!(out, "\n**Only in workflows** {}", names(workflows));
+            }
+            let users: Vec<&str> = policy
+                .agents
+                .iter()
+                .filter(|a| a.capabilities.iter().any(|c| c.id == cap.id))
+                .map(|a| a.name.local.as_str())
+                .collect();
+            let _ = writeln!(out, "\n**Used by** {}", names(users));
+        }
+        "data" => {
+            let Some(class) = policy.data_classes.iter().find(|d| d.name.qualified == q) else {
+                return out;
+            };
+            let holders: Vec<&str> = policy
+                .agents
+                .iter()
+                .filter(|a| a.handles.iter().any(|h| h.id == class.id))
+                .map(|a| a.name.local.as_str())
+                .collect();
+            let _ = writeln!(out, "**Handled by** {}", names(holders));
+            let mut cleared: BTreeSet<String> = BTreeSet::new();
+            for zone in &policy.zones {
+                for clearance in zone.clearances.iter().filter(|c| c.class.id == class.id) {
+                    for dest in &clearance.to {
+                        cleared.insert(format!(
+                            "`{}` (zone `{}`)",
+                            dest_name(policy, dest.id),
+                            zone.name.local
+                        ));
+                    }
+                }
+            }
+            let cleared: Vec<String> = cleared.into_iter().collect();
+            out.push('\n');
+            bullet_list(&mut out, "Cleared to", &cleared);
+        }
+        "syscalls" => {
+            if let Some(group) = policy.syscall_groups.iter().find(|g| g.name.qualified == q) {
+                let _ = writeln!(
+                    out,
+                    "**Syscalls** {}",
+                    names(group.syscalls.iter().map(String::as_str))
+                );
+            }
+        }
+        "capset" => {
+            if let Some(set) = policy.cap_sets.iter().find(|s| s.name.qualified == q) {
+                let _ = writeln!(
+                    out,
+                    "**Linux capabilities** {}",
+                    names(set.caps.iter().map(|c| c.name()))
+                );
+            }
+        }
+        "exception" => {
+            if let Some(exception) = policy.exceptions.iter().find(|e| e.name.qualified == q) {
+                let agents: Vec<&str> = exception
+                    .agents
+                    .iter()
+                    .filter_map(|a| policy.agent(a.id))
+                    .map(|a| a.name.local.as_str())
+                    .collect();
+                let _ = writeln!(out, "**Agents** {}", names(agents));
+                if let Some(to) = policy.destination(exception.to.id) {
+                    let _ = writeln!(out, "\n**To** {}", dest_name(policy, to.id));
+                    describe_destination(&mut out, to);
+                }
+                let approver = policy
+                    .authority(exception.approver.id)
+                    .map(|a| a.name.local.clone())
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "\n**Approver** `{approver}`, token lifetime at most {}s{}",
+                    exception.max_ttl_secs,
+                    exception
+                        .max_uses
+                        .map(|n| format!(", at most {n} uses"))
+                        .unwrap_or_default()
+                );
+                let _ = writeln!(
+                    out,
+                    "\n**Audited at** `{}`; legal basis: {}",
+                    dest_name(policy, exception.audit.id),
+                    exception.legal_basis
+                );
+            }
+        }
+        "authority" => {
+            if let Some(authority) = policy.authorities.iter().find(|a| a.name.qualified == q) {
+                let _ = writeln!(
+                    out,
+                    "**Signs tokens** valid at most {}s",
+                    authority.max_ttl_secs
+                );
+            }
+        }
+        "zone" => {
+            if let Some(zone) = policy.zones.iter().find(|z| z.name.qualified == q) {
+                if let Some(owner) = &zone.owner {
+                    let _ = writeln!(out, "**Owner** {owner}");
+                }
+                let agents = match &zone.agents {
+                    ZoneAgents::All(_) => "every agent".to_string(),
+                    ZoneAgents::Listed(list) => names(
+                        list.iter()
+                            .filter_map(|a| policy.agent(a.id))
+                            .map(|a| a.name.local.as_str()),
+                    ),
+                };
+                let _ = writeln!(out, "\n**Agents** {agents}");
+                let approve: Vec<String> =
+                    zone.approve.iter().map(|d| dest_name(policy, d.id)).collect();
+                let _ = writeln!(
+                    out,
+                    "\n**Approves** {}",
+                    names(approve.iter().map(String::as_str))
+                );
+            }
+        }
+        "workflow" => {
+            if let Some(workflow) = policy.workflows.iter().find(|w| w.name.qualified == q) {
+                let _ = writeln!(out, "**Steps** {}", workflow.steps.len());
+            }
+        }
+        "assert" => {
+            if let Some(assertion) = policy.asserts.iter().find(|a| a.name.qualified == q) {
+                let mut claims = Vec::new();
+                for claim in &assertion.claims {
+                    claims.push(match &claim.kind {
+                        ClaimKind::CannotReach { dest, .. } => {
+                            format!("cannot reach {}", dest_name(policy, dest.id))
+                        }
+                        ClaimKind::CanReach { dest, .. } => {
+                            format!("can reach {}", dest_name(policy, dest.id))
+                        }
+                        ClaimKind::NeverReaches { dest, .. } => {
+                            format!("data never reaches {}", dest_name(policy, dest.id))
+                        }
+                    });
+                }
+                bullet_list(&mut out, "Claims", &claims);
+            }
+        }
+        _ => {}
+    }
+    out
+}
