@@ -1,5 +1,44 @@
-//! The egc verifier.
+//! The egc verifier: proves that no path lets an agent reach what its approvals do not
+//! allow, and explains every failure with a path and a concrete, replayed witness.
 //!
-//! **API boundary:** [`sets`] is pure and solver-free; other crates may use it.
+//! - [`sets`]: exact, solver-free set algebra on connections (stable; other crates may use
+//!   it for translation validation).
+//! - [`smt`]: the same questions encoded for Z3 (bit-vectors and finite domains).
+//! - [`graph`]: the reachability graph (petgraph) and the data-class fixpoint.
+//! - [`eval`]: the concrete evaluator ([`allowed`], [`query`]) every witness is replayed on.
+//! - [`verify()`]: the properties, per agent in parallel.
+//! - [`oracle`]: a brute-force evaluator over a finite universe, for differential tests.
+//! - [`render`]: the JSON and SARIF forms of a report.
+//!
+//! **API boundary:** [`verify()`], [`query`], [`allowed`], [`Report`] and its parts,
+//! [`VerifyConfig`], and the [`sets`] module.
 
+pub mod decide;
+pub mod eval;
+pub mod generate;
+pub mod graph;
+pub mod oracle;
+pub mod render;
+pub mod report;
 pub mod sets;
+pub mod smt;
+pub mod verify;
+
+pub use decide::Engine;
+pub use eval::{allowed, query, QueryAnswer, Route, Via};
+pub use report::*;
+pub use verify::{verify, VerifyConfig, NETWORK_SYSCALLS};
+
+use egress_check::{AgentId, CheckedPolicy};
+
+/// The connections an agent may open, as boxes with the route that grants each, so
+/// other crates can compare enforcement artifacts against the policy.
+pub fn allowed_connections(policy: &CheckedPolicy, agent: AgentId) -> Vec<(Route, sets::ConnectionSet)> {
+    eval::routes(policy, agent)
+        .into_iter()
+        .filter_map(|r| {
+            let set = policy.destination(r.dest).map(sets::ConnectionSet::from_destination)?;
+            Some((r, set))
+        })
+        .collect()
+}

@@ -1,0 +1,437 @@
+//! The concrete evaluator: decides one concrete connection at a time, straight from the
+//! checked model (`HostPattern::matches`, `CidrSet::contains`, `WorkloadSelector::matches`),
+//! without the set algebra or the solver. Every counterexample is replayed here before it
+//! is reported, and the brute-force oracle is built on it.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use egress_check::{
+    AgentId, CapId, CheckedPolicy, DataClassId, DestId, Destination, EndpointKind, ExceptionId,
+    StepAction, WorkflowId,
+};
+use ipnet::IpNet;
+
+use crate::report::PathNode;
+use crate::sets::{Connection, Target};
+
+/// How an agent reaches a destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Via {
+    /// A capability the agent `uses`, without workflow restriction.
+    Capability(CapId),
+    /// A capability used by a step of a workflow.
+    Workflow { workflow: WorkflowId, cap: CapId },
+    /// An exception that lists the agent.
+    Exception(ExceptionId),
+}
+
+/// One way an agent may open connections to a destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub dest: DestId,
+    pub via: Via,
+    /// From the agent to the destination.
+    pub path: Vec<PathNode>,
+    pub conditions: Vec<String>,
+}
+
+impl Route {
+    pub fn is_exception(&self) -> bool {
+        matches!(self.via, Via::Exception(_))
+    }
+}
+
+/// A duration in seconds in the policy's own notation (`15m`, `1h`, `90s`).
+pub fn format_duration(secs: u64) -> String {
+    if secs > 0 && secs % 86_400 == 0 {
+        format!("{}d", secs / 86_400)
+    } else if secs > 0 && secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else if secs > 0 && secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+/// A short description of a destination's endpoints and ports: `*.telemetry.internal:4317`.
+pub fn describe_destination(dest: &Destination) -> String {
+    let ports: Vec<String> = dest.ports.iter().map(|p| p.to_string()).collect();
+    let ports = ports.join(",");
+    let endpoints: Vec<String> = dest
+        .endpoints
+        .iter()
+        .map(|e| match &e.kind {
+            EndpointKind::Host(h) => format!("{h}:{ports}"),
+            EndpointKind::Cidr(c) => {
+                let mut s = c.network.to_string();
+                if !c.except.is_empty() {
+                    let ex: Vec<String> = c.except.iter().map(|e| e.to_string()).collect();
+                    s.push_str(&format!(" except {}", ex.join(", ")));
+                }
+                format!("{s} port {ports}")
+            }
+            EndpointKind::Workload(w) => format!("{w} port {ports}"),
+        })
+        .collect();
+    endpoints.join(" | ")
+}
+
+pub(crate) fn agent_node(policy: &CheckedPolicy, agent: AgentId) -> Option<PathNode> {
+    let a = policy.agent(agent)?;
+    Some(PathNode {
+        kind: "agent",
+        name: a.name.local.clone(),
+        span: a.name.span,
+        note: format!("agent `{}`", a.name.local),
+    })
+}
+
+pub(crate) fn dest_node(policy: &CheckedPolicy, dest: DestId, span: egress_check::Span) -> Option<PathNode> {
+    let d = policy.destination(dest)?;
+    Some(PathNode {
+        kind: "destination",
+        name: d.name.local.clone(),
+        span,
+        note: format!("which may reach `{}`", describe_destination(d)),
+    })
+}
+
+/// Which workflow steps and exceptions mention each agent, so routes of many agents are
+/// found without scanning every workflow for each.
+#[derive(Clone, Debug, Default)]
+pub struct RouteIndex {
+    /// Per agent: (workflow index, step index).
+    steps: Vec<Vec<(usize, usize)>>,
+    /// Per agent: exception index.
+    exceptions: Vec<Vec<usize>>,
+}
+
+impl RouteIndex {
+    pub fn new(policy: &CheckedPolicy) -> RouteIndex {
+        let mut index = RouteIndex {
+            steps: vec![Vec::new(); policy.agents.len()],
+            exceptions: vec![Vec::new(); policy.agents.len()],
+        };
+        for (wi, w) in policy.workflows.iter().enumerate() {
+            for (si, s) in w.steps.iter().enumerate() {
+                if let Some(v) = index.steps.get_mut(s.agent.index()) {
+                    v.push((wi, si));
+                }
+            }
+        }
+        for (ei, e) in policy.exceptions.iter().enumerate() {
+            for a in &e.agents {
+                if let Some(v) = index.exceptions.get_mut(a.id.index()) {
+                    if v.last() != Some(&ei) {
+                        v.push(ei);
+                    }
+                }
+            }
+        }
+        index
+    }
+}
+
+/// Every route of an agent, in a stable order: capabilities, then workflow steps, then
+/// exceptions.
+pub fn routes(policy: &CheckedPolicy, agent: AgentId) -> Vec<Route> {
+    routes_indexed(policy, &RouteIndex::new(policy), agent)
+}
+
+/// [`routes`] with a prepared index.
+pub fn routes_indexed(policy: &CheckedPolicy, index: &RouteIndex, agent: AgentId) -> Vec<Route> {
+    let mut out = Vec::new();
+    let Some(a) = policy.agent(agent) else {
+        return out;
+    };
+    let Some(start) = agent_node(policy, agent) else {
+        return out;
+    };
+    let mut unconditional: BTreeSet<CapId> = BTreeSet::new();
+    for used in &a.capabilities {
+        let Some(cap) = policy.capability(used.id) else {
+            continue;
+        };
+        if !cap.workflows.is_empty() {
+            continue;
+        }
+        unconditional.insert(cap.id);
+        for connect in &cap.connects {
+            let Some(dest) = dest_node(policy, connect.dest, connect.span) else {
+                continue;
+            };
+            out.push(Route {
+                dest: connect.dest,
+                via: Via::Capability(cap.id),
+                path: vec![
+                    start.clone(),
+                    PathNode {
+                        kind: "capability",
+                        name: cap.name.local.clone(),
+                        span: used.span,
+                        note: format!("uses `{}`", cap.name.local),
+                    },
+                    dest,
+                ],
+                conditions: Vec::new(),
+            });
+        }
+    }
+    let no_steps = Vec::new();
+    for (wi, si) in index.steps.get(agent.index()).unwrap_or(&no_steps) {
+        let Some(workflow) = policy.workflows.get(*wi) else {
+            continue;
+        };
+        {
+            let Some(step) = workflow.steps.get(*si) else {
+                continue;
+            };
+            let StepAction::Uses(cap_ref) = &step.action else {
+                continue;
+            };
+            let Some(cap) = policy.capability(cap_ref.id) else {
+                continue;
+            };
+            if unconditional.contains(&cap.id) {
+                continue;
+            }
+            if !cap.workflows.is_empty() && !cap.workflows.iter().any(|w| w.id == workflow.id) {
+                continue;
+            }
+            for connect in &cap.connects {
+                let Some(dest) = dest_node(policy, connect.dest, connect.span) else {
+                    continue;
+                };
+                out.push(Route {
+                    dest: connect.dest,
+                    via: Via::Workflow {
+                        workflow: workflow.id,
+                        cap: cap.id,
+                    },
+                    path: vec![
+                        start.clone(),
+                        PathNode {
+                            kind: "workflow",
+                            name: workflow.name.local.clone(),
+                            span: step.span,
+                            note: format!(
+                                "in workflow `{}` uses `{}`",
+                                workflow.name.local, cap.name.local
+                            ),
+                        },
+                        PathNode {
+                            kind: "capability",
+                            name: cap.name.local.clone(),
+                            span: cap.name.span,
+                            note: format!("capability `{}`", cap.name.local),
+                        },
+                        dest,
+                    ],
+                    conditions: vec![format!("in workflow `{}`", workflow.name.local)],
+                });
+            }
+        }
+    }
+    let no_exceptions = Vec::new();
+    for ei in index.exceptions.get(agent.index()).unwrap_or(&no_exceptions) {
+        let Some(exception) = policy.exceptions.get(*ei) else {
+            continue;
+        };
+        let Some(listed) = exception.agents.iter().find(|r| r.id == agent) else {
+            continue;
+        };
+        let Some(dest) = dest_node(policy, exception.to.id, exception.to.span) else {
+            continue;
+        };
+        out.push(Route {
+            dest: exception.to.id,
+            via: Via::Exception(exception.id),
+            path: vec![
+                start.clone(),
+                PathNode {
+                    kind: "exception",
+                    name: exception.name.local.clone(),
+                    span: listed.span,
+                    note: format!("is listed in exception `{}`", exception.name.local),
+                },
+                dest,
+            ],
+            conditions: exception_conditions(policy, exception.id),
+        });
+    }
+    out
+}
+
+/// The conditions under which an exception's path is open.
+pub fn exception_conditions(policy: &CheckedPolicy, id: ExceptionId) -> Vec<String> {
+    let Some(e) = policy.exception(id) else {
+        return Vec::new();
+    };
+    let approver = policy
+        .authority(e.approver.id)
+        .map(|a| a.name.local.clone())
+        .unwrap_or_default();
+    let audit = policy
+        .destination(e.audit.id)
+        .map(|d| d.name.local.clone())
+        .unwrap_or_default();
+    let mut out = vec![
+        format!("with a token signed by `{approver}`"),
+        format!("token lifetime at most {}", format_duration(e.max_ttl_secs)),
+    ];
+    if let Some(n) = e.max_uses {
+        out.push(format!("at most {n} connection(s) per token"));
+    }
+    out.push(format!("each use audited to `{audit}`"));
+    out
+}
+
+/// Is the concrete connection in the destination?
+pub fn dest_contains(dest: &Destination, c: &Connection) -> bool {
+    if !dest.protocols.contains(&c.protocol) || !dest.ports.iter().any(|p| p.contains(c.port)) {
+        return false;
+    }
+    dest.endpoints.iter().any(|e| match (&e.kind, &c.target) {
+        (EndpointKind::Host(p), Target::Host(h)) => p.matches(h),
+        (EndpointKind::Cidr(set), Target::Ip(ip)) => set.contains(*ip),
+        (EndpointKind::Workload(sel), Target::Workload { namespace, labels }) => {
+            sel.matches(namespace, labels)
+        }
+        _ => false,
+    })
+}
+
+fn dest_id_contains(policy: &CheckedPolicy, dest: DestId, c: &Connection) -> bool {
+    policy.destination(dest).is_some_and(|d| dest_contains(d, c))
+}
+
+/// Every route of `agent` that allows `c`.
+pub fn allowed_routes(policy: &CheckedPolicy, agent: AgentId, c: &Connection) -> Vec<Route> {
+    routes(policy, agent)
+        .into_iter()
+        .filter(|r| dest_id_contains(policy, r.dest, c))
+        .collect()
+}
+
+/// The concrete evaluator: the first route by which `agent` may open `c`, if any.
+pub fn allowed(policy: &CheckedPolicy, agent: AgentId, c: &Connection) -> Option<Route> {
+    allowed_routes(policy, agent, c).into_iter().next()
+}
+
+/// Is `c` in the approvals of the zones that apply to `agent`?
+pub fn approved(policy: &CheckedPolicy, agent: AgentId, c: &Connection) -> bool {
+    policy
+        .zones
+        .iter()
+        .filter(|z| z.applies_to(agent))
+        .any(|z| z.approve.iter().any(|d| dest_id_contains(policy, d.id, c)))
+}
+
+/// May class `class` travel to `c` from `agent`, by the clearances of its zones?
+pub fn cleared(policy: &CheckedPolicy, agent: AgentId, class: DataClassId, c: &Connection) -> bool {
+    policy
+        .zones
+        .iter()
+        .filter(|z| z.applies_to(agent))
+        .flat_map(|z| z.clearances.iter())
+        .filter(|cl| cl.class.id == class)
+        .any(|cl| cl.to.iter().any(|d| dest_id_contains(policy, d.id, c)))
+}
+
+/// The data classes each agent holds, its own and received through invocations
+/// (including workflow steps), by a plain fixpoint iteration. Indexed by agent.
+pub fn holdings(policy: &CheckedPolicy) -> Vec<BTreeSet<DataClassId>> {
+    let mut held: Vec<BTreeSet<DataClassId>> = policy
+        .agents
+        .iter()
+        .map(|a| a.handles.iter().map(|h| h.id).collect())
+        .collect();
+    // (from, to, passing: None = everything)
+    let mut edges: Vec<(AgentId, AgentId, Option<Vec<DataClassId>>)> = Vec::new();
+    for a in &policy.agents {
+        for inv in &a.invokes {
+            edges.push((
+                a.id,
+                inv.callee,
+                inv.passing.as_ref().map(|p| p.iter().map(|r| r.id).collect()),
+            ));
+        }
+    }
+    for w in &policy.workflows {
+        for s in &w.steps {
+            if let StepAction::Invokes { callee, passing } = &s.action {
+                let passing = if passing.is_empty() {
+                    None
+                } else {
+                    Some(passing.iter().map(|r| r.id).collect())
+                };
+                edges.push((s.agent, callee.id, passing));
+            }
+        }
+    }
+    loop {
+        let mut changed = false;
+        for (from, to, passing) in &edges {
+            let moving: Vec<DataClassId> = held
+                .get(from.index())
+                .map(|h| {
+                    h.iter()
+                        .copied()
+                        .filter(|c| passing.as_ref().is_none_or(|p| p.contains(c)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Some(target) = held.get_mut(to.index()) {
+                for c in moving {
+                    changed |= target.insert(c);
+                }
+            }
+        }
+        if !changed {
+            return held;
+        }
+    }
+}
+
+fn metadata_nets() -> Vec<IpNet> {
+    ["169.254.0.0/16", "::ffff:169.254.0.0/112", "fe80::/10", "fd00:ec2::254/128"]
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+/// Is the address a link-local or cloud metadata address?
+pub fn is_metadata(addr: IpAddr) -> bool {
+    metadata_nets().iter().any(|n| n.contains(&addr))
+}
+
+/// Does the network lie inside the metadata ranges (so naming it names metadata)?
+pub fn net_is_metadata(net: &IpNet) -> bool {
+    metadata_nets().iter().any(|m| m.contains(net))
+}
+
+/// The answer to `egc query`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryAnswer {
+    pub agent: AgentId,
+    pub connection: Connection,
+    pub allowed: bool,
+    /// Every route that allows the connection (empty when denied).
+    pub routes: Vec<Route>,
+    /// Is the connection within the agent's approvals?
+    pub approved: bool,
+}
+
+/// Is `agent` allowed to open `connection`, and by which routes?
+pub fn query(policy: &CheckedPolicy, agent: AgentId, connection: &Connection) -> QueryAnswer {
+    let routes = allowed_routes(policy, agent, connection);
+    QueryAnswer {
+        agent,
+        connection: connection.clone(),
+        allowed: !routes.is_empty(),
+        routes,
+        approved: approved(policy, agent, connection),
+    }
+}

@@ -1,0 +1,1145 @@
+//! The properties, checked per agent in parallel, with every counterexample replayed
+//! through the concrete evaluator before it is reported.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use egress_check::{
+    AgentId, AgentSel, CheckedPolicy, ClaimKind, DataClassId, DestId, Diagnostic, LinuxCap,
+    Span, ZoneId, MAX_EXCEPTION_TTL_SECS,
+};
+use rayon::prelude::*;
+
+use crate::decide::{Answer, Decider, Engine};
+use crate::eval::{
+    self, agent_node, dest_node, describe_destination, format_duration, Route, RouteIndex, Via,
+};
+use crate::graph::{Provenance, ReachGraph};
+use crate::report::*;
+use crate::sets::{
+    all_ports, destination_boxes, metadata_addresses, ConnBox, Connection, ProtoSet, TargetSet,
+    DEFAULT_BUDGET,
+};
+
+/// How to verify.
+#[derive(Clone, Debug)]
+pub struct VerifyConfig {
+    /// Z3's time limit per question, in milliseconds. A question it cannot decide in time
+    /// makes its property `unknown`, never `verified`.
+    pub timeout_ms: u64,
+    pub engine: Engine,
+    /// Steps the exact host search may take before it hands a question to Z3.
+    pub budget: usize,
+    /// Also report warnings (unused capabilities, redundant rules, unused approvals).
+    pub warnings: bool,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        VerifyConfig {
+            timeout_ms: 10_000,
+            engine: Engine::Fast,
+            budget: DEFAULT_BUDGET,
+            warnings: true,
+        }
+    }
+}
+
+/// Syscalls that create or address network sockets. io_uring is here because its
+/// `IORING_OP_SOCKET`/`IORING_OP_CONNECT`/`IORING_OP_SENDMSG` open connections without
+/// the syscalls themselves.
+pub const NETWORK_SYSCALLS: &[&str] = &[
+    "connect",
+    "io_uring_enter",
+    "io_uring_register",
+    "io_uring_setup",
+    "sendmmsg",
+    "sendmsg",
+    "sendto",
+    "socket",
+    "socketcall",
+];
+
+/// Warning codes of the verifier.
+pub const W_UNUSED_CAPABILITY: &str = "W0101";
+pub const W_REDUNDANT_CONNECT: &str = "W0102";
+pub const W_UNUSED_APPROVAL: &str = "W0103";
+pub const W_UNKNOWN: &str = "W0104";
+
+enum Finding {
+    Violation(Violation),
+    Unknown { property: String, reason: String, span: Span },
+}
+
+/// A union of destinations, by id and as boxes split by target kind.
+#[derive(Default)]
+struct Allowed {
+    dests: BTreeSet<DestId>,
+    boxes: Vec<ConnBox>,
+}
+
+impl Allowed {
+    fn new(ids: impl IntoIterator<Item = DestId>, dest_boxes: &[Vec<ConnBox>]) -> Allowed {
+        let dests: BTreeSet<DestId> = ids.into_iter().collect();
+        let boxes = dests
+            .iter()
+            .filter_map(|d| dest_boxes.get(d.index()))
+            .flat_map(|b| b.iter().cloned())
+            .collect();
+        Allowed { dests, boxes }
+    }
+    fn relevant(&self, b: &ConnBox) -> Vec<&ConnBox> {
+        self.boxes
+            .iter()
+            .filter(|o| std::mem::discriminant(&o.target) == std::mem::discriminant(&b.target))
+            .collect()
+    }
+}
+
+struct Ctx<'p> {
+    policy: &'p CheckedPolicy,
+    decider: Decider,
+    dest_boxes: Vec<Vec<ConnBox>>,
+    index: RouteIndex,
+    graph: ReachGraph,
+    /// Per agent: index into `approvals`.
+    zone_set_of: Vec<usize>,
+    zone_sets: Vec<Vec<ZoneId>>,
+    approvals: Vec<Allowed>,
+    /// Concrete holdings, computed independently of the graph, for replay.
+    concrete_holdings: Vec<BTreeSet<DataClassId>>,
+    metadata: ConnBox,
+}
+
+/// Verifies every property of a checked policy.
+pub fn verify(policy: &CheckedPolicy, config: &VerifyConfig) -> Report {
+    let ctx = Ctx::new(policy, config);
+    let agent_ids: Vec<AgentId> = policy.agents.iter().map(|a| a.id).collect();
+    let per_agent: Vec<Vec<Finding>> = agent_ids.par_iter().map(|a| ctx.check_agent(*a)).collect();
+    let per_exception: Vec<Vec<Finding>> = policy
+        .exceptions
+        .par_iter()
+        .map(|e| ctx.check_exception(e.id))
+        .collect();
+    let mut findings: Vec<Finding> = per_agent.into_iter().chain(per_exception).flatten().collect();
+    findings.extend(ctx.check_asserts());
+
+    let mut properties: BTreeMap<String, Status> = BUILTIN_PROPERTIES
+        .iter()
+        .map(|p| (p.to_string(), Verdict::Verified))
+        .collect();
+    for a in &policy.asserts {
+        properties.insert(assert_property_id(&a.name.local), Verdict::Verified);
+    }
+    let mut violations = Vec::new();
+    let mut warnings = Vec::new();
+    for f in findings {
+        match f {
+            Finding::Violation(v) => {
+                properties.insert(v.property.clone(), Verdict::Violated);
+                violations.push(v);
+            }
+            Finding::Unknown { property, reason, span } => {
+                let status = properties.entry(property.clone()).or_insert(Verdict::Unknown);
+                if *status != Verdict::Violated {
+                    *status = Verdict::Unknown;
+                }
+                warnings.push(
+                    Diagnostic::warning(W_UNKNOWN, span, format!("property `{property}` is unknown: {reason}"))
+                        .with_help("raise --timeout, or simplify the patterns involved; unknown is never a pass"),
+                );
+            }
+        }
+    }
+    if config.warnings {
+        warnings.extend(ctx.warnings());
+    }
+    egress_syntax::diagnostic::sort_diagnostics(&mut warnings);
+    violations.sort_by(|a, b| {
+        (&a.property, &a.agent, a.path.first().map(|n| n.span), &a.message).cmp(&(
+            &b.property,
+            &b.agent,
+            b.path.first().map(|n| n.span),
+            &b.message,
+        ))
+    });
+    violations.dedup();
+    // Built-in properties first in their fixed order, then assertions by name.
+    let mut ordered: Vec<PropertyResult> = BUILTIN_PROPERTIES
+        .iter()
+        .filter_map(|p| properties.remove(*p).map(|status| PropertyResult { id: p.to_string(), status }))
+        .collect();
+    ordered.extend(properties.into_iter().map(|(id, status)| PropertyResult { id, status }));
+    let verdict = if ordered.iter().any(|p| p.status == Verdict::Violated) {
+        Verdict::Violated
+    } else if ordered.iter().any(|p| p.status == Verdict::Unknown) {
+        Verdict::Unknown
+    } else {
+        Verdict::Verified
+    };
+    let stats = Stats {
+        agents: policy.agents.len(),
+        fast_decisions: ctx.decider.fast.load(std::sync::atomic::Ordering::Relaxed),
+        smt_decisions: ctx.decider.smt.load(std::sync::atomic::Ordering::Relaxed),
+        replayed: violations.iter().filter(|v| v.witness.is_some()).count(),
+    };
+    Report {
+        verdict,
+        properties: ordered,
+        violations,
+        warnings,
+        stats,
+    }
+}
+
+fn agent_name(policy: &CheckedPolicy, a: AgentId) -> String {
+    policy.agent(a).map(|a| a.name.local.clone()).unwrap_or_default()
+}
+
+fn class_name(policy: &CheckedPolicy, c: DataClassId) -> String {
+    policy.data_class(c).map(|c| c.name.local.clone()).unwrap_or_default()
+}
+
+fn dest_name(policy: &CheckedPolicy, d: DestId) -> String {
+    policy.destination(d).map(|d| d.name.local.clone()).unwrap_or_default()
+}
+
+/// Joins the notes of a path into one sentence.
+fn story(path: &[PathNode]) -> String {
+    let notes: Vec<&str> = path.iter().map(|n| n.note.as_str()).filter(|n| !n.is_empty()).collect();
+    notes.join(", ")
+}
+
+impl<'p> Ctx<'p> {
+    fn new(policy: &'p CheckedPolicy, config: &VerifyConfig) -> Ctx<'p> {
+        let dest_boxes: Vec<Vec<ConnBox>> = policy.destinations.iter().map(destination_boxes).collect();
+        // Zones per agent, then one approval set per distinct list of zones.
+        let mut zones_of: Vec<Vec<ZoneId>> = vec![Vec::new(); policy.agents.len()];
+        for z in &policy.zones {
+            match &z.agents {
+                egress_check::ZoneAgents::All(_) => zones_of.iter_mut().for_each(|v| v.push(z.id)),
+                egress_check::ZoneAgents::Listed(list) => {
+                    for a in list {
+                        if let Some(v) = zones_of.get_mut(a.id.index()) {
+                            if v.last() != Some(&z.id) {
+                                v.push(z.id);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut set_index: HashMap<Vec<ZoneId>, usize> = HashMap::new();
+        let mut zone_sets: Vec<Vec<ZoneId>> = Vec::new();
+        let mut zone_set_of = Vec::with_capacity(zones_of.len());
+        for zs in zones_of {
+            let next = zone_sets.len();
+            let idx = *set_index.entry(zs.clone()).or_insert_with(|| {
+                zone_sets.push(zs);
+                next
+            });
+            zone_set_of.push(idx);
+        }
+        let approvals: Vec<Allowed> = zone_sets
+            .par_iter()
+            .map(|zs| {
+                Allowed::new(
+                    zs.iter()
+                        .filter_map(|z| policy.zone(*z))
+                        .flat_map(|z| z.approve.iter().map(|r| r.id)),
+                    &dest_boxes,
+                )
+            })
+            .collect();
+        Ctx {
+            policy,
+            decider: Decider::new(config.engine, config.timeout_ms, config.budget),
+            dest_boxes,
+            index: RouteIndex::new(policy),
+            graph: ReachGraph::build(policy),
+            zone_set_of,
+            zone_sets,
+            approvals,
+            concrete_holdings: eval::holdings(policy),
+            metadata: ConnBox {
+                target: TargetSet::Ip(metadata_addresses()),
+                ports: all_ports(),
+                protocols: ProtoSet::all(),
+            },
+        }
+    }
+
+    fn approved_set(&self, agent: AgentId) -> Option<&Allowed> {
+        self.zone_set_of.get(agent.index()).and_then(|i| self.approvals.get(*i))
+    }
+
+    fn clearance(&self, agent: AgentId, class: DataClassId) -> Allowed {
+        let zones = self
+            .zone_set_of
+            .get(agent.index())
+            .and_then(|i| self.zone_sets.get(*i))
+            .cloned()
+            .unwrap_or_default();
+        Allowed::new(
+            zones
+                .iter()
+                .filter_map(|z| self.policy.zone(*z))
+                .flat_map(|z| z.clearances.iter())
+                .filter(|c| c.class.id == class)
+                .flat_map(|c| c.to.iter().map(|r| r.id)),
+            &self.dest_boxes,
+        )
+    }
+
+    /// Is every connection of `dest` in `allowed`? The first connection outside it, if not.
+    fn outside(&self, dest: DestId, allowed: &Allowed) -> Answer {
+        if allowed.dests.contains(&dest) {
+            return Answer::Holds;
+        }
+        for b in self.dest_boxes.get(dest.index()).map(Vec::as_slice).unwrap_or(&[]) {
+            match self.decider.difference(b, &allowed.relevant(b)) {
+                Answer::Holds => {}
+                other => return other,
+            }
+        }
+        Answer::Holds
+    }
+
+    /// A connection of `dest` inside `b`.
+    fn inside(&self, dest: DestId, b: &ConnBox) -> Answer {
+        let mut unknown = None;
+        for d in self.dest_boxes.get(dest.index()).map(Vec::as_slice).unwrap_or(&[]) {
+            match self.decider.intersection(d, b) {
+                Answer::Holds => {}
+                Answer::Witness(w) => return Answer::Witness(w),
+                Answer::Unknown(why) => unknown = Some(why),
+            }
+        }
+        unknown.map_or(Answer::Holds, Answer::Unknown)
+    }
+
+    /// A connection in both destinations.
+    fn meet(&self, a: DestId, b: DestId) -> Answer {
+        let mut unknown = None;
+        for x in self.dest_boxes.get(b.index()).map(Vec::as_slice).unwrap_or(&[]) {
+            match self.inside(a, x) {
+                Answer::Holds => {}
+                Answer::Witness(w) => return Answer::Witness(w),
+                Answer::Unknown(why) => unknown = Some(why),
+            }
+        }
+        unknown.map_or(Answer::Holds, Answer::Unknown)
+    }
+
+    /// Builds the finding for a witness, after replaying it: `confirmed` is the concrete
+    /// evaluator's verdict on the witness.
+    fn finding(&self, confirmed: bool, v: Violation) -> Finding {
+        if confirmed {
+            Finding::Violation(v)
+        } else {
+            Finding::Unknown {
+                span: v.path.first().map(|n| n.span).unwrap_or_default(),
+                reason: format!(
+                    "internal error: a counterexample failed its concrete replay and was suppressed ({})",
+                    v.message
+                ),
+                property: v.property,
+            }
+        }
+    }
+
+    fn route_allows(&self, agent: AgentId, route: &Route, w: &Connection) -> bool {
+        eval::allowed_routes(self.policy, agent, w)
+            .iter()
+            .any(|r| r.via == route.via && r.dest == route.dest)
+    }
+
+    fn check_agent(&self, agent: AgentId) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let routes = eval::routes_indexed(self.policy, &self.index, agent);
+        let name = agent_name(self.policy, agent);
+        let empty = Allowed::default();
+        let approved = self.approved_set(agent).unwrap_or(&empty);
+
+        // egress-approved: every capability and workflow route lies in the approvals.
+        // (Exception routes are checked by `exception-gated`.)
+        for route in routes.iter().filter(|r| !r.is_exception()) {
+            match self.outside(route.dest, approved) {
+                Answer::Holds => {}
+                Answer::Unknown(reason) => out.push(self.unknown(EGRESS_APPROVED, reason, route)),
+                Answer::Witness(w) => {
+                    let confirmed = self.route_allows(agent, route, &w) && !eval::approved(self.policy, agent, &w);
+                    let message = format!(
+                        "{}; `{w}` is not approved for `{name}`; witness `{w}`",
+                        story(&route.path)
+                    );
+                    out.push(self.finding(
+                        confirmed,
+                        Violation {
+                            property: EGRESS_APPROVED.to_string(),
+                            agent: name.clone(),
+                            path: route.path.clone(),
+                            witness: Some(w),
+                            conditions: route.conditions.clone(),
+                            message,
+                        },
+                    ));
+                }
+            }
+        }
+
+        // data-clearance: every class held goes only where it is cleared.
+        let held: Vec<DataClassId> = self
+            .graph
+            .held
+            .get(agent.index())
+            .map(|h| h.keys().copied().collect())
+            .unwrap_or_default();
+        for class in held {
+            let clearance = self.clearance(agent, class);
+            let cname = class_name(self.policy, class);
+            for route in &routes {
+                match self.outside(route.dest, &clearance) {
+                    Answer::Holds => {}
+                    Answer::Unknown(reason) => out.push(self.unknown(DATA_CLEARANCE, reason, route)),
+                    Answer::Witness(w) => {
+                        let confirmed = self.concrete_holdings.get(agent.index()).is_some_and(|h| h.contains(&class))
+                            && self.route_allows(agent, route, &w)
+                            && !eval::cleared(self.policy, agent, class, &w);
+                        let (origin, path, mut conditions) = self.data_path(agent, class, route);
+                        conditions.extend(route.conditions.iter().cloned());
+                        let dname = dest_name(self.policy, route.dest);
+                        let message = format!(
+                            "{}; `{cname}` travels along; `{dname}` is not cleared for `{cname}`; witness `{w}`",
+                            story(&path)
+                        );
+                        out.push(self.finding(
+                            confirmed,
+                            Violation {
+                                property: DATA_CLEARANCE.to_string(),
+                                agent: agent_name(self.policy, origin),
+                                path,
+                                witness: Some(w),
+                                conditions,
+                                message,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+
+        // no-metadata: no route reaches a metadata address, unless an exception names it.
+        for route in &routes {
+            let exempt_nets = match route.via {
+                Via::Exception(_) => true,
+                _ => false,
+            };
+            let answer = if exempt_nets {
+                self.metadata_through_exception(route.dest)
+            } else {
+                self.inside(route.dest, &self.metadata)
+            };
+            match answer {
+                Answer::Holds => {}
+                Answer::Unknown(reason) => out.push(self.unknown(NO_METADATA, reason, route)),
+                Answer::Witness(w) => {
+                    let confirmed = self.route_allows(agent, route, &w)
+                        && matches!(&w.target, crate::sets::Target::Ip(ip) if eval::is_metadata(*ip));
+                    let message = format!(
+                        "{}; `{}` is a link-local or cloud metadata address; witness `{w}`",
+                        story(&route.path),
+                        w.target
+                    );
+                    out.push(self.finding(
+                        confirmed,
+                        Violation {
+                            property: NO_METADATA.to_string(),
+                            agent: name.clone(),
+                            path: route.path.clone(),
+                            witness: Some(w),
+                            conditions: route.conditions.clone(),
+                            message,
+                        },
+                    ));
+                }
+            }
+        }
+
+        out.extend(self.check_layers(agent, &routes, approved));
+        out
+    }
+
+    /// The part of an exception's `to` in the metadata ranges that its CIDRs do not
+    /// name explicitly.
+    fn metadata_through_exception(&self, dest: DestId) -> Answer {
+        let Some(d) = self.policy.destination(dest) else {
+            return Answer::Holds;
+        };
+        let boxes = self.dest_boxes.get(dest.index()).map(Vec::as_slice).unwrap_or(&[]);
+        for (endpoint, b) in d.endpoints.iter().zip(boxes) {
+            if let egress_check::EndpointKind::Cidr(c) = &endpoint.kind {
+                if eval::net_is_metadata(&c.network) {
+                    continue;
+                }
+            }
+            match self.decider.intersection(b, &self.metadata) {
+                Answer::Holds => {}
+                other => return other,
+            }
+        }
+        Answer::Holds
+    }
+
+    fn unknown(&self, property: &str, reason: String, route: &Route) -> Finding {
+        Finding::Unknown {
+            property: property.to_string(),
+            reason,
+            span: route.path.last().map(|n| n.span).unwrap_or_default(),
+        }
+    }
+
+    /// The path of a data-clearance violation: from the agent that handles the class,
+    /// along the invocations, to the destination.
+    fn data_path(&self, agent: AgentId, class: DataClassId, route: &Route) -> (AgentId, Vec<PathNode>, Vec<String>) {
+        let (origin, chain) = self.graph.chain(agent, class);
+        let cname = class_name(self.policy, class);
+        let mut path = Vec::new();
+        let mut conditions = Vec::new();
+        if let Some(mut start) = agent_node(self.policy, origin) {
+            if let Some(Provenance::Own(span)) =
+                self.graph.held.get(origin.index()).and_then(|h| h.get(&class)).copied()
+            {
+                // Point at the `handles` entry when the origin handles the class itself.
+                start.note = format!("agent `{}` handles `{cname}`", start.name);
+                if chain.is_empty() {
+                    start.span = span;
+                }
+            }
+            path.push(start);
+        }
+        for (_, to, span, workflow) in &chain {
+            let callee = agent_name(self.policy, *to);
+            if let Some(w) = workflow.and_then(|w| self.policy.workflow(w)) {
+                conditions.push(format!("in workflow `{}`", w.name.local));
+            }
+            path.push(PathNode {
+                kind: "invokes",
+                name: callee.clone(),
+                span: *span,
+                note: format!("invokes `{callee}`"),
+            });
+        }
+        path.extend(route.path.iter().skip(1).cloned());
+        (origin, path, conditions)
+    }
+
+    fn check_layers(&self, agent: AgentId, routes: &[Route], approved: &Allowed) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let Some(a) = self.policy.agent(agent) else {
+            return out;
+        };
+        let name = a.name.local.clone();
+        let Some(start) = agent_node(self.policy, agent) else {
+            return out;
+        };
+        // Network syscalls without any network route.
+        if routes.is_empty() {
+            for used in &a.capabilities {
+                let Some(cap) = self.policy.capability(used.id) else {
+                    continue;
+                };
+                for g in cap.syscall_groups.iter().filter_map(|g| self.policy.syscall_group(*g)) {
+                    let net: Vec<&str> = g
+                        .syscalls
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|s| NETWORK_SYSCALLS.contains(s))
+                        .collect();
+                    if net.is_empty() {
+                        continue;
+                    }
+                    let path = vec![
+                        start.clone(),
+                        PathNode {
+                            kind: "capability",
+                            name: cap.name.local.clone(),
+                            span: used.span,
+                            note: format!("uses `{}`", cap.name.local),
+                        },
+                        PathNode {
+                            kind: "syscalls",
+                            name: g.name.local.clone(),
+                            span: g.name.span,
+                            note: format!("whose syscall group `{}` allows {}", g.name.local, quote_list(&net)),
+                        },
+                    ];
+                    let message = format!(
+                        "{}; but `{name}` has no network capability or exception, so the network syscalls {} should be denied",
+                        story(&path),
+                        quote_list(&net)
+                    );
+                    // Replay: the syscalls really are granted to the agent.
+                    let granted = self.policy.syscalls_of(a);
+                    let confirmed = net.iter().all(|s| granted.iter().any(|g| g == s));
+                    out.push(self.finding(
+                        confirmed,
+                        Violation {
+                            property: LAYERS_CONSISTENT.to_string(),
+                            agent: name.clone(),
+                            path,
+                            witness: None,
+                            conditions: net.iter().map(|s| format!("syscall `{s}` allowed")).collect(),
+                            message,
+                        },
+                    ));
+                }
+            }
+        }
+        // CAP_NET_RAW / CAP_NET_ADMIN only by a literal grant.
+        for used in &a.capabilities {
+            let Some(cap) = self.policy.capability(used.id) else {
+                continue;
+            };
+            for g in &cap.linux_caps {
+                if g.cap != LinuxCap::NET_RAW && g.cap != LinuxCap::NET_ADMIN {
+                    continue;
+                }
+                let Some(set) = g.via.and_then(|s| self.policy.cap_set(s)) else {
+                    continue;
+                };
+                let path = vec![
+                    start.clone(),
+                    PathNode {
+                        kind: "capability",
+                        name: cap.name.local.clone(),
+                        span: used.span,
+                        note: format!("uses `{}`", cap.name.local),
+                    },
+                    PathNode {
+                        kind: "capset",
+                        name: set.name.local.clone(),
+                        span: g.span,
+                        note: format!("which grants `{}` through capability set `{}`", g.cap, set.name.local),
+                    },
+                ];
+                let message = format!(
+                    "{}; `{}` must be granted literally (`grant {}`), never through a set",
+                    story(&path),
+                    g.cap,
+                    g.cap
+                );
+                let confirmed = self.policy.linux_caps_of(a).contains(&g.cap);
+                out.push(self.finding(
+                    confirmed,
+                    Violation {
+                        property: LAYERS_CONSISTENT.to_string(),
+                        agent: name.clone(),
+                        path,
+                        witness: None,
+                        conditions: vec![format!("`{}` via capability set `{}`", g.cap, set.name.local)],
+                        message,
+                    },
+                ));
+            }
+        }
+        // DNS is an exit: an agent that reaches host names needs an approved resolver.
+        let reaches_hosts = routes.iter().find(|r| {
+            self.dest_boxes
+                .get(r.dest.index())
+                .is_some_and(|bs| bs.iter().any(|b| matches!(b.target, TargetSet::Host(_))))
+        });
+        if let Some(host_route) = reaches_hosts {
+            let dns_port = crate::sets::PortSet::point(53);
+            let dns_routes: Vec<&Route> = routes
+                .iter()
+                .filter(|r| {
+                    self.dest_boxes
+                        .get(r.dest.index())
+                        .is_some_and(|bs| bs.iter().any(|b| b.ports.contains(53) && !matches!(b.target, TargetSet::Host(_))))
+                })
+                .collect();
+            if dns_routes.is_empty() {
+                let message = format!(
+                    "{}; but `{name}` reaches no DNS resolver (port 53), so the host name cannot be resolved through an approved exit",
+                    story(&host_route.path)
+                );
+                let confirmed = !routes.iter().any(|r| {
+                    self.policy
+                        .destination(r.dest)
+                        .is_some_and(|d| d.ports.iter().any(|p| p.contains(53)))
+                });
+                out.push(self.finding(
+                    confirmed,
+                    Violation {
+                        property: LAYERS_CONSISTENT.to_string(),
+                        agent: name.clone(),
+                        path: host_route.path.clone(),
+                        witness: None,
+                        conditions: vec!["no route to a resolver on port 53".to_string()],
+                        message,
+                    },
+                ));
+            }
+            for route in dns_routes {
+                for b in self.dest_boxes.get(route.dest.index()).map(Vec::as_slice).unwrap_or(&[]) {
+                    if matches!(b.target, TargetSet::Host(_)) {
+                        continue;
+                    }
+                    let dns_box = ConnBox {
+                        target: b.target.clone(),
+                        ports: b.ports.intersection(&dns_port),
+                        protocols: b.protocols,
+                    };
+                    if dns_box.is_empty() || approved.dests.contains(&route.dest) {
+                        continue;
+                    }
+                    match self.decider.difference(&dns_box, &approved.relevant(&dns_box)) {
+                        Answer::Holds => {}
+                        Answer::Unknown(reason) => out.push(self.unknown(LAYERS_CONSISTENT, reason, route)),
+                        Answer::Witness(w) => {
+                            let confirmed = w.port == 53
+                                && self.route_allows(agent, route, &w)
+                                && !eval::approved(self.policy, agent, &w);
+                            let message = format!(
+                                "{}; DNS is an exit, and resolver `{w}` is not approved for `{name}`; witness `{w}`",
+                                story(&route.path)
+                            );
+                            out.push(self.finding(
+                                confirmed,
+                                Violation {
+                                    property: LAYERS_CONSISTENT.to_string(),
+                                    agent: name.clone(),
+                                    path: route.path.clone(),
+                                    witness: Some(w),
+                                    conditions: route.conditions.clone(),
+                                    message,
+                                },
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn check_exception(&self, id: egress_check::ExceptionId) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let Some(e) = self.policy.exception(id) else {
+            return out;
+        };
+        let ename = e.name.local.clone();
+        let exception_node = |span: Span, note: String| PathNode {
+            kind: "exception",
+            name: ename.clone(),
+            span,
+            note,
+        };
+        let authority = self.policy.authority(e.approver.id);
+        let first_agent = e
+            .agents
+            .first()
+            .map(|a| agent_name(self.policy, a.id))
+            .unwrap_or_default();
+        let simple = |span: Span, note: String, message: String, conditions: Vec<String>| {
+            Finding::Violation(Violation {
+                property: EXCEPTION_GATED.to_string(),
+                agent: first_agent.clone(),
+                path: vec![exception_node(span, note)],
+                witness: None,
+                conditions,
+                message,
+            })
+        };
+        match authority {
+            None => out.push(simple(
+                e.approver.span,
+                "names an approver that does not exist".to_string(),
+                format!("exception `{ename}` has no approving authority"),
+                Vec::new(),
+            )),
+            Some(auth) => {
+                if auth.key.iter().all(|b| *b == 0) {
+                    out.push(simple(
+                        e.approver.span,
+                        format!("is approved by `{}`, whose key is all zeros", auth.name.local),
+                        format!("exception `{ename}`: authority `{}` has no usable key", auth.name.local),
+                        Vec::new(),
+                    ));
+                }
+                if e.max_ttl_secs > auth.max_ttl_secs {
+                    out.push(simple(
+                        e.max_ttl_span,
+                        format!("allows tokens of {}", format_duration(e.max_ttl_secs)),
+                        format!(
+                            "exception `{ename}` allows tokens of {}, longer than authority `{}` may sign ({})",
+                            format_duration(e.max_ttl_secs),
+                            auth.name.local,
+                            format_duration(auth.max_ttl_secs)
+                        ),
+                        vec![format!("authority `{}` max_ttl {}", auth.name.local, format_duration(auth.max_ttl_secs))],
+                    ));
+                }
+            }
+        }
+        if e.max_ttl_secs > MAX_EXCEPTION_TTL_SECS || e.max_ttl_secs == 0 {
+            out.push(simple(
+                e.max_ttl_span,
+                format!("allows tokens of {}", format_duration(e.max_ttl_secs)),
+                format!(
+                    "exception `{ename}` token lifetime {} is outside 1s..24h",
+                    format_duration(e.max_ttl_secs)
+                ),
+                Vec::new(),
+            ));
+        }
+        for listed in &e.agents {
+            let agent = listed.id;
+            let aname = agent_name(self.policy, agent);
+            let empty = Allowed::default();
+            let approved = self.approved_set(agent).unwrap_or(&empty);
+            let routes = eval::routes_indexed(self.policy, &self.index, agent);
+            let own = Allowed::new(
+                routes.iter().filter(|r| !r.is_exception()).map(|r| r.dest),
+                &self.dest_boxes,
+            );
+            let Some(start) = agent_node(self.policy, agent) else {
+                continue;
+            };
+            let mut base = vec![start, exception_node(listed.span, format!("is listed in exception `{ename}`"))];
+            // The exception's `to` must lie within the agent's approvals.
+            if let Some(to) = dest_node(self.policy, e.to.id, e.to.span) {
+                match self.outside(e.to.id, approved) {
+                    Answer::Holds => {}
+                    Answer::Unknown(reason) => out.push(Finding::Unknown {
+                        property: EXCEPTION_GATED.to_string(),
+                        reason,
+                        span: e.to.span,
+                    }),
+                    Answer::Witness(w) => {
+                        let mut path = base.clone();
+                        path.push(to);
+                        let confirmed = self.policy.destination(e.to.id).is_some_and(|d| eval::dest_contains(d, &w))
+                            && !eval::approved(self.policy, agent, &w);
+                        let message = format!(
+                            "{}; the exception is broader than the approvals of `{aname}`; witness `{w}`",
+                            story(&path)
+                        );
+                        out.push(self.finding(
+                            confirmed,
+                            Violation {
+                                property: EXCEPTION_GATED.to_string(),
+                                agent: aname.clone(),
+                                path,
+                                witness: Some(w),
+                                conditions: eval::exception_conditions(self.policy, id),
+                                message,
+                            },
+                        ));
+                    }
+                }
+            }
+            // The audit sink must be reachable by the agent's own capabilities and approved.
+            if let Some(last) = base.last_mut() {
+                last.note = format!("is listed in exception `{ename}`, audited to `{}`", dest_name(self.policy, e.audit.id));
+            }
+            let audit_node = PathNode {
+                kind: "destination",
+                name: dest_name(self.policy, e.audit.id),
+                span: e.audit.span,
+                note: format!(
+                    "whose audit sink is `{}`",
+                    self.policy.destination(e.audit.id).map(describe_destination).unwrap_or_default()
+                ),
+            };
+            for (what, allowed, is_approval) in [("approved for", approved, true), ("reachable by", &own, false)] {
+                match self.outside(e.audit.id, allowed) {
+                    Answer::Holds => {}
+                    Answer::Unknown(reason) => out.push(Finding::Unknown {
+                        property: EXCEPTION_GATED.to_string(),
+                        reason,
+                        span: e.audit.span,
+                    }),
+                    Answer::Witness(w) => {
+                        let mut path = base.clone();
+                        path.push(audit_node.clone());
+                        let in_audit = self.policy.destination(e.audit.id).is_some_and(|d| eval::dest_contains(d, &w));
+                        let confirmed = in_audit
+                            && if is_approval {
+                                !eval::approved(self.policy, agent, &w)
+                            } else {
+                                !eval::allowed_routes(self.policy, agent, &w).iter().any(|r| !r.is_exception())
+                            };
+                        let message = format!(
+                            "{}; the audit sink is not {what} `{aname}`, so uses of the exception could go unaudited; witness `{w}`",
+                            story(&path)
+                        );
+                        out.push(self.finding(
+                            confirmed,
+                            Violation {
+                                property: EXCEPTION_GATED.to_string(),
+                                agent: aname.clone(),
+                                path,
+                                witness: Some(w),
+                                conditions: eval::exception_conditions(self.policy, id),
+                                message,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn check_asserts(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        for assertion in &self.policy.asserts {
+            let id = assert_property_id(&assertion.name.local);
+            let assert_node = |span: Span, note: String| PathNode {
+                kind: "assert",
+                name: assertion.name.local.clone(),
+                span,
+                note,
+            };
+            for claim in &assertion.claims {
+                match &claim.kind {
+                    ClaimKind::CannotReach { agent, dest } | ClaimKind::CanReach { agent, dest } => {
+                        let can = matches!(claim.kind, ClaimKind::CanReach { .. });
+                        let agents: Vec<AgentId> = match agent {
+                            AgentSel::All(_) => self.policy.agents.iter().map(|a| a.id).collect(),
+                            AgentSel::One(r) => vec![r.id],
+                        };
+                        let dname = dest_name(self.policy, dest.id);
+                        let results: Vec<Finding> = agents
+                            .par_iter()
+                            .flat_map_iter(|a| {
+                                let routes = eval::routes_indexed(self.policy, &self.index, *a);
+                                let aname = agent_name(self.policy, *a);
+                                let mut found = Vec::new();
+                                if can {
+                                    let mut reached = false;
+                                    let mut unknown = None;
+                                    for r in routes.iter().filter(|r| !r.is_exception()) {
+                                        match self.meet(r.dest, dest.id) {
+                                            Answer::Witness(_) => {
+                                                reached = true;
+                                                break;
+                                            }
+                                            Answer::Unknown(why) => unknown = Some(why),
+                                            Answer::Holds => {}
+                                        }
+                                    }
+                                    if !reached {
+                                        match unknown {
+                                            Some(reason) => found.push(Finding::Unknown {
+                                                property: id.clone(),
+                                                reason,
+                                                span: claim.span,
+                                            }),
+                                            None => {
+                                                let mut path: Vec<PathNode> = agent_node(self.policy, *a).into_iter().collect();
+                                                path.push(assert_node(claim.span, format!("is asserted to reach `{dname}`")));
+                                                found.push(Finding::Violation(Violation {
+                                                    property: id.clone(),
+                                                    agent: aname.clone(),
+                                                    message: format!(
+                                                        "agent `{aname}` is asserted to reach `{dname}`, but no capability or workflow of it reaches any connection of `{dname}`"
+                                                    ),
+                                                    path,
+                                                    witness: None,
+                                                    conditions: Vec::new(),
+                                                }));
+                                            }
+                                        }
+                                    }
+                                    return found;
+                                }
+                                for r in &routes {
+                                    match self.meet(r.dest, dest.id) {
+                                        Answer::Holds => {}
+                                        Answer::Unknown(reason) => found.push(Finding::Unknown {
+                                            property: id.clone(),
+                                            reason,
+                                            span: claim.span,
+                                        }),
+                                        Answer::Witness(w) => {
+                                            let confirmed = self.route_allows(*a, r, &w)
+                                                && self.policy.destination(dest.id).is_some_and(|d| eval::dest_contains(d, &w));
+                                            let mut path = r.path.clone();
+                                            path.push(assert_node(claim.span, format!("which the assertion says `{aname}` cannot reach")));
+                                            let message = format!(
+                                                "{}; assertion `{}` says `{aname}` cannot reach `{dname}`; witness `{w}`",
+                                                story(&r.path),
+                                                assertion.name.local
+                                            );
+                                            found.push(self.finding(
+                                                confirmed,
+                                                Violation {
+                                                    property: id.clone(),
+                                                    agent: aname.clone(),
+                                                    path,
+                                                    witness: Some(w),
+                                                    conditions: r.conditions.clone(),
+                                                    message,
+                                                },
+                                            ));
+                                        }
+                                    }
+                                }
+                                found
+                            })
+                            .collect();
+                        out.extend(results);
+                    }
+                    ClaimKind::NeverReaches { class, dest } => {
+                        let cname = class_name(self.policy, class.id);
+                        let dname = dest_name(self.policy, dest.id);
+                        let holders: Vec<AgentId> = self
+                            .policy
+                            .agents
+                            .iter()
+                            .map(|a| a.id)
+                            .filter(|a| self.graph.held.get(a.index()).is_some_and(|h| h.contains_key(&class.id)))
+                            .collect();
+                        let results: Vec<Finding> = holders
+                            .par_iter()
+                            .flat_map_iter(|a| {
+                                let routes = eval::routes_indexed(self.policy, &self.index, *a);
+                                let mut found = Vec::new();
+                                for r in &routes {
+                                    match self.meet(r.dest, dest.id) {
+                                        Answer::Holds => {}
+                                        Answer::Unknown(reason) => found.push(Finding::Unknown {
+                                            property: id.clone(),
+                                            reason,
+                                            span: claim.span,
+                                        }),
+                                        Answer::Witness(w) => {
+                                            let confirmed = self.concrete_holdings.get(a.index()).is_some_and(|h| h.contains(&class.id))
+                                                && self.route_allows(*a, r, &w)
+                                                && self.policy.destination(dest.id).is_some_and(|d| eval::dest_contains(d, &w));
+                                            let (origin, mut path, mut conditions) = self.data_path(*a, class.id, r);
+                                            conditions.extend(r.conditions.iter().cloned());
+                                            path.push(assert_node(claim.span, format!("which the assertion says `{cname}` never reaches")));
+                                            let message = format!(
+                                                "{}; `{cname}` travels along; assertion `{}` says `{cname}` never reaches `{dname}`; witness `{w}`",
+                                                story(&path[..path.len().saturating_sub(1)]),
+                                                assertion.name.local
+                                            );
+                                            found.push(self.finding(
+                                                confirmed,
+                                                Violation {
+                                                    property: id.clone(),
+                                                    agent: agent_name(self.policy, origin),
+                                                    path,
+                                                    witness: Some(w),
+                                                    conditions,
+                                                    message,
+                                                },
+                                            ));
+                                        }
+                                    }
+                                }
+                                found
+                            })
+                            .collect();
+                        out.extend(results);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn warnings(&self) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        for cap in self.graph.unused_capabilities() {
+            if let Some(c) = self.policy.capability(cap) {
+                if self.policy.file(c.name.span.file).is_some_and(|f| f.is_stdlib) {
+                    continue;
+                }
+                out.push(
+                    Diagnostic::warning(W_UNUSED_CAPABILITY, c.name.span, format!("capability `{}` is not used by any agent or workflow step", c.name.local))
+                        .with_label("never used")
+                        .with_help("remove it, or add it to an agent's `uses`"),
+                );
+            }
+        }
+        // Redundant connects: a destination inside another destination of the same capability.
+        for cap in &self.policy.capabilities {
+            if self.policy.file(cap.name.span.file).is_some_and(|f| f.is_stdlib) {
+                continue;
+            }
+            for (i, c) in cap.connects.iter().enumerate() {
+                for (j, other) in cap.connects.iter().enumerate() {
+                    if i == j || c.dest == other.dest {
+                        continue;
+                    }
+                    let others = Allowed::new([other.dest], &self.dest_boxes);
+                    // Report only one direction of a pair of equal destinations.
+                    if matches!(self.outside(c.dest, &others), Answer::Holds) {
+                        let mutual = matches!(self.outside(other.dest, &Allowed::new([c.dest], &self.dest_boxes)), Answer::Holds);
+                        if mutual && j > i {
+                            continue;
+                        }
+                        out.push(
+                            Diagnostic::warning(
+                                W_REDUNDANT_CONNECT,
+                                c.span,
+                                format!(
+                                    "`{}` is redundant: every connection of it is already in `{}`",
+                                    dest_name(self.policy, c.dest),
+                                    dest_name(self.policy, other.dest)
+                                ),
+                            )
+                            .with_label("shadowed")
+                            .with_secondary(other.span, "covers it")
+                            .with_help("remove the narrower entry, or narrow the broader one"),
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+        // Approvals no agent of the zone uses.
+        for zone in &self.policy.zones {
+            let members: Vec<AgentId> = match &zone.agents {
+                egress_check::ZoneAgents::All(_) => self.policy.agents.iter().map(|a| a.id).collect(),
+                egress_check::ZoneAgents::Listed(l) => l.iter().map(|r| r.id).collect(),
+            };
+            let reached: BTreeSet<DestId> = members
+                .iter()
+                .flat_map(|a| eval::routes_indexed(self.policy, &self.index, *a))
+                .map(|r| r.dest)
+                .collect();
+            for approval in &zone.approve {
+                if reached.contains(&approval.id) {
+                    continue;
+                }
+                let used = reached.iter().any(|d| matches!(self.meet(*d, approval.id), Answer::Witness(_)));
+                if !used {
+                    out.push(
+                        Diagnostic::warning(
+                            W_UNUSED_APPROVAL,
+                            approval.span,
+                            format!(
+                                "zone `{}` approves `{}`, but no agent of the zone reaches it",
+                                zone.name.local,
+                                dest_name(self.policy, approval.id)
+                            ),
+                        )
+                        .with_label("unused approval")
+                        .with_help("remove the approval so it cannot be used later without review"),
+                    );
+                }
+            }
+        }
+        out
+    }
+}
+
+fn quote_list(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("`{s}`")).collect();
+    quoted.join(", ")
+}
