@@ -18,3 +18,4 @@ pub mod sys;
 pub mod landlock;
 pub mod sandbox;
 pub mod seccomp;
+pub mod maps;
