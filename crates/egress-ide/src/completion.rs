@@ -37,7 +37,9 @@ fn entry_keywords(item: &str) -> &'static [&'static str] {
     match item {
         "destination" => &["host", "cidr", "workload", "port", "protocol"],
         "capability" => &["connect", "syscalls", "grant", "workflows"],
-        "agent" => &["workload", "image", "cgroup", "uid", "uses", "handles", "invokes"],
+        "agent" => &[
+            "workload", "image", "cgroup", "uid", "uses", "handles", "invokes",
+        ],
         "workflow" => &["step"],
         "exception" => &[
             "agents",
@@ -255,12 +257,16 @@ fn visible_names(context: &FileContext) -> Vec<(String, &'static str, Option<Str
                 };
                 let normalized = crate::normalize(Path::new(&joined));
                 let path = normalized.to_string_lossy().replace('\\', "/");
-                let alias = import.alias.as_ref().map(|a| a.text.clone()).unwrap_or_else(|| {
-                    Path::new(&file.value)
-                        .file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_default()
-                });
+                let alias = import
+                    .alias
+                    .as_ref()
+                    .map(|a| a.text.clone())
+                    .unwrap_or_else(|| {
+                        Path::new(&file.value)
+                            .file_stem()
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_default()
+                    });
                 prefixes.insert(path, alias);
             }
         }

@@ -367,7 +367,10 @@ impl FileContext {
             .filter(|r| span_range(r.span).touches(offset))
             .min_by_key(|r| r.span.end - r.span.start);
         if let Some(reference) = reference {
-            if let Some(symbol) = result.symbols.iter().find(|s| s.name_span == reference.target)
+            if let Some(symbol) = result
+                .symbols
+                .iter()
+                .find(|s| s.name_span == reference.target)
             {
                 return Some(Target {
                     symbol,

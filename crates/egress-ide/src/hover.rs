@@ -132,7 +132,10 @@ fn reachers(policy: &CheckedPolicy, dest: DestId) -> Vec<String> {
                 continue;
             }
             if cap.workflows.is_empty() {
-                out.insert(format!("`{}` via capability `{}`", agent.name.local, cap.name.local));
+                out.insert(format!(
+                    "`{}` via capability `{}`",
+                    agent.name.local, cap.name.local
+                ));
             } else {
                 let workflows: Vec<&str> = cap
                     .workflows
@@ -182,7 +185,10 @@ fn approved_for(policy: &CheckedPolicy, dest: DestId) -> Vec<String> {
             ZoneAgents::Listed(list) => {
                 for agent in list {
                     if let Some(agent) = policy.agent(agent.id) {
-                        out.insert(format!("`{}` (zone `{}`)", agent.name.local, zone.name.local));
+                        out.insert(format!(
+                            "`{}` (zone `{}`)",
+                            agent.name.local, zone.name.local
+                        ));
                     }
                 }
             }
@@ -229,7 +235,11 @@ fn details(policy: &CheckedPolicy, symbol: &Symbol) -> String {
             };
             describe_destination(&mut out, destination);
             bullet_list(&mut out, "Reachable by", &reachers(policy, destination.id));
-            bullet_list(&mut out, "Approved for", &approved_for(policy, destination.id));
+            bullet_list(
+                &mut out,
+                "Approved for",
+                &approved_for(policy, destination.id),
+            );
         }
         "agent" => {
             let Some(agent) = policy.agents.iter().find(|a| a.name.qualified == q) else {
@@ -267,9 +277,16 @@ fn details(policy: &CheckedPolicy, symbol: &Symbol) -> String {
             let Some(cap) = policy.capabilities.iter().find(|c| c.name.qualified == q) else {
                 return out;
             };
-            let connects: Vec<String> =
-                cap.connects.iter().map(|c| dest_name(policy, c.dest)).collect();
-            let _ = writeln!(out, "**Connects to** {}", names(connects.iter().map(String::as_str)));
+            let connects: Vec<String> = cap
+                .connects
+                .iter()
+                .map(|c| dest_name(policy, c.dest))
+                .collect();
+            let _ = writeln!(
+                out,
+                "**Connects to** {}",
+                names(connects.iter().map(String::as_str))
+            );
             let syscalls: Vec<&str> = cap
                 .syscall_groups
                 .iter()
@@ -398,8 +415,11 @@ fn details(policy: &CheckedPolicy, symbol: &Symbol) -> String {
                     ),
                 };
                 let _ = writeln!(out, "\n**Agents** {agents}");
-                let approve: Vec<String> =
-                    zone.approve.iter().map(|d| dest_name(policy, d.id)).collect();
+                let approve: Vec<String> = zone
+                    .approve
+                    .iter()
+                    .map(|d| dest_name(policy, d.id))
+                    .collect();
                 let _ = writeln!(
                     out,
                     "\n**Approves** {}",

@@ -83,7 +83,10 @@ impl Analysis {
         check_renamable(self, &context, target.symbol)?;
         // Only the last segment of a qualified reference is the name itself (or the
         // first, for an import alias).
-        let text = context.text.get(target.range.start..target.range.end).unwrap_or("");
+        let text = context
+            .text
+            .get(target.range.start..target.range.end)
+            .unwrap_or("");
         let local = &target.symbol.local;
         let range = name_range_in(text, target.range, local, target.symbol.kind == "import")
             .unwrap_or(target.range);
@@ -144,11 +147,13 @@ impl Analysis {
         };
         let declaration_text = self
             .file_text_of(&declaration.file)
-            .and_then(|t| t.get(declaration.range.start..declaration.range.end).map(str::to_string))
+            .and_then(|t| {
+                t.get(declaration.range.start..declaration.range.end)
+                    .map(str::to_string)
+            })
             .unwrap_or_default();
-        let declaration_range =
-            name_range_in(&declaration_text, declaration.range, &old, is_alias)
-                .unwrap_or(declaration.range);
+        let declaration_range = name_range_in(&declaration_text, declaration.range, &old, is_alias)
+            .unwrap_or(declaration.range);
         add(&declaration.file, declaration_range);
         for (project, result, span) in self.uses_of(&context, &declaration) {
             let Some(location) = self.span_location(&project, &result, span) else {
@@ -156,7 +161,10 @@ impl Analysis {
             };
             let text = self
                 .file_text_of(&location.file)
-                .and_then(|t| t.get(location.range.start..location.range.end).map(str::to_string))
+                .and_then(|t| {
+                    t.get(location.range.start..location.range.end)
+                        .map(str::to_string)
+                })
                 .unwrap_or_default();
             match name_range_in(&text, location.range, &old, is_alias) {
                 Some(range) => add(&location.file, range),
@@ -207,10 +215,16 @@ fn name_range_in(text: &str, range: TextRange, old: &str, is_alias: bool) -> Opt
         return Some(range);
     }
     if is_alias {
-        if text.strip_prefix(old).is_some_and(|rest| rest.starts_with('.')) {
+        if text
+            .strip_prefix(old)
+            .is_some_and(|rest| rest.starts_with('.'))
+        {
             return Some(TextRange::new(range.start, range.start + old.len()));
         }
-    } else if text.strip_suffix(old).is_some_and(|rest| rest.ends_with('.')) {
+    } else if text
+        .strip_suffix(old)
+        .is_some_and(|rest| rest.ends_with('.'))
+    {
         return Some(TextRange::new(range.end - old.len(), range.end));
     }
     None

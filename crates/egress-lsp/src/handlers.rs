@@ -9,9 +9,9 @@ use egress_ide::{
 };
 use lsp_server::{ErrorCode, ResponseError};
 use lsp_types::request::{
-    CodeActionRequest, Completion, DocumentSymbolRequest, Formatting, GotoDefinition,
-    HoverRequest, PrepareRenameRequest, References, Rename, Request as _,
-    SemanticTokensFullRequest, WorkspaceSymbolRequest,
+    CodeActionRequest, Completion, DocumentSymbolRequest, Formatting, GotoDefinition, HoverRequest,
+    PrepareRenameRequest, References, Rename, Request as _, SemanticTokensFullRequest,
+    WorkspaceSymbolRequest,
 };
 use lsp_types::{
     CodeActionKind, CodeActionOptions, CodeActionOrCommand, CodeActionParams,
@@ -34,23 +34,23 @@ use serde_json::Value;
 use crate::convert::{path_to_url, url_to_path, LineIndex};
 
 const TOKEN_TYPES: &[SemanticTokenType] = &[
-    SemanticTokenType::KEYWORD,       // 0
-    SemanticTokenType::COMMENT,       // 1
-    SemanticTokenType::STRING,        // 2
-    SemanticTokenType::NUMBER,        // 3
-    SemanticTokenType::OPERATOR,      // 4
-    SemanticTokenType::NAMESPACE,     // 5
-    SemanticTokenType::TYPE,          // 6 destination
-    SemanticTokenType::CLASS,         // 7 agent
-    SemanticTokenType::FUNCTION,      // 8 capability
-    SemanticTokenType::EVENT,         // 9 workflow
-    SemanticTokenType::INTERFACE,     // 10 exception
-    SemanticTokenType::ENUM,          // 11 authority
-    SemanticTokenType::STRUCT,        // 12 zone
-    SemanticTokenType::MACRO,         // 13 assert
-    SemanticTokenType::ENUM_MEMBER,   // 14 data class, constants
-    SemanticTokenType::PARAMETER,     // 15 syscall group, capability set
-    SemanticTokenType::VARIABLE,      // 16 unresolved
+    SemanticTokenType::KEYWORD,     // 0
+    SemanticTokenType::COMMENT,     // 1
+    SemanticTokenType::STRING,      // 2
+    SemanticTokenType::NUMBER,      // 3
+    SemanticTokenType::OPERATOR,    // 4
+    SemanticTokenType::NAMESPACE,   // 5
+    SemanticTokenType::TYPE,        // 6 destination
+    SemanticTokenType::CLASS,       // 7 agent
+    SemanticTokenType::FUNCTION,    // 8 capability
+    SemanticTokenType::EVENT,       // 9 workflow
+    SemanticTokenType::INTERFACE,   // 10 exception
+    SemanticTokenType::ENUM,        // 11 authority
+    SemanticTokenType::STRUCT,      // 12 zone
+    SemanticTokenType::MACRO,       // 13 assert
+    SemanticTokenType::ENUM_MEMBER, // 14 data class, constants
+    SemanticTokenType::PARAMETER,   // 15 syscall group, capability set
+    SemanticTokenType::VARIABLE,    // 16 unresolved
 ];
 
 const TOKEN_MODIFIERS: &[SemanticTokenModifier] = &[
@@ -60,13 +60,15 @@ const TOKEN_MODIFIERS: &[SemanticTokenModifier] = &[
 
 pub(crate) fn capabilities() -> ServerCapabilities {
     ServerCapabilities {
-        text_document_sync: Some(TextDocumentSyncCapability::Options(TextDocumentSyncOptions {
-            open_close: Some(true),
-            change: Some(TextDocumentSyncKind::INCREMENTAL),
-            will_save: None,
-            will_save_wait_until: None,
-            save: Some(TextDocumentSyncSaveOptions::Supported(true)),
-        })),
+        text_document_sync: Some(TextDocumentSyncCapability::Options(
+            TextDocumentSyncOptions {
+                open_close: Some(true),
+                change: Some(TextDocumentSyncKind::INCREMENTAL),
+                will_save: None,
+                will_save_wait_until: None,
+                save: Some(TextDocumentSyncSaveOptions::Supported(true)),
+            },
+        )),
         hover_provider: Some(HoverProviderCapability::Simple(true)),
         completion_provider: Some(CompletionOptions {
             trigger_characters: Some(vec![".".to_string()]),
@@ -85,8 +87,8 @@ pub(crate) fn capabilities() -> ServerCapabilities {
             code_action_kinds: Some(vec![CodeActionKind::QUICKFIX]),
             ..CodeActionOptions::default()
         })),
-        semantic_tokens_provider: Some(
-            SemanticTokensServerCapabilities::SemanticTokensOptions(SemanticTokensOptions {
+        semantic_tokens_provider: Some(SemanticTokensServerCapabilities::SemanticTokensOptions(
+            SemanticTokensOptions {
                 legend: SemanticTokensLegend {
                     token_types: TOKEN_TYPES.to_vec(),
                     token_modifiers: TOKEN_MODIFIERS.to_vec(),
@@ -94,8 +96,8 @@ pub(crate) fn capabilities() -> ServerCapabilities {
                 full: Some(SemanticTokensFullOptions::Bool(true)),
                 range: None,
                 work_done_progress_options: WorkDoneProgressOptions::default(),
-            }),
-        ),
+            },
+        )),
         ..ServerCapabilities::default()
     }
 }
@@ -277,7 +279,11 @@ pub(crate) fn handle_request(
                     continue;
                 };
                 let index = indexes.entry(symbol.path.clone()).or_insert_with(|| {
-                    LineIndex::new(analysis.file_text(&symbol.path).unwrap_or_else(|| Arc::from("")))
+                    LineIndex::new(
+                        analysis
+                            .file_text(&symbol.path)
+                            .unwrap_or_else(|| Arc::from("")),
+                    )
                 });
                 #[allow(deprecated)] // `deprecated` is a required field of the type.
                 out.push(SymbolInformation {
@@ -540,4 +546,3 @@ pub(crate) fn to_lsp_diagnostics(
         })
         .collect()
 }
-

@@ -204,10 +204,7 @@ impl Server {
 
     fn log(&self, kind: MessageType, message: String) {
         eprintln!("egc lsp: {message}");
-        let params = LogMessageParams {
-            typ: kind,
-            message,
-        };
+        let params = LogMessageParams { typ: kind, message };
         self.send(Message::Notification(Notification::new(
             LogMessage::METHOD.to_string(),
             params,
@@ -282,7 +279,12 @@ impl Server {
                 ErrorCode::RequestCanceled as i32,
                 "cancelled".to_string(),
             )
-        } else if done.uri.as_ref().and_then(|u| self.versions.get(u).copied()) != done.version {
+        } else if done
+            .uri
+            .as_ref()
+            .and_then(|u| self.versions.get(u).copied())
+            != done.version
+        {
             // A newer edit arrived while this request ran: its answer is stale.
             Response::new_err(
                 done.id,
@@ -304,7 +306,9 @@ impl Server {
 
     fn on_notification(&mut self, notification: Notification) {
         let method = notification.method.clone();
-        let outcome = catch_unwind(AssertUnwindSafe(|| self.dispatch_notification(notification)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            self.dispatch_notification(notification)
+        }));
         match outcome {
             Ok(Ok(())) => {}
             Ok(Err(message)) => self.log(MessageType::WARNING, format!("{method}: {message}")),
@@ -361,7 +365,12 @@ impl Server {
                 self.schedule_diagnostics(&path);
             }
             DidChangeWatchedFiles::METHOD => {
-                let open: Vec<PathBuf> = self.host.snapshot().open_files().map(Path::to_path_buf).collect();
+                let open: Vec<PathBuf> = self
+                    .host
+                    .snapshot()
+                    .open_files()
+                    .map(Path::to_path_buf)
+                    .collect();
                 if let Some(first) = open.first() {
                     self.schedule_diagnostics(&first.clone());
                 }
@@ -388,7 +397,12 @@ impl Server {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let analysis = self.host.snapshot();
         let mut paths = vec![path.to_path_buf()];
-        paths.extend(analysis.open_files().map(Path::to_path_buf).filter(|p| p != path));
+        paths.extend(
+            analysis
+                .open_files()
+                .map(Path::to_path_buf)
+                .filter(|p| p != path),
+        );
         let versions = self
             .versions
             .iter()
@@ -419,7 +433,11 @@ pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 /// Runs diagnostics jobs: the newest job wins, and a job stops publishing as soon as a
 /// newer one is queued.
-fn diagnostics_loop(receiver: Receiver<DiagnosticsJob>, sender: Sender<Message>, generation: Arc<AtomicU64>) {
+fn diagnostics_loop(
+    receiver: Receiver<DiagnosticsJob>,
+    sender: Sender<Message>,
+    generation: Arc<AtomicU64>,
+) {
     while let Ok(mut job) = receiver.recv() {
         // Coalesce: take the newest snapshot, keep every file asked for.
         while let Ok(newer) = receiver.try_recv() {
