@@ -35,6 +35,10 @@ enum Command {
     Init(cmd::init::Args),
     /// Run the language server (LSP over stdin/stdout) for editors.
     Lsp(cmd::lsp::Args),
+    /// Prove that no path lets an agent reach what its approvals do not allow.
+    Verify(cmd::verify::Args),
+    /// Ask whether an agent may open one connection, and by which path.
+    Query(cmd::query::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,5 +56,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => cmd::explain::run(args),
         Command::Init(args) => cmd::init::run(args),
         Command::Lsp(args) => cmd::lsp::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
+        Command::Query(args) => cmd::query::run(args),
     }
 }

@@ -65,6 +65,17 @@ pub const W_REDUNDANT_CONNECT: &str = "W0102";
 pub const W_UNUSED_APPROVAL: &str = "W0103";
 pub const W_UNKNOWN: &str = "W0104";
 
+/// The one-line title of a verifier warning code.
+pub fn warning_title(code: &str) -> &'static str {
+    match code {
+        W_UNUSED_CAPABILITY => "capability not used by any agent or workflow step",
+        W_REDUNDANT_CONNECT => "destination shadowed by another in the same capability",
+        W_UNUSED_APPROVAL => "approval that no agent of the zone uses",
+        W_UNKNOWN => "property could not be decided",
+        _ => "verifier warning",
+    }
+}
+
 enum Finding {
     Violation(Violation),
     Unknown { property: String, reason: String, span: Span },
@@ -199,8 +210,25 @@ fn class_name(policy: &CheckedPolicy, c: DataClassId) -> String {
     policy.data_class(c).map(|c| c.name.local.clone()).unwrap_or_default()
 }
 
+/// A destination's name, or its endpoints when it was written inline.
 fn dest_name(policy: &CheckedPolicy, d: DestId) -> String {
-    policy.destination(d).map(|d| d.name.local.clone()).unwrap_or_default()
+    policy
+        .destination(d)
+        .map(|d| if d.inline { describe_destination(d) } else { d.name.local.clone() })
+        .unwrap_or_default()
+}
+
+/// Prefers the well-known instance-metadata address as a witness when the route allows it.
+fn prefer_metadata_witness(policy: &CheckedPolicy, dest: DestId, w: Connection) -> Connection {
+    for candidate in ["169.254.169.254", "fd00:ec2::254"] {
+        if let Ok(ip) = candidate.parse() {
+            let c = Connection { target: crate::sets::Target::Ip(ip), ..w.clone() };
+            if policy.destination(dest).is_some_and(|d| eval::dest_contains(d, &c)) {
+                return c;
+            }
+        }
+    }
+    w
 }
 
 /// Joins the notes of a path into one sentence.
@@ -409,7 +437,7 @@ impl<'p> Ctx<'p> {
                         conditions.extend(route.conditions.iter().cloned());
                         let dname = dest_name(self.policy, route.dest);
                         let message = format!(
-                            "{}; `{cname}` travels along; `{dname}` is not cleared for `{cname}`; witness `{w}`",
+                            "{}; `{dname}` is not cleared for `{cname}`; witness `{w}`",
                             story(&path)
                         );
                         out.push(self.finding(
@@ -443,6 +471,7 @@ impl<'p> Ctx<'p> {
                 Answer::Holds => {}
                 Answer::Unknown(reason) => out.push(self.unknown(NO_METADATA, reason, route)),
                 Answer::Witness(w) => {
+                    let w = prefer_metadata_witness(self.policy, route.dest, w);
                     let confirmed = self.route_allows(agent, route, &w)
                         && matches!(&w.target, crate::sets::Target::Ip(ip) if eval::is_metadata(*ip));
                     let message = format!(
@@ -509,11 +538,9 @@ impl<'p> Ctx<'p> {
             if let Some(Provenance::Own(span)) =
                 self.graph.held.get(origin.index()).and_then(|h| h.get(&class)).copied()
             {
-                // Point at the `handles` entry when the origin handles the class itself.
+                // Point at the `handles` entry of the agent that handles the class.
                 start.note = format!("agent `{}` handles `{cname}`", start.name);
-                if chain.is_empty() {
-                    start.span = span;
-                }
+                start.span = span;
             }
             path.push(start);
         }
@@ -526,7 +553,7 @@ impl<'p> Ctx<'p> {
                 kind: "invokes",
                 name: callee.clone(),
                 span: *span,
-                note: format!("invokes `{callee}`"),
+                note: format!("invokes `{callee}`, and `{cname}` travels along"),
             });
         }
         path.extend(route.path.iter().skip(1).cloned());
@@ -1023,7 +1050,7 @@ impl<'p> Ctx<'p> {
                                             conditions.extend(r.conditions.iter().cloned());
                                             path.push(assert_node(claim.span, format!("which the assertion says `{cname}` never reaches")));
                                             let message = format!(
-                                                "{}; `{cname}` travels along; assertion `{}` says `{cname}` never reaches `{dname}`; witness `{w}`",
+                                                "{}; assertion `{}` says `{cname}` never reaches `{dname}`; witness `{w}`",
                                                 story(&path[..path.len().saturating_sub(1)]),
                                                 assertion.name.local
                                             );

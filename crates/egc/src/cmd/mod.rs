@@ -5,3 +5,5 @@ pub mod explain;
 pub mod fmt;
 pub mod init;
 pub mod lsp;
+pub mod query;
+pub mod verify;

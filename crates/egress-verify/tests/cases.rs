@@ -1,0 +1,133 @@
+//! Data-driven verifier tests. A case is a file:
+//! - `tests/verify/*.egress` must verify, with a snapshot of its JSON report;
+//! - `tests/verify/violations/*.egress` must be violated; the file's `// expect: ID` lines
+//!   name the properties that must fail, and every witness is replayed here again;
+//! - every policy directory in `examples/` must verify.
+//!
+//! Adding a case is adding a file.
+
+use std::path::{Path, PathBuf};
+
+use egress_verify::{render, Verdict, VerifyConfig};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn egress_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "egress"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Checks and verifies the given files (paths relative to `base`).
+fn run(base: &Path, files: &[PathBuf], config: &VerifyConfig) -> (egress_check::CheckResult, egress_verify::Report) {
+    let texts: Vec<(String, String)> = files
+        .iter()
+        .map(|f| {
+            (
+                f.strip_prefix(base).unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(f).unwrap(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = texts.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+    let result = egress_check::check_sources(&refs);
+    let errors: Vec<_> = result.diagnostics.iter().filter(|d| d.is_error()).collect();
+    assert!(errors.is_empty(), "{files:?} has check errors: {errors:#?}");
+    let report = egress_verify::verify(result.policy.as_ref().unwrap(), config);
+    (result, report)
+}
+
+fn expected_properties(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("// expect:"))
+        .map(|s| s.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn passing_cases_verify() {
+    let dir = repo().join("tests/verify");
+    let files = egress_files(&dir);
+    assert!(!files.is_empty());
+    for file in files {
+        let (result, report) = run(&dir, std::slice::from_ref(&file), &VerifyConfig::default());
+        let json = render::json(&[(&result, &report)]);
+        assert_eq!(report.verdict, Verdict::Verified, "{}: {json:#}", file.display());
+        let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+        insta::assert_json_snapshot!(format!("pass-{name}"), json);
+    }
+}
+
+#[test]
+fn violations_are_found_and_replayed() {
+    let dir = repo().join("tests/verify/violations");
+    let files = egress_files(&dir);
+    assert!(files.len() >= 6, "one realistic mistake per property");
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let expected = expected_properties(&text);
+        assert!(!expected.is_empty(), "{} has no `// expect:` line", file.display());
+        let (result, report) = run(&dir, std::slice::from_ref(&file), &VerifyConfig::default());
+        let json = render::json(&[(&result, &report)]);
+        assert_eq!(report.verdict, Verdict::Violated, "{}: {json:#}", file.display());
+        for id in &expected {
+            assert!(
+                report.violations.iter().any(|v| &v.property == id),
+                "{}: expected a violation of `{id}`: {json:#}",
+                file.display()
+            );
+            assert_eq!(report.property(id).unwrap().status, Verdict::Violated);
+        }
+        let policy = result.policy.as_ref().unwrap();
+        for v in &report.violations {
+            assert!(!v.path.is_empty());
+            // Route-based witnesses: the concrete evaluator lets the first agent of the path
+            // open the connection.
+            if let (Some(w), "egress-approved" | "no-metadata") = (&v.witness, v.property.as_str()) {
+                let agent = policy.agent_by_name(&v.agent).unwrap();
+                assert!(egress_verify::allowed(policy, agent.id, w).is_some(), "{w} not allowed for {}", v.agent);
+                assert!(!egress_verify::eval::approved(policy, agent.id, w) || v.property == "no-metadata");
+            }
+        }
+        // The SMT path finds the same violated properties.
+        let smt = egress_verify::verify(
+            policy,
+            &VerifyConfig { engine: egress_verify::Engine::Smt, ..VerifyConfig::default() },
+        );
+        assert_eq!(smt.properties, report.properties, "{}", file.display());
+        let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+        insta::assert_json_snapshot!(format!("violation-{name}"), json);
+    }
+}
+
+#[test]
+fn examples_verify() {
+    let examples = repo().join("examples");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&examples)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    assert!(!dirs.is_empty());
+    for dir in dirs {
+        let files = egress_files(&dir);
+        if files.is_empty() {
+            continue;
+        }
+        let (result, report) = run(&dir, &files, &VerifyConfig::default());
+        let json = render::json(&[(&result, &report)]);
+        assert_eq!(report.verdict, Verdict::Verified, "{}: {json:#}", dir.display());
+        let smt = egress_verify::verify(
+            result.policy.as_ref().unwrap(),
+            &VerifyConfig { engine: egress_verify::Engine::Both, ..VerifyConfig::default() },
+        );
+        assert_eq!(smt.verdict, Verdict::Verified, "{}", dir.display());
+    }
+}
