@@ -226,7 +226,7 @@ pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts,
     )]);
     for agent in &policy.agents {
         let Some(workload) = &agent.identity.workload else {
-            errors.push(no_workload(agent, Target::Cilium));
+            notes.push(no_workload(agent, Target::Cilium));
             continue;
         };
         namespaces.insert(workload.namespace.clone());

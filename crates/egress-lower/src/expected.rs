@@ -156,16 +156,19 @@ pub struct Decoded {
 }
 
 /// Compares decoded per-agent sets with the policy's unconditional sets. Every agent the
-/// artifact was lowered for must be decoded.
+/// target can identify must be decoded.
 pub fn compare_connection_sets(
     target: Target,
     policy: &CheckedPolicy,
     decoded: &BTreeMap<AgentId, Decoded>,
     artifacts: &Artifacts,
+    identifiable: impl Fn(&Agent) -> bool,
 ) -> Result<ValidationReport, Vec<Diagnostic>> {
     let mut errors = Vec::new();
     let mut checked = 0;
-    for agent in &policy.agents {
+    // Agents the target cannot identify are left out with a warning (E0103); every other
+    // agent must be in the artifact with exactly its set.
+    for agent in policy.agents.iter().filter(|a| identifiable(a)) {
         let expected = agent_set(policy, agent);
         let Some(found) = decoded.get(&agent.id) else {
             if expected.is_empty() {

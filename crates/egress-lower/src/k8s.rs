@@ -33,7 +33,7 @@ pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts,
     let mut namespaces: BTreeSet<String> = BTreeSet::new();
     for agent in &policy.agents {
         let Some(workload) = &agent.identity.workload else {
-            errors.push(no_workload(agent, Target::K8s));
+            notes.push(no_workload(agent, Target::K8s));
             continue;
         };
         namespaces.insert(workload.namespace.clone());
@@ -147,17 +147,17 @@ pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts,
 }
 
 pub(crate) fn no_workload(agent: &egress_check::Agent, target: Target) -> Diagnostic {
-    Diagnostic::error(
+    Diagnostic::warning(
         "E0103",
         agent.name.span,
         format!(
-            "agent `{}` has no `workload` selector, so the {target} target cannot select its pods",
+            "agent `{}` is not in the {target} artifacts: it has no `workload` selector, so it does not run as a pod",
             agent.name.local
         ),
     )
     .with_label("no workload identity")
     .with_help(
-        "add `workload namespace \"NS\" labels { app = \"...\" }` to the agent, or build only the targets that can identify it (`seccomp`, or `nftables` with a `cgroup` or `uid`)",
+        "if the agent runs in Kubernetes, add `workload namespace \"NS\" labels { app = \"...\" }`; otherwise enforce it with `seccomp`, `nftables` (with a `cgroup` or `uid`) or `egc enforce`",
     )
 }
 

@@ -188,7 +188,13 @@ pub fn validate(
                 Target::Cilium => cilium::decode(policy, config, artifacts)?,
                 _ => nftables::decode(policy, config, artifacts)?,
             };
-            expected::compare_connection_sets(target, policy, &decoded, artifacts)
+            expected::compare_connection_sets(target, policy, &decoded, artifacts, |agent| {
+                match target {
+                    Target::Nftables => nftables::Identity::of(agent).cgroup.is_some()
+                        || agent.identity.uid.is_some(),
+                    _ => agent.identity.workload.is_some(),
+                }
+            })
         }
     }
 }
@@ -244,7 +250,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("E0100", "host-name destination the target cannot express"),
     ("E0101", "workload destination the target cannot express"),
     ("E0102", "wildcard host pattern Cilium cannot express exactly"),
-    ("E0103", "agent without an identity the target can select"),
+    ("E0103", "agent left out of a target that cannot identify it (warning)"),
     ("E0104", "workflow-only capability left out of a static artifact (narrowing)"),
     ("E0105", "exception path left out of a static artifact (narrowing)"),
     ("E0106", "agents whose selectors overlap would add up to a wider set"),

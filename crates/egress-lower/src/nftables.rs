@@ -134,17 +134,17 @@ pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts,
             continue;
         }
         if !identity.is_some() {
-            errors.push(
-                Diagnostic::error(
+            notes.push(
+                Diagnostic::warning(
                     "E0103",
                     agent.name.span,
                     format!(
-                        "agent `{}` has neither a `cgroup` nor a `uid`, so the nftables target cannot recognise its packets",
+                        "agent `{}` is not in the nftables ruleset: it has neither a `cgroup` nor a `uid`, so its packets cannot be told apart; on a host with this ruleset all its new connections are dropped",
                         agent.name.local
                     ),
                 )
                 .with_label("no host identity")
-                .with_help("add `cgroup \"/agents/NAME\"` or `uid N` to the agent, or build only targets that can identify it"),
+                .with_help("if the agent runs on a host, add `cgroup \"/agents/NAME\"` or `uid N` to it"),
             );
             continue;
         }
