@@ -27,6 +27,8 @@ struct Cli {
 enum Command {
     /// Parse, resolve and type-check policies; report every problem.
     Check(cmd::check::Args),
+    /// Lower policies to Kubernetes, Cilium, seccomp and nftables artifacts, proven faithful.
+    Build(cmd::build::Args),
     /// Format policies (keeps every comment).
     Fmt(cmd::fmt::Args),
     /// Print the long explanation of a diagnostic code.
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check(args) => cmd::check::run(args),
+        Command::Build(args) => cmd::build::run(args),
         Command::Fmt(args) => cmd::fmt::run(args),
         Command::Explain(args) => cmd::explain::run(args),
         Command::Init(args) => cmd::init::run(args),
