@@ -5,7 +5,17 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use egress_check::{CheckResult, MemorySource};
+use egress_check::{CheckResult, FileSource, ReadError};
+
+/// Files as bytes, so a case can hold a file that is not UTF-8.
+struct BytesSource(BTreeMap<String, Vec<u8>>);
+
+impl FileSource for BytesSource {
+    fn read(&self, path: &str) -> Result<String, ReadError> {
+        let bytes = self.0.get(path).ok_or(ReadError::NotFound)?;
+        String::from_utf8(bytes.clone()).map_err(|_| ReadError::NotUtf8)
+    }
+}
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -47,7 +57,7 @@ pub fn check_case(case: &Path) -> CheckResult {
                 .strip_prefix(case)
                 .map(|p| p.to_string_lossy().replace('\\', "/"))
                 .unwrap_or_default();
-            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let text = std::fs::read(&file).unwrap_or_default();
             if !relative.contains('/') {
                 roots.push(relative.clone());
             }
@@ -58,10 +68,10 @@ pub fn check_case(case: &Path) -> CheckResult {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        files.insert(name.clone(), std::fs::read_to_string(case).unwrap_or_default());
+        files.insert(name.clone(), std::fs::read(case).unwrap_or_default());
         roots.push(name);
     }
-    egress_check::check(&MemorySource { files }, &roots)
+    egress_check::check(&BytesSource(files), &roots)
 }
 
 /// Renders all diagnostics of a result as `egc check` does (no colour).

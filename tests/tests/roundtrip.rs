@@ -16,7 +16,18 @@ fn shape(source: &str) -> serde_json::Value {
     value
 }
 
+fn is_span(value: &serde_json::Value) -> bool {
+    value.as_object().is_some_and(|map| {
+        map.len() == 3 && map.contains_key("file") && map.contains_key("start") && map.contains_key("end")
+    })
+}
+
 fn strip_spans(value: &mut serde_json::Value) {
+    // A bare span (as in `AgentRef::All(span)`) becomes null.
+    if is_span(value) {
+        *value = serde_json::Value::Null;
+        return;
+    }
     match value {
         serde_json::Value::Object(map) => {
             map.remove("span");

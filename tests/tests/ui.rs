@@ -22,11 +22,11 @@ fn ui_cases() {
         let text = if case.is_dir() {
             egc_tests::egress_files(&case)
                 .iter()
-                .map(|f| std::fs::read_to_string(f).unwrap())
+                .map(|f| String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned())
                 .collect::<Vec<_>>()
                 .join("\n")
         } else {
-            std::fs::read_to_string(&case).unwrap()
+            String::from_utf8_lossy(&std::fs::read(&case).unwrap()).into_owned()
         };
         let expected = expected_codes(&text);
         assert!(!expected.is_empty(), "{name}: add a `// expect: CODE` line");

@@ -283,6 +283,12 @@ pub fn render_human(result: &CheckResult, diagnostics: &[Diagnostic], color: boo
         if let Some(help) = &d.help {
             report = report.with_help(help);
         }
+        if let Some(suggestion) = &d.suggestion {
+            let mentioned = d.help.as_ref().is_some_and(|h| h.contains(&suggestion.replacement));
+            if !mentioned {
+                report = report.with_note(format!("suggestion: {}", suggestion.title));
+            }
+        }
         let mut sources = ariadne::sources(result.files.iter().map(|f| (f.path.clone(), f.text.to_string())));
         let _ = report.finish().write(&mut sources, &mut *out);
     }

@@ -301,6 +301,29 @@ impl<'s> Checker<'s> {
     }
 
     fn resolve_import(&mut self, index: usize, import: &ast::Import) -> Option<usize> {
+        let resolved = self.resolve_import_target(index, import);
+        if resolved.is_none() {
+            // Record the alias anyway, so uses of it are not reported a second time.
+            let alias = import.alias.as_ref().map(|a| a.text.clone()).or_else(|| match &import.path {
+                ImportPath::Module(ident) => ident.text.rsplit('.').next().map(str::to_string),
+                ImportPath::File(lit) => lit
+                    .value
+                    .rsplit('/')
+                    .next()
+                    .map(|s| s.trim_end_matches(".egress").replace(['.', ' '], "_")),
+            });
+            let span = import.alias.as_ref().map(|a| a.span).unwrap_or(match &import.path {
+                ImportPath::Module(ident) => ident.span,
+                ImportPath::File(lit) => lit.span,
+            });
+            if let (Some(alias), Some(file)) = (alias, self.files.get_mut(index)) {
+                file.imports.entry(alias).or_insert(ImportInfo { target: None, span, used: true });
+            }
+        }
+        resolved
+    }
+
+    fn resolve_import_target(&mut self, index: usize, import: &ast::Import) -> Option<usize> {
         let (importer_path, importer_std) = {
             let file = self.files.get(index)?;
             (file.path.clone(), file.is_stdlib)
@@ -627,6 +650,8 @@ impl<'s> Checker<'s> {
                         let help = if alias == "std" {
                             let module = rest.split('.').next().unwrap_or(rest);
                             format!("import the module first: `import std.{module}`, then write `{}`", rest)
+                        } else if stdlib_source(alias).is_some() {
+                            format!("import the stdlib module first: `import std.{alias}`")
                         } else {
                             format!("`{alias}` is not an imported module in this file; import it with `import \"...\" as {alias}`")
                         };
@@ -726,10 +751,16 @@ impl<'s> Checker<'s> {
             diagnostic = diagnostic
                 .with_help(format!("did you mean `{best}`?"))
                 .with_suggestion(ident.span, best.clone(), format!("replace with `{best}`"));
+        } else if let Some(qualified) = self.imported_qualified(file, local, want) {
+            diagnostic = diagnostic
+                .with_help(format!("did you mean `{qualified}`?"))
+                .with_suggestion(ident.span, qualified.clone(), format!("replace with `{qualified}`"));
         } else if let Some(elsewhere) = self.declared_elsewhere(file, local, want) {
-            diagnostic = diagnostic.with_help(format!(
-                "`{local}` is declared in `{elsewhere}`; import that file into this one"
-            ));
+            let how = match elsewhere.strip_prefix(STD_PREFIX).and_then(|p| p.strip_suffix(".egress")) {
+                Some(module) => format!("`import std.{module}` and write `{module}.{local}`"),
+                None => format!("import `{elsewhere}` into this file"),
+            };
+            diagnostic = diagnostic.with_help(format!("`{local}` is declared in `{elsewhere}`: {how}"));
         } else {
             diagnostic = diagnostic.with_help(format!(
                 "declare {} named `{local}` or import the module that declares it",
@@ -737,6 +768,19 @@ impl<'s> Checker<'s> {
             ));
         }
         self.diagnostics.push(diagnostic);
+    }
+
+    /// `alias.local` when a module imported into `file` declares `local` of kind `want`.
+    fn imported_qualified(&self, file: usize, local: &str, want: Kind) -> Option<String> {
+        let f = self.files.get(file)?;
+        f.imports.iter().find_map(|(alias, info)| {
+            let target = self.files.get(info.target?)?;
+            target
+                .decls
+                .get(local)
+                .filter(|d| d.kind == want)
+                .map(|_| format!("{alias}.{local}"))
+        })
     }
 
     fn declared_elsewhere(&self, file: usize, local: &str, want: Kind) -> Option<String> {
@@ -966,11 +1010,11 @@ impl<'s> Checker<'s> {
         });
         let name_span = name.span;
         if !has_endpoint_entries {
-            self.missing_entry(
-                if inline { body.span } else { name_span },
-                "this destination",
-                "host, cidr or workload",
-                "say what it reaches: `host \"api.example.com\"`, `cidr 192.0.2.0/24` or `workload namespace \"ns\"`",
+            let what = if inline { "this destination".to_string() } else { format!("destination `{}`", name.local) };
+            self.error(
+                Diagnostic::error("E0017", if inline { body.span } else { name_span }, format!("{what} names no host, cidr or workload"))
+                    .with_label("reaches nothing")
+                    .with_help("say what it reaches: `host \"api.example.com\"`, `cidr 192.0.2.0/24` or `workload namespace \"ns\"`"),
             );
         }
         if !saw_ports {
@@ -1026,7 +1070,12 @@ impl<'s> Checker<'s> {
             };
             if let Some(previous) = first.get(&k) {
                 let previous = *previous;
-                self.duplicate_entry(key.span, previous, &format!("label {k}"));
+                self.error(
+                    Diagnostic::error("E0016", key.span, format!("the label `{k}` is given twice in this selector"))
+                        .with_label("repeated label")
+                        .with_secondary(previous, "first given here")
+                        .with_help("a selector gives each label key once"),
+                );
                 ok = false;
                 continue;
             }
@@ -1125,6 +1174,7 @@ impl<'s> Checker<'s> {
         let mut key: Option<([u8; 32], Span)> = None;
         let mut max_ttl: Option<(u64, Span)> = None;
         let mut key_seen: Option<Span> = None;
+        let mut ttl_seen: Option<Span> = None;
         for entry in &d.entries {
             match entry {
                 ast::AuthorityEntry::Key { span, value } => {
@@ -1139,10 +1189,11 @@ impl<'s> Checker<'s> {
                     }
                 }
                 ast::AuthorityEntry::MaxTtl { span, value } => {
-                    if let Some((_, first)) = max_ttl {
+                    if let Some(first) = ttl_seen {
                         self.duplicate_entry(*span, first, "max_ttl");
                         continue;
                     }
+                    ttl_seen = Some(*span);
                     match values::duration(value) {
                         Ok(secs) => {
                             if secs > MAX_EXCEPTION_TTL_SECS {
@@ -1158,7 +1209,7 @@ impl<'s> Checker<'s> {
         if key_seen.is_none() {
             self.missing_entry(d.name.span, "this authority", "key", "add `key \"ed25519:<base64 public key>\"`; `egc exception keygen` makes one");
         }
-        if max_ttl.is_none() {
+        if ttl_seen.is_none() {
             self.missing_entry(d.name.span, "this authority", "max_ttl", "add the longest token lifetime it may sign, e.g. `max_ttl 1h`");
         }
         let id = AuthorityId(u32::try_from(self.authorities.len()).unwrap_or(u32::MAX));

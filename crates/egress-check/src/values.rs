@@ -118,6 +118,18 @@ pub fn cidr(lit: &CidrLit) -> Result<IpNet, Diagnostic> {
         text.parse::<IpAddr>().ok().map(IpNet::from)
     };
     let Some(net) = parsed else {
+        if let Some((address, prefix)) = text.split_once('/') {
+            let max = if address.contains(':') { 128 } else { 32 };
+            if prefix.parse::<u32>().is_ok_and(|p| p > max) {
+                return Err(Diagnostic::error(
+                    "E0024",
+                    lit.span,
+                    format!("the prefix length /{prefix} is over {max}"),
+                )
+                .with_label("prefix too long")
+                .with_help(format!("an IPv{} prefix length is 0 to {max}", if max == 32 { 4 } else { 6 })));
+            }
+        }
         return Err(Diagnostic::error(
             "E0024",
             lit.span,

@@ -5,7 +5,8 @@
 //! multi-line block. Rules:
 //! - one item, entry, step or claim per line, indented by four spaces per block;
 //! - one space between tokens on a line, none before `,`;
-//! - exactly one blank line between items, at most one blank line kept elsewhere;
+//! - exactly one blank line between items (consecutive imports may stay together), at
+//!   most one blank line kept elsewhere;
 //! - a comment on the same line as code stays there; other comments keep their own line;
 //! - empty blocks are written `{}`; the file ends with one newline.
 //!
@@ -39,6 +40,7 @@ pub fn format_parsed(source: &str, parsed: &Parsed) -> String {
     let mut previous: Option<(TokenKind, usize)> = None; // kind and end offset
     let mut force_newline = false;
     let mut previous_opened_block = false;
+    let mut previous_item_was_import = false;
 
     for token in &parsed.tokens {
         let text = token.text(source).trim_end();
@@ -87,11 +89,17 @@ pub fn format_parsed(source: &str, parsed: &Parsed) -> String {
         }
 
         let line_start = layout.line_starts.contains(&token.start);
+        // Consecutive imports stay together unless the source separates them.
+        let is_import = is_item && text == "import";
+        let item_needs_blank = is_item && !(is_import && previous_item_was_import);
+        if is_item {
+            previous_item_was_import = is_import;
+        }
         if first {
             out.push_str(text);
         } else if line_start || force_newline {
             let blank = !previous_opened_block
-                && (newlines >= 2 || (is_item && !previous_is_comment));
+                && (newlines >= 2 || (item_needs_blank && !previous_is_comment));
             start_line(&mut out, false, blank);
             // A token pushed to a new line only by a comment is a continuation.
             let extra = usize::from(!line_start);
@@ -149,6 +157,17 @@ mod tests {
         assert_eq!(
             formatted,
             "// head\n/// The plane.\ndestination cp {\n    host \"cp.example.com\" // trailing\n    port 443, 8443\n\n    protocol tcp\n}\n\nagent a {\n    uses x, y\n}\n\nagent b {}\n"
+        );
+        assert_eq!(format_source(&formatted).unwrap(), formatted);
+    }
+
+    #[test]
+    fn imports_stay_together() {
+        let source = "import std.dns\nimport std.sys\n\n\nimport \"a.egress\" as a\ndata pii";
+        let formatted = format_source(source).unwrap();
+        assert_eq!(
+            formatted,
+            "import std.dns\nimport std.sys\n\nimport \"a.egress\" as a\n\ndata pii\n"
         );
         assert_eq!(format_source(&formatted).unwrap(), formatted);
     }

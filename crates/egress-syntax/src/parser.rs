@@ -324,6 +324,36 @@ impl<'a> ItemParser<'a> {
             }
             pest::error::ErrorVariant::CustomError { message } => vec![message.clone()],
         };
+        // An item whose braces never close: say so at its first `{`.
+        let depth: i64 = chunk_tokens
+            .iter()
+            .map(|t| match t.kind {
+                TokenKind::LBrace => 1,
+                TokenKind::RBrace => -1,
+                _ => 0,
+            })
+            .sum();
+        let at_end = found.is_none();
+        if depth > 0 && at_end {
+            if let Some(open) = chunk_tokens.iter().find(|t| t.kind == TokenKind::LBrace) {
+                let name = chunk_tokens
+                    .get(1)
+                    .filter(|t| t.kind == TokenKind::Ident)
+                    .map(|t| format!("{item_keyword} `{}`", t.text(self.source)))
+                    .unwrap_or_else(|| format!("this {item_keyword}"));
+                let next = if end < self.tokens.len() { "before the next item" } else { "before the end of the file" };
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        "E0001",
+                        Span::new(self.file, open.start, open.end),
+                        format!("{name} is not closed: expected `}}` {next}"),
+                    )
+                    .with_label("this `{` has no matching `}`")
+                    .with_help("add the missing `}` at the end of the item"),
+                );
+                return;
+            }
+        }
         let message = if expected.is_empty() {
             format!("unexpected {found_text}")
         } else {
