@@ -19,3 +19,6 @@ pub mod landlock;
 pub mod sandbox;
 pub mod seccomp;
 pub mod maps;
+pub mod state;
+pub mod control;
+pub mod run;

@@ -85,6 +85,11 @@ impl Confinement {
         // allocation, no locks), which is what `pre_exec` requires after fork.
         unsafe {
             command.pre_exec(move || {
+                // The launcher ignores interactive signals while it waits; the child
+                // must not inherit that.
+                for signal in [libc::SIGINT, libc::SIGQUIT] {
+                    libc::signal(signal, libc::SIG_DFL);
+                }
                 if let Some(fd) = &cgroup_fd {
                     let ret = libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1);
                     if ret != 1 {

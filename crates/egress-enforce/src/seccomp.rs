@@ -1,13 +1,26 @@
 //! A seccomp allowlist built from an agent's syscall groups.
 //!
-//! Every syscall named in the agent's groups is allowed; every other syscall fails with
-//! `EPERM` (the OCI `SCMP_ACT_ERRNO` default), so a blocked call is visible to the agent
-//! instead of killing it. Names unknown on this architecture are an error, not skipped.
+//! [`for_agent`] installs the same profile `egc build --target seccomp` writes
+//! (`egress_lower::seccomp`): the agent's syscalls allowed, `socket` filtered by its
+//! arguments (AF_UNIX always; AF_INET/AF_INET6 only for the socket types of the
+//! protocols the agent uses; raw and packet sockets only with a literal
+//! `grant CAP_NET_RAW`), io_uring never, and every other syscall failing with `EPERM`
+//! (`SCMP_ACT_ERRNO`), so a blocked call is visible to the agent instead of killing it.
+//! Names that are not system calls on this architecture cannot be called here, so they
+//! are left out (which narrows nothing) and reported to the caller.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+use egress_check::{Agent, CheckedPolicy, Protocol};
+use egress_lower::seccomp::{
+    Expectation, AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP,
+    NETLINK_ROUTE, SOCK_DGRAM, SOCK_RAW, SOCK_STREAM, SOCK_TYPE_MASK,
+};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
 use syscalls::Sysno;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +103,97 @@ pub fn allowlist(names: &[String]) -> Result<BpfProgram, SeccompError> {
     )
     .map_err(|e| SeccompError::Compile(e.to_string()))?;
     BpfProgram::try_from(filter).map_err(|e| SeccompError::Compile(e.to_string()))
+}
+
+fn condition(index: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, SeccompError> {
+    SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value)
+        .map_err(|e| SeccompError::Compile(e.to_string()))
+}
+
+fn socket_rule(conditions: &[(u8, Option<u64>, u64)]) -> Result<SeccompRule, SeccompError> {
+    let conditions = conditions
+        .iter()
+        .map(|(index, mask, value)| match mask {
+            Some(mask) => condition(*index, SeccompCmpOp::MaskedEq(*mask), *value),
+            None => condition(*index, SeccompCmpOp::Eq, *value),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    SeccompRule::new(conditions).map_err(|e| SeccompError::Compile(e.to_string()))
+}
+
+/// The `socket(2)` argument rules of an expectation (any one allows the call).
+fn socket_rules(exp: &Expectation) -> Result<Vec<SeccompRule>, SeccompError> {
+    let mut rules = vec![socket_rule(&[(0, None, AF_UNIX)])?];
+    for family in [AF_INET, AF_INET6] {
+        if exp.network {
+            for protocol in &exp.protocols {
+                let (socket_type, ip_protocol) = match protocol {
+                    Protocol::Tcp => (SOCK_STREAM, IPPROTO_TCP),
+                    Protocol::Udp => (SOCK_DGRAM, IPPROTO_UDP),
+                };
+                for proto in [0, ip_protocol] {
+                    rules.push(socket_rule(&[
+                        (0, None, family),
+                        (1, Some(SOCK_TYPE_MASK), socket_type),
+                        (2, None, proto),
+                    ])?);
+                }
+            }
+        }
+        if exp.raw {
+            rules.push(socket_rule(&[
+                (0, None, family),
+                (1, Some(SOCK_TYPE_MASK), SOCK_RAW),
+            ])?);
+        }
+    }
+    if exp.network {
+        rules.push(socket_rule(&[(0, None, AF_NETLINK), (2, None, NETLINK_ROUTE)])?);
+    }
+    if exp.raw {
+        rules.push(socket_rule(&[(0, None, AF_PACKET)])?);
+    }
+    Ok(rules)
+}
+
+/// A compiled filter and the syscall names this architecture does not have.
+pub struct AgentFilter {
+    pub program: BpfProgram,
+    pub not_on_this_arch: Vec<String>,
+}
+
+/// The agent's seccomp filter, equal in meaning to its `--target seccomp` profile.
+pub fn for_agent(policy: &CheckedPolicy, agent: &Agent) -> Result<AgentFilter, SeccompError> {
+    let all = policy.syscalls_of(agent);
+    if all.is_empty() {
+        return Err(SeccompError::Empty);
+    }
+    let exp = Expectation::of(policy, agent);
+    let names: Vec<String> = exp.syscalls.iter().cloned().collect();
+    if !names.iter().any(|n| n == "execve" || n == "execveat") {
+        return Err(SeccompError::NoExecve);
+    }
+    let (known, not_on_this_arch): (Vec<String>, Vec<String>) = names
+        .into_iter()
+        .partition(|n| Sysno::from_str(n).is_ok());
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = syscall_numbers(&known)?
+        .values()
+        .map(|n| (*n, Vec::new()))
+        .collect();
+    rules.insert(i64::from(Sysno::socket.id()), socket_rules(&exp)?);
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Errno(libc::EPERM as u32),
+        SeccompAction::Allow,
+        target_arch()?,
+    )
+    .map_err(|e| SeccompError::Compile(e.to_string()))?;
+    let program =
+        BpfProgram::try_from(filter).map_err(|e| SeccompError::Compile(e.to_string()))?;
+    Ok(AgentFilter {
+        program,
+        not_on_this_arch,
+    })
 }
 
 #[cfg(test)]

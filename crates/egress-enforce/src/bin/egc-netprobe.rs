@@ -5,6 +5,7 @@
 //! `udpc:ADDR:PORT` (connected UDP: the connect hooks), with ADDR an IPv4 address, an
 //! `[IPv6]` address, or `[::ffff:a.b.c.d]` (IPv4-mapped, sent from an IPv6 socket).
 //! `bench:ADDR:PORT:N` connects N times and prints the mean and p50/p99 latency.
+//! `self:FIELD` prints a field of /proc/self/status (e.g. `self:CapEff`).
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -43,6 +44,9 @@ fn probe(target: &str) -> String {
     };
     if kind == "bench" {
         return bench(target, rest);
+    }
+    if kind == "self" {
+        return self_status(target, rest);
     }
     let addr: SocketAddr = match rest.parse() {
         Ok(a) => a,
@@ -121,4 +125,14 @@ fn bench(target: &str, rest: &str) -> String {
         pick(0.5),
         pick(0.99)
     )
+}
+
+fn self_status(target: &str, field: &str) -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let value = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| "missing".to_string());
+    format!("{{\"target\":{target:?},\"result\":{value:?}}}")
 }

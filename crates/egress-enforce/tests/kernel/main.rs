@@ -2,3 +2,4 @@
 
 mod common;
 mod enforce;
+mod run;
