@@ -1,0 +1,2 @@
+" egc policy files.
+autocmd BufRead,BufNewFile *.egress setfiletype egress
