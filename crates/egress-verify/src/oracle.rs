@@ -1,0 +1,352 @@
+//! The brute-force oracle: every property decided by enumerating a finite universe of
+//! concrete connections through the concrete evaluator, with no set algebra and no
+//! solver.
+//!
+//! The universe comes from the policy's constants plus boundaries: the first and last
+//! address of every network and exclusion and their neighbours, every port range's ends
+//! and their neighbours, every host pattern instantiated with each constant label and a
+//! fresh one (for `**`, one or more labels up to the longest pattern), the apex of each
+//! wildcard and one label beyond each exact host, and each workload selector's own labels,
+//! merged with every other selector's. For the small policies of the differential test
+//! this universe contains a witness whenever one exists; the verifier and the oracle must
+//! agree on every property.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use egress_check::{
+    AgentId, AgentSel, CheckedPolicy, ClaimKind, EndpointKind, HostLabel, LinuxCap, Protocol,
+    MAX_EXCEPTION_TTL_SECS,
+};
+
+use crate::eval::{self, RouteIndex, Route};
+use crate::report::*;
+use crate::sets::{fresh_label, Connection, Target};
+use crate::verify::NETWORK_SYSCALLS;
+
+/// The finite universe of a policy.
+pub fn universe(policy: &CheckedPolicy) -> Vec<Connection> {
+    let mut ports: BTreeSet<u16> = [1u16, 53, 65535].into_iter().collect();
+    let mut ips: BTreeSet<IpAddr> = BTreeSet::new();
+    for m in ["169.254.169.254", "fd00:ec2::254", "::ffff:169.254.169.254", "fe80::1"] {
+        if let Ok(ip) = m.parse() {
+            ips.insert(ip);
+        }
+    }
+    let mut patterns = Vec::new();
+    let mut selectors = Vec::new();
+    for d in &policy.destinations {
+        for p in &d.ports {
+            for v in [Some(p.start), Some(p.end), p.start.checked_sub(1), p.end.checked_add(1)]
+                .into_iter()
+                .flatten()
+            {
+                if v != 0 {
+                    ports.insert(v);
+                }
+            }
+        }
+        for e in &d.endpoints {
+            match &e.kind {
+                EndpointKind::Host(h) => patterns.push(h.clone()),
+                EndpointKind::Workload(w) => selectors.push(w.clone()),
+                EndpointKind::Cidr(c) => {
+                    for net in std::iter::once(&c.network).chain(c.except.iter()) {
+                        match net {
+                            ipnet::IpNet::V4(n) => {
+                                let (a, b) = (u32::from(n.network()), u32::from(n.broadcast()));
+                                for v in [Some(a), Some(b), a.checked_sub(1), b.checked_add(1)].into_iter().flatten() {
+                                    ips.insert(IpAddr::V4(Ipv4Addr::from(v)));
+                                }
+                            }
+                            ipnet::IpNet::V6(n) => {
+                                let (a, b) = (u128::from(n.network()), u128::from(n.broadcast()));
+                                for v in [Some(a), Some(b), a.checked_sub(1), b.checked_add(1)].into_iter().flatten() {
+                                    ips.insert(IpAddr::V6(Ipv6Addr::from(v)));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Hosts.
+    let constants: BTreeSet<String> = patterns
+        .iter()
+        .flat_map(|p| p.labels.iter())
+        .filter_map(|l| match l {
+            HostLabel::Exact(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    let fresh = fresh_label(constants.iter().map(String::as_str));
+    let mut alphabet: Vec<String> = constants.iter().cloned().collect();
+    alphabet.push(fresh.clone());
+    let longest = patterns.iter().map(|p| p.labels.len()).max().unwrap_or(1);
+    let mut hosts: BTreeSet<String> = BTreeSet::new();
+    for p in &patterns {
+        let mut partial: Vec<Vec<String>> = vec![Vec::new()];
+        for label in &p.labels {
+            let options: Vec<Vec<String>> = match label {
+                HostLabel::Exact(s) => vec![vec![s.clone()]],
+                HostLabel::One => alphabet.iter().map(|a| vec![a.clone()]).collect(),
+                HostLabel::OneOrMore => {
+                    let room = (longest + 1).saturating_sub(p.labels.len()).max(1);
+                    let mut seqs: Vec<Vec<String>> = Vec::new();
+                    let mut frontier: Vec<Vec<String>> = vec![Vec::new()];
+                    for _ in 0..room {
+                        frontier = frontier
+                            .iter()
+                            .flat_map(|s| {
+                                alphabet.iter().map(move |a| {
+                                    let mut n = s.clone();
+                                    n.push(a.clone());
+                                    n
+                                })
+                            })
+                            .collect();
+                        seqs.extend(frontier.iter().cloned());
+                    }
+                    seqs
+                }
+            };
+            partial = partial
+                .iter()
+                .flat_map(|pre| {
+                    options.iter().map(move |o| {
+                        let mut n = pre.clone();
+                        n.extend(o.iter().cloned());
+                        n
+                    })
+                })
+                .collect();
+            if partial.len() > 20_000 {
+                partial.truncate(20_000);
+            }
+        }
+        for h in partial {
+            hosts.insert(h.join("."));
+            // One label beyond.
+            hosts.insert(format!("{fresh}.{}", h.join(".")));
+        }
+        // The apex: the pattern without its wildcard labels.
+        let apex: Vec<String> = p
+            .labels
+            .iter()
+            .filter_map(|l| match l {
+                HostLabel::Exact(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect();
+        if !apex.is_empty() {
+            hosts.insert(apex.join("."));
+        }
+    }
+    // Workloads.
+    let mut workloads: BTreeSet<(String, BTreeMap<String, String>)> = BTreeSet::new();
+    for s in &selectors {
+        workloads.insert((s.namespace.clone(), s.labels.clone()));
+        workloads.insert((fresh.clone(), s.labels.clone()));
+        for t in &selectors {
+            let mut merged = s.labels.clone();
+            for (k, v) in &t.labels {
+                merged.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            workloads.insert((s.namespace.clone(), merged));
+        }
+        for k in s.labels.keys() {
+            let mut changed = s.labels.clone();
+            changed.insert(k.clone(), fresh.clone());
+            workloads.insert((s.namespace.clone(), changed));
+            let mut dropped = s.labels.clone();
+            dropped.remove(k);
+            workloads.insert((s.namespace.clone(), dropped));
+        }
+    }
+    let targets: Vec<Target> = hosts
+        .into_iter()
+        .map(Target::Host)
+        .chain(ips.into_iter().map(Target::Ip))
+        .chain(workloads.into_iter().map(|(namespace, labels)| Target::Workload { namespace, labels }))
+        .collect();
+    let mut out = Vec::with_capacity(targets.len() * ports.len() * 2);
+    for t in &targets {
+        for p in &ports {
+            for protocol in [Protocol::Tcp, Protocol::Udp] {
+                out.push(Connection {
+                    target: t.clone(),
+                    port: *p,
+                    protocol,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Does the route's destination contain `c` through an endpoint that is not a CIDR
+/// naming metadata addresses?
+fn exception_metadata(policy: &CheckedPolicy, route: &Route, c: &Connection) -> bool {
+    let Some(d) = policy.destination(route.dest) else {
+        return false;
+    };
+    if !d.protocols.contains(&c.protocol) || !d.ports.iter().any(|p| p.contains(c.port)) {
+        return false;
+    }
+    d.endpoints.iter().any(|e| match (&e.kind, &c.target) {
+        (EndpointKind::Cidr(set), Target::Ip(ip)) => set.contains(*ip) && !eval::net_is_metadata(&set.network),
+        _ => false,
+    })
+}
+
+fn dest_has_host(policy: &CheckedPolicy, r: &Route) -> bool {
+    policy
+        .destination(r.dest)
+        .is_some_and(|d| d.endpoints.iter().any(|e| matches!(e.kind, EndpointKind::Host(_))))
+}
+
+fn dest_has_dns(policy: &CheckedPolicy, r: &Route) -> bool {
+    policy.destination(r.dest).is_some_and(|d| {
+        d.ports.iter().any(|p| p.contains(53)) && d.endpoints.iter().any(|e| !matches!(e.kind, EndpointKind::Host(_)))
+    })
+}
+
+/// The status of every property, by brute force.
+pub fn statuses(policy: &CheckedPolicy) -> BTreeMap<String, Verdict> {
+    let universe = universe(policy);
+    let index = RouteIndex::new(policy);
+    let holdings = eval::holdings(policy);
+    let mut out: BTreeMap<String, Verdict> = BUILTIN_PROPERTIES
+        .iter()
+        .map(|p| (p.to_string(), Verdict::Verified))
+        .collect();
+    for a in &policy.asserts {
+        out.insert(assert_property_id(&a.name.local), Verdict::Verified);
+    }
+    let mut violate = |id: &str| {
+        out.insert(id.to_string(), Verdict::Violated);
+    };
+    let routes: Vec<Vec<Route>> = policy
+        .agents
+        .iter()
+        .map(|a| eval::routes_indexed(policy, &index, a.id))
+        .collect();
+    let contains = |r: &Route, c: &Connection| policy.destination(r.dest).is_some_and(|d| eval::dest_contains(d, c));
+    for agent in &policy.agents {
+        let id = agent.id;
+        let rs = routes.get(id.index()).map(Vec::as_slice).unwrap_or(&[]);
+        let held = holdings.get(id.index()).cloned().unwrap_or_default();
+        let reaches_hosts = rs.iter().any(|r| dest_has_host(policy, r));
+        let dns_routes: Vec<&Route> = rs.iter().filter(|r| dest_has_dns(policy, r)).collect();
+        if reaches_hosts && dns_routes.is_empty() {
+            violate(LAYERS_CONSISTENT);
+        }
+        for c in &universe {
+            let allowing: Vec<&Route> = rs.iter().filter(|r| contains(r, c)).collect();
+            if allowing.is_empty() {
+                continue;
+            }
+            let approved = eval::approved(policy, id, c);
+            if !approved && allowing.iter().any(|r| !r.is_exception()) {
+                violate(EGRESS_APPROVED);
+            }
+            for class in &held {
+                if !eval::cleared(policy, id, *class, c) {
+                    violate(DATA_CLEARANCE);
+                }
+            }
+            if let Target::Ip(ip) = &c.target {
+                if eval::is_metadata(*ip)
+                    && allowing
+                        .iter()
+                        .any(|r| !r.is_exception() || exception_metadata(policy, r, c))
+                {
+                    violate(NO_METADATA);
+                }
+            }
+            if reaches_hosts
+                && !approved
+                && c.port == 53
+                && !matches!(c.target, Target::Host(_))
+                && allowing.iter().any(|r| dns_routes.contains(r))
+            {
+                violate(LAYERS_CONSISTENT);
+            }
+        }
+        // Syscalls and Linux capabilities (no connections involved).
+        if rs.is_empty() && policy.syscalls_of(agent).iter().any(|s| NETWORK_SYSCALLS.contains(&s.as_str())) {
+            violate(LAYERS_CONSISTENT);
+        }
+        for used in &agent.capabilities {
+            if let Some(cap) = policy.capability(used.id) {
+                if cap.linux_caps.iter().any(|g| {
+                    (g.cap == LinuxCap::NET_RAW || g.cap == LinuxCap::NET_ADMIN) && g.via.is_some()
+                }) {
+                    violate(LAYERS_CONSISTENT);
+                }
+            }
+        }
+    }
+    for e in &policy.exceptions {
+        let auth = policy.authority(e.approver.id);
+        if auth.is_none_or(|a| a.key.iter().all(|b| *b == 0) || e.max_ttl_secs > a.max_ttl_secs)
+            || e.max_ttl_secs > MAX_EXCEPTION_TTL_SECS
+            || e.max_ttl_secs == 0
+        {
+            violate(EXCEPTION_GATED);
+        }
+        for listed in &e.agents {
+            let rs = routes.get(listed.id.index()).map(Vec::as_slice).unwrap_or(&[]);
+            for c in &universe {
+                let in_to = policy.destination(e.to.id).is_some_and(|d| eval::dest_contains(d, c));
+                let in_audit = policy.destination(e.audit.id).is_some_and(|d| eval::dest_contains(d, c));
+                let approved = eval::approved(policy, listed.id, c);
+                if in_to && !approved {
+                    violate(EXCEPTION_GATED);
+                }
+                if in_audit && (!approved || !rs.iter().any(|r| !r.is_exception() && contains(r, c))) {
+                    violate(EXCEPTION_GATED);
+                }
+            }
+        }
+    }
+    for a in &policy.asserts {
+        let id = assert_property_id(&a.name.local);
+        for claim in &a.claims {
+            let failed = match &claim.kind {
+                ClaimKind::CannotReach { agent, dest } | ClaimKind::CanReach { agent, dest } => {
+                    let agents: Vec<AgentId> = match agent {
+                        AgentSel::All(_) => policy.agents.iter().map(|a| a.id).collect(),
+                        AgentSel::One(r) => vec![r.id],
+                    };
+                    let can = matches!(claim.kind, ClaimKind::CanReach { .. });
+                    let in_dest = |c: &Connection| policy.destination(dest.id).is_some_and(|d| eval::dest_contains(d, c));
+                    agents.iter().any(|ag| {
+                        let rs = routes.get(ag.index()).map(Vec::as_slice).unwrap_or(&[]);
+                        let reached = |c: &Connection| rs.iter().any(|r| (!can || !r.is_exception()) && contains(r, c));
+                        let hit = universe.iter().any(|c| in_dest(c) && reached(c));
+                        if can {
+                            !hit
+                        } else {
+                            hit
+                        }
+                    })
+                }
+                ClaimKind::NeverReaches { class, dest } => policy.agents.iter().any(|ag| {
+                    holdings.get(ag.id.index()).is_some_and(|h| h.contains(&class.id)) && {
+                        let rs = routes.get(ag.id.index()).map(Vec::as_slice).unwrap_or(&[]);
+                        universe.iter().any(|c| {
+                            policy.destination(dest.id).is_some_and(|d| eval::dest_contains(d, c))
+                                && rs.iter().any(|r| contains(r, c))
+                        })
+                    }
+                }),
+            };
+            if failed {
+                violate(&id);
+            }
+        }
+    }
+    out
+}

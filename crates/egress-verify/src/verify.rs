@@ -691,9 +691,10 @@ impl<'p> Ctx<'p> {
                     story(&host_route.path)
                 );
                 let confirmed = !routes.iter().any(|r| {
-                    self.policy
-                        .destination(r.dest)
-                        .is_some_and(|d| d.ports.iter().any(|p| p.contains(53)))
+                    self.policy.destination(r.dest).is_some_and(|d| {
+                        d.ports.iter().any(|p| p.contains(53))
+                            && d.endpoints.iter().any(|e| !matches!(e.kind, egress_check::EndpointKind::Host(_)))
+                    })
                 });
                 out.push(self.finding(
                     confirmed,

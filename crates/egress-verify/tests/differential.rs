@@ -1,0 +1,184 @@
+//! The differential test: thousands of random small policies, generated as text and run
+//! through the whole pipeline (`check_sources`, then `verify`). The fast path, the Z3 path
+//! and the brute-force oracle must agree on every property, and every witness must replay.
+//! Failing seeds are kept in `proptest-regressions/` and re-run first.
+
+use egress_verify::generate::{AgentSpec, DestSpec, EndpointSpec, ExceptionSpec, Passing, PolicySpec, ZoneSpec};
+use egress_verify::{oracle, Engine, Verdict, VerifyConfig};
+use proptest::prelude::*;
+
+fn host() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "a.svc.example",
+        "b.svc.example",
+        "a.b.svc.example",
+        "*.svc.example",
+        "**.svc.example",
+        "*.a.svc.example",
+        "**.a.svc.example",
+        "a.*.svc.example",
+        "*.*.svc.example",
+        "**.*.svc.example",
+        "b.a.svc.example",
+    ])
+    .prop_map(str::to_string)
+}
+
+fn cidr() -> impl Strategy<Value = (String, Vec<String>)> {
+    prop::sample::select(vec![
+        ("10.0.0.0/9", vec![]),
+        ("10.128.0.0/9", vec![]),
+        ("10.1.0.0/16", vec![]),
+        ("10.1.0.0/16", vec!["10.1.2.0/24"]),
+        ("10.1.0.0/16", vec!["10.1.0.0/17"]),
+        ("10.1.2.0/24", vec![]),
+        ("10.1.2.3/32", vec![]),
+        ("192.0.2.0/24", vec!["192.0.2.128/25"]),
+        ("169.254.169.254/32", vec![]),
+        ("169.254.0.0/16", vec!["169.254.169.254/32"]),
+        ("2001:db8::/32", vec![]),
+        ("2001:db8:1::/48", vec!["2001:db8:1::/64"]),
+        ("2001:db8::1/128", vec![]),
+        ("fe80::/64", vec![]),
+    ])
+    .prop_map(|(n, e)| (n.to_string(), e.into_iter().map(str::to_string).collect()))
+}
+
+fn workload() -> impl Strategy<Value = (String, Vec<(String, String)>)> {
+    (
+        prop::sample::select(vec!["x", "y"]),
+        prop::sample::subsequence(vec![("app", "p"), ("tier", "t")], 0..=2),
+        any::<bool>(),
+    )
+        .prop_map(|(ns, labels, alt)| {
+            let labels = labels
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), if alt && k == "app" { "q".to_string() } else { v.to_string() }))
+                .collect();
+            (ns.to_string(), labels)
+        })
+}
+
+fn endpoint() -> impl Strategy<Value = EndpointSpec> {
+    prop_oneof![
+        3 => host().prop_map(EndpointSpec::Host),
+        3 => cidr().prop_map(|(network, except)| EndpointSpec::Cidr { network, except }),
+        1 => workload().prop_map(|(namespace, labels)| EndpointSpec::Workload { namespace, labels }),
+    ]
+}
+
+fn dest() -> impl Strategy<Value = DestSpec> {
+    (
+        prop::collection::vec(endpoint(), 1..=2),
+        prop::sample::subsequence(vec![(53u16, 53u16), (80, 80), (443, 443), (443, 444), (25, 25), (1, 1024), (8000, 8100)], 1..=2),
+        0u8..3,
+    )
+        .prop_map(|(endpoints, ports, proto)| DestSpec {
+            endpoints,
+            ports,
+            tcp: proto != 1,
+            udp: proto != 0,
+        })
+}
+
+fn idx(n: usize) -> impl Strategy<Value = usize> {
+    0..n
+}
+
+fn policy() -> impl Strategy<Value = PolicySpec> {
+    (2usize..=5, 1usize..=3, 1usize..=3).prop_flat_map(|(nd, nc, na)| {
+        let passing = prop::sample::select(vec![Passing::Everything, Passing::Pii, Passing::Other]);
+        let agent = (
+            prop::collection::vec(idx(nc), 0..=2),
+            any::<bool>(),
+            prop::collection::vec((idx(na), passing), 0..=1),
+        )
+            .prop_map(|(uses, handles_pii, invokes)| AgentSpec { uses, handles_pii, invokes });
+        let zone = (
+            prop::collection::vec(idx(na), 0..=2),
+            prop::collection::vec(idx(nd), 0..=3),
+            prop::collection::vec(idx(nd), 0..=3),
+        )
+            .prop_map(|(agents, approve, clear_pii)| ZoneSpec { agents, approve, clear_pii });
+        let exception = (prop::collection::vec(idx(na), 1..=1), idx(nd), idx(nd))
+            .prop_map(|(agents, to, audit)| ExceptionSpec { agents, to, audit });
+        (
+            prop::collection::vec(dest(), nd),
+            prop::collection::vec(prop::collection::vec(idx(nd), 0..=2), nc),
+            prop::collection::vec(agent, na),
+            prop::collection::vec(zone, 1..=2),
+            prop::collection::vec(exception, 0..=1),
+            prop::collection::vec((prop::option::of(idx(na)), idx(nd)), 0..=1),
+            prop::collection::vec(idx(nd), 0..=1),
+        )
+            .prop_map(|(dests, mut caps, agents, zones, exceptions, cannot_reach, never_reaches)| {
+                for c in &mut caps {
+                    c.sort();
+                    c.dedup();
+                }
+                let dedup = |mut v: Vec<usize>| {
+                    v.sort();
+                    v.dedup();
+                    v
+                };
+                PolicySpec {
+                    dests,
+                    caps,
+                    agents: agents
+                        .into_iter()
+                        .map(|a| AgentSpec { uses: dedup(a.uses), ..a })
+                        .collect(),
+                    zones: zones
+                        .into_iter()
+                        .map(|z| ZoneSpec {
+                            agents: dedup(z.agents),
+                            approve: dedup(z.approve),
+                            clear_pii: dedup(z.clear_pii),
+                        })
+                        .collect(),
+                    exceptions,
+                    cannot_reach,
+                    never_reaches,
+                }
+            })
+    })
+}
+
+fn statuses(report: &egress_verify::Report) -> Vec<(String, Verdict)> {
+    report.properties.iter().map(|p| (p.id.clone(), p.status)).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 2000,
+        max_shrink_iters: 2000,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn fast_smt_and_oracle_agree(spec in policy()) {
+        let text = spec.render();
+        let result = egress_check::check_sources(&[("policy.egress", text.as_str())]);
+        let errors: Vec<_> = result.diagnostics.iter().filter(|d| d.is_error()).collect();
+        prop_assert!(errors.is_empty(), "generated policy does not check:\n{text}\n{errors:#?}");
+        let policy = result.policy.as_ref().unwrap();
+        let fast = egress_verify::verify(policy, &VerifyConfig { warnings: false, ..VerifyConfig::default() });
+        let smt = egress_verify::verify(policy, &VerifyConfig { engine: Engine::Smt, warnings: false, ..VerifyConfig::default() });
+        let oracle: Vec<(String, Verdict)> = oracle::statuses(policy).into_iter().collect();
+        let mut fast_statuses = statuses(&fast);
+        fast_statuses.sort();
+        let mut smt_statuses = statuses(&smt);
+        smt_statuses.sort();
+        prop_assert!(fast.verdict != Verdict::Unknown, "fast path unknown:\n{text}\n{:#?}", fast.warnings);
+        prop_assert_eq!(&fast_statuses, &oracle, "fast path vs oracle on:\n{}\n{:#?}", text, fast.violations);
+        prop_assert_eq!(&smt_statuses, &oracle, "Z3 path vs oracle on:\n{}\n{:#?}", text, smt.violations);
+        // Every witness is a real connection of its path (the verifier replays it too).
+        for v in &fast.violations {
+            if let (Some(w), "egress-approved") = (&v.witness, v.property.as_str()) {
+                let agent = policy.agent_by_name(&v.agent).unwrap();
+                prop_assert!(egress_verify::allowed(policy, agent.id, w).is_some());
+                prop_assert!(!egress_verify::eval::approved(policy, agent.id, w));
+            }
+        }
+    }
+}
