@@ -22,3 +22,4 @@ pub mod maps;
 pub mod state;
 pub mod control;
 pub mod run;
+pub mod exception;

@@ -2,4 +2,5 @@
 
 mod common;
 mod enforce;
+mod exception;
 mod run;
