@@ -24,10 +24,14 @@ pub(crate) struct State {
     cache: Mutex<Cache>,
 }
 
+type PolicyKey = (PathBuf, String);
+
 #[derive(Default)]
 struct Cache {
-    checks: HashMap<(PathBuf, String), Arc<CachedCheck>>,
+    checks: HashMap<PolicyKey, Arc<CachedCheck>>,
     parses: HashMap<u64, Arc<Parsed>>,
+    /// The last verifier report of each policy, with the check result it verified.
+    verifications: HashMap<PolicyKey, (Arc<CheckResult>, Arc<egress_verify::Report>)>,
 }
 
 /// A check result with what it was computed from.
@@ -45,6 +49,26 @@ impl State {
             roots,
             cache: Mutex::new(Cache::default()),
         }
+    }
+}
+
+impl State {
+    pub(crate) fn verification(
+        &self,
+        key: &PolicyKey,
+    ) -> Option<(Arc<CheckResult>, Arc<egress_verify::Report>)> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.verifications.get(key).cloned()
+    }
+
+    pub(crate) fn store_verification(
+        &self,
+        key: PolicyKey,
+        result: Arc<CheckResult>,
+        report: Arc<egress_verify::Report>,
+    ) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.verifications.insert(key, (result, report));
     }
 }
 

@@ -23,6 +23,7 @@ mod hover;
 mod navigation;
 mod symbols;
 mod tokens;
+mod verification;
 pub mod vfs;
 
 use std::collections::BTreeMap;

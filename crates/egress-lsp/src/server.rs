@@ -124,6 +124,8 @@ struct DiagnosticsJob {
     paths: Vec<PathBuf>,
     versions: BTreeMap<PathBuf, i32>,
     generation: u64,
+    /// Files whose policies to verify too (saved files).
+    verify: Vec<PathBuf>,
 }
 
 struct Server {
@@ -354,7 +356,7 @@ impl Server {
                 if let Some(text) = params.text {
                     self.host.set_file_text(&path, text);
                 }
-                self.schedule_diagnostics(&path);
+                self.schedule(&path, true);
             }
             DidCloseTextDocument::METHOD => {
                 let params: DidCloseTextDocumentParams = parse(notification.params)?;
@@ -394,6 +396,10 @@ impl Server {
     /// Re-checks the policy of `path`, then those of the other open files (a policy that
     /// imports the edited file changes too; unchanged ones come from the cache).
     fn schedule_diagnostics(&mut self, path: &Path) {
+        self.schedule(path, false);
+    }
+
+    fn schedule(&mut self, path: &Path, verify: bool) {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let analysis = self.host.snapshot();
         let mut paths = vec![path.to_path_buf()];
@@ -413,6 +419,11 @@ impl Server {
             paths,
             versions,
             generation,
+            verify: if verify {
+                vec![path.to_path_buf()]
+            } else {
+                Vec::new()
+            },
         });
     }
 }
@@ -447,7 +458,17 @@ fn diagnostics_loop(
                     paths.push(path);
                 }
             }
-            job = DiagnosticsJob { paths, ..newer };
+            let mut verify = newer.verify.clone();
+            for path in job.verify {
+                if !verify.contains(&path) {
+                    verify.push(path);
+                }
+            }
+            job = DiagnosticsJob {
+                paths,
+                verify,
+                ..newer
+            };
         }
         let mut done: BTreeSet<PathBuf> = BTreeSet::new();
         for path in &job.paths {
@@ -458,46 +479,94 @@ fn diagnostics_loop(
                 continue;
             }
             let analysis = &job.analysis;
-            let outcome = catch_unwind(AssertUnwindSafe(|| analysis.policy_diagnostics(path)));
-            let per_file = match outcome {
-                Ok(per_file) => per_file,
-                Err(panic) => {
-                    let message = format!(
-                        "internal error while checking {}: {}; the server keeps running",
-                        path.display(),
-                        panic_message(&panic)
-                    );
-                    eprintln!("egc lsp: {message}");
-                    let _ = sender.send(Message::Notification(Notification::new(
-                        LogMessage::METHOD.to_string(),
-                        LogMessageParams {
-                            typ: MessageType::ERROR,
-                            message,
-                        },
-                    )));
-                    continue;
-                }
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                merge(
+                    analysis.policy_diagnostics(path),
+                    analysis.cached_verification(path),
+                )
+            }));
+            let Some(per_file) = caught(outcome, path, &sender) else {
+                continue;
             };
             if generation.load(Ordering::SeqCst) != job.generation {
                 break;
             }
-            for (file, diagnostics) in per_file {
-                let Some(uri) = path_to_url(&file) else {
+            publish(analysis, &sender, &job.versions, &per_file);
+            done.extend(per_file.keys().cloned());
+            if job.verify.contains(path) {
+                let outcome = catch_unwind(AssertUnwindSafe(|| {
+                    merge(
+                        analysis.policy_diagnostics(path),
+                        analysis.verify_policy(path),
+                    )
+                }));
+                let Some(per_file) = caught(outcome, path, &sender) else {
                     continue;
                 };
-                let diagnostics = handlers::to_lsp_diagnostics(analysis, &file, &diagnostics);
-                let params = PublishDiagnosticsParams {
-                    uri,
-                    diagnostics,
-                    version: job.versions.get(&file).copied(),
-                };
-                let _ = sender.send(Message::Notification(Notification::new(
-                    PublishDiagnostics::METHOD.to_string(),
-                    params,
-                )));
-                done.insert(file);
+                if generation.load(Ordering::SeqCst) != job.generation {
+                    break;
+                }
+                publish(analysis, &sender, &job.versions, &per_file);
             }
             done.insert(path.clone());
         }
+    }
+}
+
+type PerFile = BTreeMap<PathBuf, Vec<egress_ide::FileDiagnostic>>;
+
+fn merge(mut checked: PerFile, verified: PerFile) -> PerFile {
+    for (file, diagnostics) in verified {
+        checked.entry(file).or_default().extend(diagnostics);
+    }
+    checked
+}
+
+/// The value of a diagnostics computation, or `None` after logging its panic.
+fn caught(
+    outcome: Result<PerFile, Box<dyn std::any::Any + Send>>,
+    path: &Path,
+    sender: &Sender<Message>,
+) -> Option<PerFile> {
+    match outcome {
+        Ok(per_file) => Some(per_file),
+        Err(panic) => {
+            let message = format!(
+                "internal error while checking {}: {}; the server keeps running",
+                path.display(),
+                panic_message(&panic)
+            );
+            eprintln!("egc lsp: {message}");
+            let _ = sender.send(Message::Notification(Notification::new(
+                LogMessage::METHOD.to_string(),
+                LogMessageParams {
+                    typ: MessageType::ERROR,
+                    message,
+                },
+            )));
+            None
+        }
+    }
+}
+
+fn publish(
+    analysis: &Analysis,
+    sender: &Sender<Message>,
+    versions: &BTreeMap<PathBuf, i32>,
+    per_file: &PerFile,
+) {
+    for (file, diagnostics) in per_file {
+        let Some(uri) = path_to_url(file) else {
+            continue;
+        };
+        let params = PublishDiagnosticsParams {
+            uri,
+            diagnostics: handlers::to_lsp_diagnostics(analysis, file, diagnostics),
+            version: versions.get(file).copied(),
+        };
+        let _ = sender.send(Message::Notification(Notification::new(
+            PublishDiagnostics::METHOD.to_string(),
+            params,
+        )));
     }
 }

@@ -425,3 +425,101 @@ fn a_newer_edit_makes_a_request_in_flight_answer_content_modified() {
     client.wait_notification("textDocument/publishDiagnostics", |p| p["version"] == 5);
     assert!(client.shutdown().success());
 }
+
+const SMTP: &str = r#"import std.dns
+import std.sys
+
+destination mail_relays {
+    host "*.mail.internal"
+    port 1-1024
+}
+
+capability send_mail {
+    connect mail_relays, dns.kube_dns
+    syscalls sys.process_base, sys.network_client
+}
+
+agent mailer {
+    workload namespace "mail" labels { app = "mailer" }
+    uses send_mail
+}
+
+zone mail {
+    owner "security-team"
+    agents mailer
+    approve mail_relays, dns.kube_dns
+}
+
+assert no_smtp {
+    agent mailer cannot reach { host "**.mail.internal" port 25 }
+}
+"#;
+
+#[test]
+fn verifier_results_on_save_with_the_counterexample_path() {
+    let dir = TempDir::new("verify");
+    let main = dir.write("mail/main.egress", SMTP);
+    let main_uri = uri(&main);
+    let mut client = Client::start(&[]);
+    client.initialize(&dir.0);
+    client.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": main_uri, "languageId": "egress", "version": 1, "text": SMTP } }),
+    );
+    // As you type: the policy checks; the verifier has not run.
+    let published = client.wait_notification("textDocument/publishDiagnostics", |p| {
+        p["uri"] == main_uri.as_str()
+    });
+    assert_eq!(codes(&published), Vec::<String>::new(), "{published}");
+
+    client.notify(
+        "textDocument/didSave",
+        json!({ "textDocument": { "uri": main_uri } }),
+    );
+    let published = client.wait_notification("textDocument/publishDiagnostics", |p| {
+        p["uri"] == main_uri.as_str() && !p["diagnostics"].as_array().unwrap().is_empty()
+    });
+    assert_eq!(codes(&published), ["assert:no_smtp"], "{published}");
+    let violation = &published["diagnostics"][0];
+    // Shown where it happens: the claim the witness contradicts.
+    assert_eq!(
+        violation["range"]["start"],
+        pos(SMTP, "agent mailer cannot", 0, 0),
+        "{violation}"
+    );
+    let message = violation["message"].as_str().unwrap();
+    assert!(message.contains("witness"), "{message}");
+    let steps: Vec<&str> = violation["relatedInformation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["message"].as_str().unwrap())
+        .collect();
+    assert!(steps.len() >= 3, "{steps:?}");
+    assert!(steps[0].starts_with("1. agent `mailer`"), "{steps:?}");
+    assert!(
+        steps.iter().any(|s| s.contains("uses `send_mail`")),
+        "{steps:?}"
+    );
+    let first = &violation["relatedInformation"][0]["location"];
+    assert_eq!(first["uri"], main_uri.as_str());
+    assert_eq!(first["range"]["start"], pos(SMTP, "mailer {", 0, 0));
+
+    // An edit that fixes the policy clears the finding on the next save.
+    let fixed = SMTP.replace("port 1-1024", "port 443");
+    client.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": main_uri, "version": 2 }, "contentChanges": [{ "text": fixed }] }),
+    );
+    client.notify(
+        "textDocument/didSave",
+        json!({ "textDocument": { "uri": main_uri } }),
+    );
+    let published = client.wait_notification("textDocument/publishDiagnostics", |p| {
+        p["uri"] == main_uri.as_str()
+            && p["version"] == 2
+            && p["diagnostics"].as_array().unwrap().is_empty()
+    });
+    assert_eq!(codes(&published), Vec::<String>::new());
+    assert!(client.shutdown().success());
+}
