@@ -69,7 +69,11 @@ pub struct EgressRule {
     pub to_fqdns: Option<Vec<FqdnSelector>>,
     #[serde(rename = "toCIDRSet", default, skip_serializing_if = "Option::is_none")]
     pub to_cidr_set: Option<Vec<CidrRule>>,
-    #[serde(rename = "toEndpoints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "toEndpoints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub to_endpoints: Option<Vec<Selector>>,
     #[serde(rename = "toPorts", default, skip_serializing_if = "Option::is_none")]
     pub to_ports: Option<Vec<PortRule>>,
@@ -353,7 +357,10 @@ pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts,
             },
         };
         files.insert(
-            format!("namespace-{}-default-deny-egress.json", file_stem(namespace)),
+            format!(
+                "namespace-{}-default-deny-egress.json",
+                file_stem(namespace)
+            ),
             to_json(&object),
         );
     }
@@ -463,7 +470,10 @@ fn decode_cnp(object: &Cnp, config: &CiliumConfig) -> Result<DecodedCnp, String>
             targets.push(SetTarget::Host(decode_fqdn(sel, config)?));
         }
         for c in rule.to_cidr_set.iter().flatten() {
-            let network = c.cidr.parse().map_err(|_| format!("invalid cidr {}", c.cidr))?;
+            let network = c
+                .cidr
+                .parse()
+                .map_err(|_| format!("invalid cidr {}", c.cidr))?;
             let mut except = Vec::new();
             for e in c.except.iter().flatten() {
                 except.push(e.parse().map_err(|_| format!("invalid except {e}"))?);
@@ -503,7 +513,11 @@ fn decode_cnp(object: &Cnp, config: &CiliumConfig) -> Result<DecodedCnp, String>
     Ok(DecodedCnp {
         name: object.metadata.name.clone(),
         namespace: object.metadata.namespace.clone(),
-        agent: object.metadata.annotations.get(crate::k8s::AGENT_ANNOTATION).cloned(),
+        agent: object
+            .metadata
+            .annotations
+            .get(crate::k8s::AGENT_ANNOTATION)
+            .cloned(),
         selector: object.spec.endpoint_selector.match_labels.clone(),
         allowed,
     })
@@ -515,9 +529,10 @@ fn decode_ports(rules: &[PortRule]) -> Result<Vec<(Protocol, PortSet)>, String> 
         if let Some(l7) = &rule.rules {
             // Only the inspecting, non-restricting DNS rule is emitted.
             let inspect_all = l7.dns.len() == 1
-                && l7.dns.iter().all(|d| {
-                    d.match_name.is_none() && d.match_pattern.as_deref() == Some("*")
-                });
+                && l7
+                    .dns
+                    .iter()
+                    .all(|d| d.match_name.is_none() && d.match_pattern.as_deref() == Some("*"));
             if !inspect_all {
                 return Err("L7 rules other than the DNS inspection rule are not decoded".into());
             }

@@ -135,7 +135,10 @@ pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts,
             }),
         };
         files.insert(
-            format!("namespace-{}-default-deny-egress.json", file_stem(namespace)),
+            format!(
+                "namespace-{}-default-deny-egress.json",
+                file_stem(namespace)
+            ),
             to_json(&object),
         );
     }
@@ -239,7 +242,9 @@ pub fn decode(
         };
         let selecting: Vec<&Decodedpolicy> = decoded_policies
             .iter()
-            .filter(|p| p.namespace == workload.namespace && compatible(&p.selector, &workload.labels))
+            .filter(|p| {
+                p.namespace == workload.namespace && compatible(&p.selector, &workload.labels)
+            })
             .collect();
         if !selecting.iter().any(|p| p.egress_isolates) {
             errors.push(
@@ -277,7 +282,7 @@ pub fn decode(
 
 /// Could one pod carry all labels of both selectors? (No key with two different values.)
 pub(crate) fn compatible(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> bool {
-    a.iter().all(|(k, v)| b.get(k).map_or(true, |w| w == v))
+    a.iter().all(|(k, v)| b.get(k).is_none_or(|w| w == v))
 }
 
 pub(crate) fn undecodable(span: egress_check::Span, file: &str, why: &str) -> Diagnostic {
@@ -295,7 +300,10 @@ fn decode_policy(object: &NetworkPolicy) -> Result<Decodedpolicy, String> {
         .namespace
         .clone()
         .ok_or("a NetworkPolicy without a namespace")?;
-    let spec = object.spec.as_ref().ok_or("a NetworkPolicy without a spec")?;
+    let spec = object
+        .spec
+        .as_ref()
+        .ok_or("a NetworkPolicy without a spec")?;
     let selector = match &spec.pod_selector {
         None => BTreeMap::new(),
         Some(sel) => plain_labels(sel)?,
@@ -337,7 +345,11 @@ fn decode_policy(object: &NetworkPolicy) -> Result<Decodedpolicy, String> {
 }
 
 fn plain_labels(sel: &LabelSelector) -> Result<BTreeMap<String, String>, String> {
-    if sel.match_expressions.as_ref().is_some_and(|e| !e.is_empty()) {
+    if sel
+        .match_expressions
+        .as_ref()
+        .is_some_and(|e| !e.is_empty())
+    {
         return Err("matchExpressions are not emitted by egc and not decoded".into());
     }
     Ok(sel.match_labels.clone().unwrap_or_default())
@@ -389,7 +401,10 @@ fn decode_peer(peer: &NetworkPolicyPeer, own_namespace: &str) -> Result<Vec<SetT
             except.push(e.parse().map_err(|_| format!("invalid except {e}"))?);
         }
         let cidr = egress_check::CidrSet { network, except };
-        return Ok(cidr_intervals(&cidr).into_iter().map(SetTarget::Ip).collect());
+        return Ok(cidr_intervals(&cidr)
+            .into_iter()
+            .map(SetTarget::Ip)
+            .collect());
     }
     let namespace = match &peer.namespace_selector {
         None => own_namespace.to_string(),
@@ -397,12 +412,10 @@ fn decode_peer(peer: &NetworkPolicyPeer, own_namespace: &str) -> Result<Vec<SetT
             let labels = plain_labels(sel)?;
             match (labels.len(), labels.get(NAMESPACE_NAME_LABEL)) {
                 (1, Some(ns)) => ns.clone(),
-                _ => {
-                    return Err(
-                        "a namespace selector other than by namespace name selects unknown namespaces"
-                            .into(),
-                    )
-                }
+                _ => return Err(
+                    "a namespace selector other than by namespace name selects unknown namespaces"
+                        .into(),
+                ),
             }
         }
     };
@@ -410,5 +423,8 @@ fn decode_peer(peer: &NetworkPolicyPeer, own_namespace: &str) -> Result<Vec<SetT
         None => BTreeMap::new(),
         Some(sel) => plain_labels(sel)?,
     };
-    Ok(vec![SetTarget::Workload(WorkloadSelector { namespace, labels })])
+    Ok(vec![SetTarget::Workload(WorkloadSelector {
+        namespace,
+        labels,
+    })])
 }

@@ -36,7 +36,12 @@ pub enum Target {
 }
 
 impl Target {
-    pub const ALL: [Target; 4] = [Target::K8s, Target::Cilium, Target::Seccomp, Target::Nftables];
+    pub const ALL: [Target; 4] = [
+        Target::K8s,
+        Target::Cilium,
+        Target::Seccomp,
+        Target::Nftables,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -59,23 +64,12 @@ impl fmt::Display for Target {
 }
 
 /// Per-target settings. The defaults are the safe ones.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TargetConfig {
     pub k8s: K8sConfig,
     pub cilium: CiliumConfig,
     pub seccomp: SeccompConfig,
     pub nftables: NftablesConfig,
-}
-
-impl Default for TargetConfig {
-    fn default() -> Self {
-        TargetConfig {
-            k8s: K8sConfig::default(),
-            cilium: CiliumConfig::default(),
-            seccomp: SeccompConfig::default(),
-            nftables: NftablesConfig::default(),
-        }
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,8 +184,10 @@ pub fn validate(
             };
             expected::compare_connection_sets(target, policy, &decoded, artifacts, |agent| {
                 match target {
-                    Target::Nftables => nftables::Identity::of(agent).cgroup.is_some()
-                        || agent.identity.uid.is_some(),
+                    Target::Nftables => {
+                        nftables::Identity::of(agent).cgroup.is_some()
+                            || agent.identity.uid.is_some()
+                    }
                     _ => agent.identity.workload.is_some(),
                 }
             })
@@ -230,7 +226,8 @@ pub fn build(
                     }
                 }
                 for (name, text) in &artifacts.files {
-                    out.files.insert(format!("{}/{}", target.as_str(), name), text.clone());
+                    out.files
+                        .insert(format!("{}/{}", target.as_str(), name), text.clone());
                 }
                 out.warnings.extend(artifacts.notes.iter().cloned());
             }
@@ -249,19 +246,52 @@ pub fn build(
 pub const CODES: &[(&str, &str)] = &[
     ("E0100", "host-name destination the target cannot express"),
     ("E0101", "workload destination the target cannot express"),
-    ("E0102", "wildcard host pattern Cilium cannot express exactly"),
-    ("E0103", "agent left out of a target that cannot identify it (warning)"),
-    ("E0104", "workflow-only capability left out of a static artifact (narrowing)"),
-    ("E0105", "exception path left out of a static artifact (narrowing)"),
-    ("E0106", "agents whose selectors overlap would add up to a wider set"),
-    ("E0107", "host-name destinations without a DNS rule the target can inspect"),
-    ("E0108", "agent without syscall groups: a seccomp profile would deny every syscall"),
-    ("E0109", "io_uring syscalls removed from a seccomp profile (narrowing)"),
-    ("E0110", "raw or packet sockets not granted explicitly stay closed (narrowing)"),
+    (
+        "E0102",
+        "wildcard host pattern Cilium cannot express exactly",
+    ),
+    (
+        "E0103",
+        "agent left out of a target that cannot identify it (warning)",
+    ),
+    (
+        "E0104",
+        "workflow-only capability left out of a static artifact (narrowing)",
+    ),
+    (
+        "E0105",
+        "exception path left out of a static artifact (narrowing)",
+    ),
+    (
+        "E0106",
+        "agents whose selectors overlap would add up to a wider set",
+    ),
+    (
+        "E0107",
+        "host-name destinations without a DNS rule the target can inspect",
+    ),
+    (
+        "E0108",
+        "agent without syscall groups: a seccomp profile would deny every syscall",
+    ),
+    (
+        "E0109",
+        "io_uring syscalls removed from a seccomp profile (narrowing)",
+    ),
+    (
+        "E0110",
+        "raw or packet sockets not granted explicitly stay closed (narrowing)",
+    ),
     ("E0111", "artifact cannot be decoded for validation"),
     ("E0112", "nftables cgroup path or uid cannot be expressed"),
-    ("E0120", "artifact allows more than the policy (translation validation)"),
-    ("E0121", "artifact allows less than the policy without saying so (translation validation)"),
+    (
+        "E0120",
+        "artifact allows more than the policy (translation validation)",
+    ),
+    (
+        "E0121",
+        "artifact allows less than the policy without saying so (translation validation)",
+    ),
     ("E0122", "translation validation too large to decide"),
 ];
 

@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use egress_check::{Agent, CheckedPolicy, LinuxCap, Protocol};
 use oci_spec::runtime::{
-    Arch as OciArch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder, LinuxSeccompOperator,
-    LinuxSyscall,
+    Arch as OciArch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder,
+    LinuxSeccompOperator, LinuxSyscall,
 };
 
 use crate::expected;
@@ -192,7 +192,10 @@ fn rules_for(exp: &Expectation) -> Vec<LinuxSyscall> {
         }
     }
     if exp.network {
-        rules.push(rule(socket(), vec![arg(0, AF_NETLINK), arg(2, NETLINK_ROUTE)]));
+        rules.push(rule(
+            socket(),
+            vec![arg(0, AF_NETLINK), arg(2, NETLINK_ROUTE)],
+        ));
     }
     if exp.raw {
         rules.push(rule(socket(), vec![arg(0, AF_PACKET)]));
@@ -221,7 +224,10 @@ pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts,
             );
             continue;
         }
-        let io_uring: Vec<&String> = all.iter().filter(|s| IO_URING.contains(&s.as_str())).collect();
+        let io_uring: Vec<&String> = all
+            .iter()
+            .filter(|s| IO_URING.contains(&s.as_str()))
+            .collect();
         if !io_uring.is_empty() {
             let names: Vec<&str> = io_uring.iter().map(|s| s.as_str()).collect();
             notes.push(
@@ -352,8 +358,18 @@ fn socket_domain() -> Vec<[u64; 6]> {
 
 /// Syscalls every validation asks about, whether or not a group names them.
 const SENSITIVE: &[&str] = &[
-    "bpf", "connect", "io_uring_enter", "io_uring_register", "io_uring_setup", "ptrace",
-    "sendmmsg", "sendmsg", "sendto", "socket", "socketcall", "socketpair",
+    "bpf",
+    "connect",
+    "io_uring_enter",
+    "io_uring_register",
+    "io_uring_setup",
+    "ptrace",
+    "sendmmsg",
+    "sendmsg",
+    "sendto",
+    "socket",
+    "socketcall",
+    "socketpair",
 ];
 
 pub fn validate(
@@ -385,7 +401,10 @@ pub fn validate(
                     Diagnostic::error(
                         if wider { "E0120" } else { "E0121" },
                         agent.name.span,
-                        format!("seccomp profile `{file}` of agent `{}` {what}", agent.name.local),
+                        format!(
+                            "seccomp profile `{file}` of agent `{}` {what}",
+                            agent.name.local
+                        ),
                     )
                     .with_help("this is a bug in egc's lowering; please report it with the policy"),
                 )
@@ -396,7 +415,10 @@ pub fn validate(
                 wrong("does not deny by default with EPERM".into(), true);
             }
             if profile.architectures().as_deref() != Some(&[arch.oci()][..]) {
-                wrong(format!("lists architectures other than {} alone", arch.as_str()), true);
+                wrong(
+                    format!("lists architectures other than {} alone", arch.as_str()),
+                    true,
+                );
             }
             if profile.flags().as_ref().is_some_and(|f| !f.is_empty())
                 || profile.listener_path().is_some()

@@ -350,14 +350,7 @@ impl ConnSet {
                         continue;
                     }
                 }
-                rects.push((
-                    IpInterval {
-                        family,
-                        start,
-                        end,
-                    },
-                    ports,
-                ));
+                rects.push((IpInterval { family, start, end }, ports));
             }
             out.insert((protocol, family), rects);
         }
@@ -682,7 +675,11 @@ mod tests {
             network: net,
             except: vec![ex],
         }) {
-            a.add(Protocol::Tcp, Target::Ip(iv), PortSet::from_ranges([(1, 100)]));
+            a.add(
+                Protocol::Tcp,
+                Target::Ip(iv),
+                PortSet::from_ranges([(1, 100)]),
+            );
         }
         let mut b = ConnSet::new();
         b.add(

@@ -6,11 +6,17 @@ use egress_check::{CheckResult, CheckedPolicy, FileSource, ReadError};
 use egress_lower::{Build, Diagnostic, Target};
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 pub fn shared_schemas() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/schemas"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/schemas"
+    ))
 }
 
 struct Disk(PathBuf);
@@ -29,7 +35,12 @@ pub fn load_case(dir: &Path) -> (CheckResult, Option<CheckedPolicy>) {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "egress"))
-        .map(|p| p.strip_prefix(&root).unwrap().to_string_lossy().replace('\\', "/"))
+        .map(|p| {
+            p.strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/")
+        })
         .collect();
     roots.sort();
     let result = egress_check::check(&Disk(root), &roots);

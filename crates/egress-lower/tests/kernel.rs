@@ -27,8 +27,14 @@ use crate::common::{load_case, repo_root};
 fn child_command(role: &str) -> Command {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = Command::new(exe);
-    cmd.args(["--exact", "kernel::child_entry", "--nocapture", "--test-threads", "1"])
-        .env("EGC_CHILD", role);
+    cmd.args([
+        "--exact",
+        "kernel::child_entry",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ])
+    .env("EGC_CHILD", role);
     cmd
 }
 
@@ -180,7 +186,10 @@ fn native_arch() -> &'static str {
 fn seccomp_cases() -> Vec<(String, CheckedPolicy)> {
     let root = repo_root();
     let mut out = Vec::new();
-    for dir in [root.join("tests/lower/seccomp-layers"), root.join("examples/mesh-vault-telemetry")] {
+    for dir in [
+        root.join("tests/lower/seccomp-layers"),
+        root.join("examples/mesh-vault-telemetry"),
+    ] {
         let (_, policy) = load_case(&dir);
         out.push((dir.display().to_string(), policy.unwrap()));
     }
@@ -189,7 +198,10 @@ fn seccomp_cases() -> Vec<(String, CheckedPolicy)> {
 
 #[test]
 fn seccomp_profiles_are_enforced_by_the_kernel() {
-    assert!(nix::unistd::geteuid().is_root(), "the kernel tests need root");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the kernel tests need root"
+    );
     // Control: without a filter, as root, every probed socket can be created, so an EPERM
     // below comes from the profile.
     let control = probe_sockets();
@@ -201,18 +213,28 @@ fn seccomp_profiles_are_enforced_by_the_kernel() {
     let mut saw_denied_inet = false;
     let mut saw_file_io = false;
     for (case, policy) in seccomp_cases() {
-        let build = egress_lower::build(&policy, &[Target::Seccomp], &TargetConfig::default(), true)
-            .unwrap_or_else(|e| panic!("{case}: {e:?}"));
+        let build =
+            egress_lower::build(&policy, &[Target::Seccomp], &TargetConfig::default(), true)
+                .unwrap_or_else(|e| panic!("{case}: {e:?}"));
         for agent in &policy.agents {
             let exp = Expectation::of(&policy, agent);
             let stem: String = agent
                 .name
                 .local
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '-'
+                    }
+                })
                 .collect();
             let file = format!("seccomp/{stem}.{}.json", native_arch());
-            let text = build.files.get(&file).unwrap_or_else(|| panic!("{case}: no {file}"));
+            let text = build
+                .files
+                .get(&file)
+                .unwrap_or_else(|| panic!("{case}: no {file}"));
             let path = tmp.join(file.replace('/', "_"));
             std::fs::write(&path, text).unwrap();
             let mut cmd = child_command("seccomp");
@@ -241,7 +263,11 @@ fn seccomp_profiles_are_enforced_by_the_kernel() {
                 if want {
                     assert_eq!(got, "ok", "{}: {name} should be allowed", agent.name.local);
                 } else {
-                    assert_eq!(got, "EPERM", "{}: {name} should fail with EPERM", agent.name.local);
+                    assert_eq!(
+                        got, "EPERM",
+                        "{}: {name} should fail with EPERM",
+                        agent.name.local
+                    );
                     if *fam == AF_INET {
                         saw_denied_inet = true;
                     }
@@ -373,9 +399,10 @@ fn allowed_by(set: &ConnSet, protocol: Protocol, addr: SocketAddr) -> bool {
 }
 
 fn ip(args: &[&str]) {
-    let status = Command::new("ip").args(args).status().unwrap_or_else(|e| {
-        panic!("cannot run `ip` (apt package iproute2): {e}")
-    });
+    let status = Command::new("ip")
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run `ip` (apt package iproute2): {e}"));
     assert!(status.success(), "ip {args:?} failed");
 }
 
@@ -397,7 +424,10 @@ impl Netns {
         ip(&["netns", "add", &n.agent]);
         ip(&["netns", "add", &n.server]);
         let (va, vs) = (format!("ega{id}"), format!("egs{id}"));
-        ip(&["link", "add", &va, "netns", &n.agent, "type", "veth", "peer", "name", &vs, "netns", &n.server]);
+        ip(&[
+            "link", "add", &va, "netns", &n.agent, "type", "veth", "peer", "name", &vs, "netns",
+            &n.server,
+        ]);
         let exec = |ns: &str, args: &[&str]| {
             let mut all = vec!["netns", "exec", ns, "ip"];
             all.extend_from_slice(args);
@@ -406,12 +436,18 @@ impl Netns {
         exec(&n.agent, &["link", "set", "lo", "up"]);
         exec(&n.server, &["link", "set", "lo", "up"]);
         exec(&n.agent, &["addr", "add", "10.200.1.1/24", "dev", &va]);
-        exec(&n.agent, &["addr", "add", "fd00:200::1/64", "dev", &va, "nodad"]);
+        exec(
+            &n.agent,
+            &["addr", "add", "fd00:200::1/64", "dev", &va, "nodad"],
+        );
         for a in SERVER_V4 {
             exec(&n.server, &["addr", "add", &format!("{a}/24"), "dev", &vs]);
         }
         for a in SERVER_V6 {
-            exec(&n.server, &["addr", "add", &format!("{a}/64"), "dev", &vs, "nodad"]);
+            exec(
+                &n.server,
+                &["addr", "add", &format!("{a}/64"), "dev", &vs, "nodad"],
+            );
         }
         exec(&n.agent, &["link", "set", &va, "up"]);
         exec(&n.server, &["link", "set", &vs, "up"]);
@@ -422,7 +458,13 @@ impl Netns {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns])
             .arg(exe)
-            .args(["--exact", "kernel::child_entry", "--nocapture", "--test-threads", "1"])
+            .args([
+                "--exact",
+                "kernel::child_entry",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env("EGC_CHILD", role)
             .current_dir("/");
         cmd
@@ -435,13 +477,25 @@ impl Drop for Netns {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.agent]).status();
-        let _ = Command::new("ip").args(["netns", "del", &self.server]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.agent])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.server])
+            .status();
     }
 }
 
-fn run_probes(net: &Netns, exe: &Path, uid: u32, probes: &[(Protocol, SocketAddr)]) -> BTreeMap<String, bool> {
-    let spec: Vec<String> = probes.iter().map(|(p, a)| format!("{} {a}", p.as_str())).collect();
+fn run_probes(
+    net: &Netns,
+    exe: &Path,
+    uid: u32,
+    probes: &[(Protocol, SocketAddr)],
+) -> BTreeMap<String, bool> {
+    let spec: Vec<String> = probes
+        .iter()
+        .map(|(p, a)| format!("{} {a}", p.as_str()))
+        .collect();
     // `ip netns exec` needs root; the probe drops to `uid` after entering the namespace.
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &net.agent, "setpriv"])
@@ -449,7 +503,13 @@ fn run_probes(net: &Netns, exe: &Path, uid: u32, probes: &[(Protocol, SocketAddr
         .arg(format!("--regid={uid}"))
         .arg("--clear-groups")
         .arg(exe)
-        .args(["--exact", "kernel::child_entry", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "kernel::child_entry",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env("EGC_CHILD", "probe")
         .env("EGC_PROBES", spec.join(";"))
         .current_dir("/");
@@ -461,7 +521,10 @@ fn run_probes(net: &Netns, exe: &Path, uid: u32, probes: &[(Protocol, SocketAddr
 
 #[test]
 fn nftables_rulesets_are_enforced_by_the_kernel() {
-    assert!(nix::unistd::geteuid().is_root(), "the kernel tests need root");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the kernel tests need root"
+    );
     let (_, policy) = load_case(&repo_root().join("tests/lower/nft-kernel"));
     let policy = policy.unwrap();
     let build = egress_lower::build(&policy, &[Target::Nftables], &TargetConfig::default(), true)
@@ -516,10 +579,20 @@ fn nftables_rulesets_are_enforced_by_the_kernel() {
     for (protocol, addr) in &probes {
         let key = format!("{} {addr}", protocol.as_str());
         let want = allowed_by(&agent_set, *protocol, *addr);
-        assert_eq!(after[&key], want, "agent probe {key}: expected allowed={want}");
-        if want { allowed += 1 } else { blocked += 1 }
+        assert_eq!(
+            after[&key], want,
+            "agent probe {key}: expected allowed={want}"
+        );
+        if want {
+            allowed += 1
+        } else {
+            blocked += 1
+        }
     }
-    assert!(allowed >= 3 && blocked >= 3, "probes must cover both outcomes ({allowed}/{blocked})");
+    assert!(
+        allowed >= 3 && blocked >= 3,
+        "probes must cover both outcomes ({allowed}/{blocked})"
+    );
     // Another uid matches no agent: everything is dropped.
     let other = run_probes(&net, &exe, OTHER_UID, &probes);
     for (probe, ok) in &other {

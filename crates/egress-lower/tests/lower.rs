@@ -10,19 +10,30 @@
 //! rulesets for real. They need root, libseccomp, `nft` and `ip`; they fail when those are
 //! missing.
 
+// Tests may unwrap, index and panic: a failure is the test's report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 mod kernel;
 mod schema;
 
 use std::path::PathBuf;
 
-use common::{load_case, repo_root, render_build};
+use common::{load_case, render_build, repo_root};
 use egress_lower::{Target, TargetConfig};
 
 fn case_dirs() -> Vec<(String, PathBuf)> {
     let root = repo_root();
     let mut out = Vec::new();
-    for (prefix, dir) in [("case", root.join("tests/lower")), ("example", root.join("examples"))] {
+    for (prefix, dir) in [
+        ("case", root.join("tests/lower")),
+        ("example", root.join("examples")),
+    ] {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
@@ -51,7 +62,11 @@ fn check_case(name: &str, dir: &std::path::Path) -> String {
     let policy = policy.unwrap_or_else(|| {
         panic!(
             "case {name} does not check: {:#?}",
-            result.diagnostics.iter().map(|d| (d.code, &d.message)).collect::<Vec<_>>()
+            result
+                .diagnostics
+                .iter()
+                .map(|d| (d.code, &d.message))
+                .collect::<Vec<_>>()
         )
     });
     let config = TargetConfig::default();
@@ -70,7 +85,11 @@ fn check_case(name: &str, dir: &std::path::Path) -> String {
                 assert!(diags.iter().any(|d| d.is_error()));
                 for d in diags {
                     let n: u32 = d.code[1..].parse().unwrap();
-                    assert!((100..150).contains(&n), "{name}/{target}: unexpected code {}", d.code);
+                    assert!(
+                        (100..150).contains(&n),
+                        "{name}/{target}: unexpected code {}",
+                        d.code
+                    );
                     // Validation errors mean the lowering is wrong, never the policy.
                     assert!(
                         !["E0111", "E0120", "E0121", "E0122"].contains(&d.code),
@@ -88,7 +107,10 @@ fn check_case(name: &str, dir: &std::path::Path) -> String {
 #[test]
 fn every_case_and_example_lowers_or_refuses_with_a_code() {
     let cases = case_dirs();
-    assert!(cases.len() >= 8, "expected the lowering cases and the examples, found {cases:?}");
+    assert!(
+        cases.len() >= 8,
+        "expected the lowering cases and the examples, found {cases:?}"
+    );
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path(repo_root().join("tests/lower/snapshots"));
     settings.set_prepend_module_to_snapshot(false);
@@ -111,5 +133,8 @@ fn cilium_multi_label_wildcard_depends_on_version() {
     let mut new = TargetConfig::default();
     new.cilium.version = (1, 19);
     let build = egress_lower::build(&policy, &[Target::Cilium], &new, true).unwrap();
-    assert!(build.files.values().any(|t| t.contains("\"matchPattern\": \"**.")));
+    assert!(build
+        .files
+        .values()
+        .any(|t| t.contains("\"matchPattern\": \"**.")));
 }

@@ -58,7 +58,10 @@ fn cilium_schema() -> Value {
     let text = std::fs::read_to_string(shared_schemas().join("cilium-networkpolicy-v2.json"))
         .expect("vendored Cilium schema");
     let fixed = text.replace(r#"^\\PC*$"#, r#"^\\P{C}*$"#);
-    assert_ne!(text, fixed, "the Cilium schema no longer has the pattern this works around");
+    assert_ne!(
+        text, fixed,
+        "the Cilium schema no longer has the pattern this works around"
+    );
     serde_json::from_str(&fixed).unwrap()
 }
 
@@ -84,7 +87,10 @@ fn oci() -> &'static Validator {
         let mut builder = Registry::new();
         for name in OCI_FILES {
             builder = builder
-                .add(format!("file:///oci/{name}"), read(&format!("oci-runtime-spec/{name}")))
+                .add(
+                    format!("file:///oci/{name}"),
+                    read(&format!("oci-runtime-spec/{name}")),
+                )
                 .unwrap();
         }
         let registry = builder.prepare().unwrap();
@@ -124,7 +130,13 @@ fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
 
 /// The Kubernetes schema does not forbid unknown fields (the API server prunes them);
 /// a field it does not know would be silently dropped, so reject it here.
-fn unknown_fields(doc: &Value, schema: &Value, instance: &Value, path: &str, out: &mut Vec<String>) {
+fn unknown_fields(
+    doc: &Value,
+    schema: &Value,
+    instance: &Value,
+    path: &str,
+    out: &mut Vec<String>,
+) {
     let schema = resolve(doc, schema);
     match instance {
         Value::Object(map) => {
@@ -176,7 +188,11 @@ pub fn validate_artifact(target: Target, file: &str, text: &str) {
         ),
         Target::Nftables => Vec::new(),
     };
-    assert!(problems.is_empty(), "{file} does not validate:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{file} does not validate:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -188,13 +204,21 @@ fn schemas_reject_what_they_should() {
     let mut unknown = Vec::new();
     let doc = k8s_document();
     let typo = json!({"spec": {"podSelector": {}, "egres": []}});
-    unknown_fields(doc, &doc["components"]["schemas"][NETWORK_POLICY], &typo, "", &mut unknown);
+    unknown_fields(
+        doc,
+        &doc["components"]["schemas"][NETWORK_POLICY],
+        &typo,
+        "",
+        &mut unknown,
+    );
     assert_eq!(unknown, ["unknown field /spec/egres"]);
     let bad_cnp = json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
         "metadata": {"name": "x"}, "spec": {"endpointSelector": {}, "egress": [{"toPorts": [{"ports": [{"port": "53", "protocol": "ICMP"}]}]}]}});
     assert!(!errors(cilium(), &bad_cnp).is_empty());
-    let bad_seccomp = json!({"ociVersion": "1.2.0", "linux": {"seccomp": {"defaultAction": "SCMP_ACT_MAYBE"}}});
+    let bad_seccomp =
+        json!({"ociVersion": "1.2.0", "linux": {"seccomp": {"defaultAction": "SCMP_ACT_MAYBE"}}});
     assert!(!errors(oci(), &bad_seccomp).is_empty());
-    let good_seccomp = json!({"ociVersion": "1.2.0", "linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}});
+    let good_seccomp =
+        json!({"ociVersion": "1.2.0", "linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}});
     assert!(errors(oci(), &good_seccomp).is_empty());
 }
