@@ -105,6 +105,9 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
         None => (text, None),
     };
     if let Ok(addr) = rest.parse::<SocketAddr>() {
+        if addr.port() == 0 {
+            return Err(format!("{text:?}: bad port"));
+        }
         return Ok(Target {
             host: addr.ip().to_string(),
             port: addr.port(),
