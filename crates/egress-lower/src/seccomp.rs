@@ -431,11 +431,17 @@ pub fn validate(
             names.extend(SENSITIVE.iter().map(|s| s.to_string()));
             for name in &names {
                 if name == "socket" {
+                    // Report the first wider and the first narrower call, each once.
+                    let mut reported = [false, false];
                     for args in &domain {
                         let [family, socket_type, protocol, ..] = *args;
                         let got = eval.allows("socket", args);
                         let want = exp.socket_allowed(family, socket_type, protocol);
-                        if got != want {
+                        let slot = usize::from(got);
+                        if got != want && reported.get(slot) == Some(&false) {
+                            if let Some(r) = reported.get_mut(slot) {
+                                *r = true;
+                            }
                             wrong(
                                 format!(
                                     "{} socket(family {}, type {:#x}, protocol {})",
@@ -446,7 +452,6 @@ pub fn validate(
                                 ),
                                 got,
                             );
-                            break;
                         }
                     }
                     continue;

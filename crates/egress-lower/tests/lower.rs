@@ -138,3 +138,135 @@ fn cilium_multi_label_wildcard_depends_on_version() {
         .values()
         .any(|t| t.contains("\"matchPattern\": \"**.")));
 }
+
+/// Translation validation is not vacuous: a tampered artifact is caught, wider as E0120
+/// (or E0106 when it comes through another agent's rules), narrower as E0121.
+#[test]
+fn validation_catches_tampered_artifacts() {
+    let (_, policy) = load_case(&repo_root().join("tests/lower/mixed-layers"));
+    let policy = policy.unwrap();
+    let config = TargetConfig::default();
+    let codes = |target: Target, file: &str, from: &str, to: &str| -> Vec<&'static str> {
+        let mut artifacts = egress_lower::lower(target, &policy, &config).unwrap();
+        egress_lower::validate(target, &policy, &config, &artifacts).unwrap();
+        let text = artifacts.files.get_mut(file).unwrap();
+        assert!(text.contains(from), "{file} has no `{from}`");
+        *text = text.replacen(from, to, 1);
+        match egress_lower::validate(target, &policy, &config, &artifacts) {
+            Ok(_) => Vec::new(),
+            Err(diags) => {
+                let mut codes: Vec<&'static str> = diags.iter().map(|d| d.code).collect();
+                codes.sort();
+                codes
+            }
+        }
+    };
+    // Kubernetes: a wider CIDR, a dropped exclusion, a narrower port range, a selector
+    // that matches every pod of a namespace.
+    let k8s = "agent-reporter.json";
+    assert_eq!(
+        codes(Target::K8s, k8s, "10.40.0.0/16", "10.40.0.0/15"),
+        ["E0120"]
+    );
+    assert_eq!(
+        codes(
+            Target::K8s,
+            k8s,
+            "\"198.51.100.128/25\"",
+            "\"198.51.100.192/26\""
+        ),
+        ["E0120"]
+    );
+    assert_eq!(
+        codes(Target::K8s, k8s, "\"endPort\": 8080", "\"endPort\": 8079"),
+        ["E0121"]
+    );
+    assert_eq!(
+        codes(Target::K8s, k8s, "\"app\": \"vault\"", "\"tier\": \"any\""),
+        ["E0120", "E0121"]
+    );
+    assert_eq!(
+        codes(
+            Target::K8s,
+            "namespace-reports-default-deny-egress.json",
+            "\"Egress\"",
+            "\"Ingress\""
+        ),
+        Vec::<&str>::new(),
+        "the agent's own policy still isolates its pods"
+    );
+    // Cilium: a widened CIDR and a port rule with UDP added.
+    let cnp = "agent-reporter.json";
+    assert_eq!(
+        codes(Target::Cilium, cnp, "10.40.0.0/16", "10.0.0.0/8"),
+        ["E0120"]
+    );
+    assert_eq!(
+        codes(
+            Target::Cilium,
+            cnp,
+            "\"port\": \"8200\",\n                \"protocol\": \"TCP\"",
+            "\"port\": \"8200\",\n                \"protocol\": \"ANY\""
+        ),
+        ["E0120"]
+    );
+    // seccomp: a packet socket instead of an inet one, a default that only logs, and a
+    // syscall of the baseline left out.
+    let profile = "reporter.x86_64.json";
+    assert_eq!(
+        codes(Target::Seccomp, profile, "\"value\": 2,", "\"value\": 17,"),
+        ["E0120", "E0121"]
+    );
+    assert_eq!(
+        codes(
+            Target::Seccomp,
+            profile,
+            "\"SCMP_ACT_ERRNO\"",
+            "\"SCMP_ACT_LOG\""
+        ),
+        ["E0120"]
+    );
+    assert_eq!(codes(Target::Seccomp, profile, "\"close\",", ""), ["E0121"]);
+}
+
+#[test]
+fn nftables_validation_catches_tampered_rulesets() {
+    let (_, policy) = load_case(&repo_root().join("tests/lower/nft-kernel"));
+    let policy = policy.unwrap();
+    let config = TargetConfig::default();
+    let codes = |from: &str, to: &str| -> Vec<&'static str> {
+        let mut artifacts = egress_lower::lower(Target::Nftables, &policy, &config).unwrap();
+        egress_lower::validate(Target::Nftables, &policy, &config, &artifacts).unwrap();
+        let text = artifacts.files.get_mut("egress.nft").unwrap();
+        assert!(text.contains(from), "no `{from}`");
+        *text = text.replacen(from, to, 1);
+        match egress_lower::validate(Target::Nftables, &policy, &config, &artifacts) {
+            Ok(_) => Vec::new(),
+            Err(diags) => {
+                let mut codes: Vec<&'static str> = diags.iter().map(|d| d.code).collect();
+                codes.sort();
+                codes
+            }
+        }
+    };
+    assert_eq!(
+        codes(
+            "10.200.1.0/29 . tcp . 8000-8001",
+            "10.200.1.0/28 . tcp . 8000-8001"
+        ),
+        ["E0120"]
+    );
+    assert_eq!(
+        codes(
+            "fd00:200::2/128 . tcp . 8002",
+            "fd00:200::2/128 . tcp . 8003"
+        ),
+        ["E0120", "E0121"]
+    );
+    assert_eq!(codes("policy drop;", "policy accept;"), ["E0111"]);
+    assert_eq!(codes("meta skuid 4242 ip daddr", "ip daddr"), ["E0111"]);
+    assert_eq!(
+        codes("ct state established,related accept", "ct state new accept"),
+        ["E0111"]
+    );
+}
