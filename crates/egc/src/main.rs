@@ -29,6 +29,8 @@ enum Command {
     Check(cmd::check::Args),
     /// Lower policies to Kubernetes, Cilium, seccomp and nftables artifacts, proven faithful.
     Build(cmd::build::Args),
+    /// Show which agent can now reach what it could not before, with witnesses.
+    Diff(cmd::diff::Args),
     /// Format policies (keeps every comment).
     Fmt(cmd::fmt::Args),
     /// Print the long explanation of a diagnostic code.
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => cmd::check::run(args),
         Command::Build(args) => cmd::build::run(args),
+        Command::Diff(args) => cmd::diff::run(args),
         Command::Fmt(args) => cmd::fmt::run(args),
         Command::Explain(args) => cmd::explain::run(args),
         Command::Init(args) => cmd::init::run(args),
