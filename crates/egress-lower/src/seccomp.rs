@@ -265,6 +265,11 @@ pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts,
                 .with_help("write `grant CAP_NET_RAW` literally in the capability if the agent really needs raw sockets"),
             );
         }
+        if !exp.network {
+            // Conditional network access (workflows, exceptions) gets no inet sockets from
+            // a static profile; say so.
+            notes.extend(expected::static_narrowings(policy, agent, crate::Target::Seccomp));
+        }
         let rules = rules_for(&exp);
         for arch in &config.seccomp.architectures {
             let mut profile = LinuxSeccomp::default();
