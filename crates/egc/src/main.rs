@@ -43,6 +43,12 @@ enum Command {
     Verify(cmd::verify::Args),
     /// Ask whether an agent may open one connection, and by which path.
     Query(cmd::query::Args),
+    /// Enforce an agent's policy at the socket on a cgroup (eBPF): apply, status, detach, events.
+    Enforce(cmd::enforce::Args),
+    /// Run a command confined by an agent's policy (cgroup + eBPF, seccomp, capabilities, Landlock).
+    Run(cmd::run::Args),
+    /// Time-bound signed exceptions at run time: keygen, grant, apply, log.
+    Exception(cmd::exception::Args),
 }
 
 fn main() -> ExitCode {
@@ -64,5 +70,8 @@ fn main() -> ExitCode {
         Command::Lsp(args) => cmd::lsp::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Query(args) => cmd::query::run(args),
+        Command::Enforce(args) => cmd::enforce::run(args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::Exception(args) => cmd::exception::run(args),
     }
 }

@@ -121,7 +121,7 @@ pub fn status() -> Vec<AttachmentStatus> {
             let attachment = loader::open(&name).ok()?;
             let state = state::load(&name).ok();
             Some(AttachmentStatus {
-                agent: state.as_ref().map(|s| s.agent.clone()),
+                agent: state.as_ref().map(|s| s.maps.agent_name.clone()),
                 cgroup: state.as_ref().map(|s| s.cgroup.clone()),
                 kind: state.as_ref().map(|s| s.kind.clone()),
                 policy: state.as_ref().and_then(|s| s.policy.clone()),
@@ -140,7 +140,7 @@ pub fn attachments_of(agent: &str) -> Vec<String> {
     state::list()
         .into_iter()
         .filter(|s| {
-            s.agent == agent || s.agent.rsplit('.').next() == Some(agent) || s.maps.agent == agent
+            s.agent == agent || s.maps.agent_name == agent
         })
         .filter(|s| loader::list().contains(&s.name))
         .map(|s| s.name)

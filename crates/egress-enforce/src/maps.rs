@@ -102,7 +102,10 @@ pub struct NotEnforced {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EbpfMaps {
     pub format: String,
+    /// The agent's qualified name (`module.agent`).
     pub agent: String,
+    /// The agent's name as declared.
+    pub agent_name: String,
     /// The agent's index in the policy; written to the `config` map and every denial.
     pub agent_id: u32,
     /// The workflow whose capabilities were included, if any.
@@ -283,6 +286,7 @@ pub fn lower_with(
     let maps = EbpfMaps {
         format: FORMAT.to_string(),
         agent: agent.name.qualified.clone(),
+        agent_name: agent.name.local.clone(),
         agent_id: agent.id.0,
         workflow: config.workflow.clone(),
         rules: records,
@@ -517,7 +521,7 @@ pub fn lower_all(
     for agent in &policy.agents {
         match lower_with(policy, &agent.name.qualified, config) {
             Ok((maps, notes)) => {
-                files.insert(format!("{}.maps.json", file_stem(&maps.agent)), to_json(&maps));
+                files.insert(format!("{}.maps.json", file_stem(&maps.agent_name)), to_json(&maps));
                 warnings.extend(notes);
             }
             Err(diags) => errors.extend(diags),

@@ -134,7 +134,7 @@ pub fn run(config: RunConfig, on_denial: &mut dyn FnMut(&Denial)) -> Result<RunR
 
     let name = format!(
         "run-{}-{}",
-        file_stem(&config.maps.agent),
+        file_stem(&config.maps.agent_name),
         std::process::id()
     );
     let cgroup_path = cgroup::resolve(&format!("egc/{name}")).map_err(RunError::Cgroup)?;

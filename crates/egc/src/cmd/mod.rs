@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 pub mod build;
+pub mod enforce;
+pub mod exception;
 pub mod check;
 pub mod diff;
 pub mod explain;
@@ -8,4 +10,5 @@ pub mod fmt;
 pub mod init;
 pub mod lsp;
 pub mod query;
+pub mod run;
 pub mod verify;

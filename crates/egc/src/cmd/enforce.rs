@@ -1,0 +1,437 @@
+//! `egc enforce apply|status|detach|events`: socket-level enforcement of one agent's
+//! policy on a cgroup v2, with the eBPF program pinned under `/sys/fs/bpf/egc/`.
+//!
+//! Exit codes: 0 done, 1 the policy has errors or cannot be enforced at the socket,
+//! 2 usage, I/O or kernel errors (including "not root"). Nothing fails open: if the
+//! program cannot be attached, the command fails and leaves nothing half-attached.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use egress_check::CheckedPolicy;
+use egress_enforce::control::{self, ApplyRequest, Kind};
+use egress_enforce::loader::{self, Denial};
+use egress_enforce::maps::{file_stem, lower_with, EbpfMaps, LowerConfig};
+use egress_syntax::Diagnostic;
+
+use crate::common::{self, Format, LoadedPolicy};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: EnforceCommand,
+}
+
+#[derive(clap::Subcommand)]
+pub enum EnforceCommand {
+    /// Load the agent's rules and attach them to a cgroup (updates in place if attached).
+    Apply(ApplyArgs),
+    /// Show what is attached, with per-agent allowed and denied counters.
+    Status(StatusArgs),
+    /// Detach an attachment (or every attachment of an agent) and remove its pins.
+    Detach(DetachArgs),
+    /// Print denials as they happen (agent, destination, reason), one per line.
+    Events(EventsArgs),
+}
+
+/// Policy options shared by `egc enforce apply` and `egc run`.
+#[derive(clap::Args, Clone)]
+pub struct PolicyArgs {
+    /// The policy: a directory of `.egress` files (or files).
+    pub path: PathBuf,
+    /// The agent whose policy to enforce.
+    #[arg(long)]
+    pub agent: String,
+    /// Also open capabilities usable only within this workflow.
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// Keep host-name and workload destinations closed (a declared narrowing) instead
+    /// of refusing the policy: the socket sees addresses, not names.
+    #[arg(long)]
+    pub deny_unenforceable: bool,
+    /// The project root; imports may not leave it.
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// The cgroup v2 to enforce on: a path relative to the cgroup2 root (`/agents/bot`)
+    /// or an absolute path inside it. Defaults to the agent's `cgroup` identity. Created
+    /// if missing.
+    #[arg(long)]
+    pub cgroup: Option<String>,
+    /// The attachment name (default: the agent's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+#[derive(clap::Args)]
+pub struct DetachArgs {
+    /// Attachment names (see `egc enforce status`).
+    pub names: Vec<String>,
+    /// Detach every attachment of this agent.
+    #[arg(long)]
+    pub agent: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct EventsArgs {
+    /// Attachment name (see `egc enforce status`).
+    pub name: String,
+    /// Keep waiting for denials (until interrupted).
+    #[arg(long)]
+    pub follow: bool,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    match args.command {
+        EnforceCommand::Apply(a) => apply(a),
+        EnforceCommand::Status(a) => status(a),
+        EnforceCommand::Detach(a) => detach(a),
+        EnforceCommand::Events(a) => events(a),
+    }
+}
+
+/// Refuses early when not root: loading eBPF needs CAP_BPF/CAP_SYS_ADMIN.
+pub(crate) fn require_root(what: &str) -> Result<(), ExitCode> {
+    if std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|r| r.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+    {
+        Ok(())
+    } else {
+        Err(common::usage_error(format!(
+            "{what} needs root (it loads eBPF programs and manages cgroups)"
+        )))
+    }
+}
+
+/// Loads the policy that declares `agent`; prints diagnostics on errors.
+pub(crate) fn load_agent_policy(
+    path: &Path,
+    root: Option<&Path>,
+    agent: &str,
+    format: Format,
+) -> Result<(LoadedPolicy, CheckedPolicy), ExitCode> {
+    let policies = common::load_policies(&[path.to_path_buf()], root)?;
+    if policies.iter().any(|p| p.result.policy.is_none()) {
+        common::print_diagnostics(&policies, format);
+        eprintln!("error: the policy has errors; nothing was enforced");
+        return Err(ExitCode::from(1));
+    }
+    let mut found: Vec<LoadedPolicy> = policies
+        .into_iter()
+        .filter(|p| {
+            p.result
+                .policy
+                .as_ref()
+                .is_some_and(|pol| pol.agent_by_name(agent).is_some())
+        })
+        .collect();
+    match found.len() {
+        0 => Err(common::usage_error(format!(
+            "no agent `{agent}` in {}",
+            path.display()
+        ))),
+        1 => {
+            let loaded = found.remove(0);
+            match loaded.result.policy.clone() {
+                Some(policy) => Ok((loaded, policy)),
+                None => Err(ExitCode::from(1)),
+            }
+        }
+        _ => Err(common::usage_error(format!(
+            "agent `{agent}` is declared in several policies under {}; pass one directory",
+            path.display()
+        ))),
+    }
+}
+
+/// Prints lowering diagnostics (errors or warnings) the way `egc check` does.
+pub(crate) fn print_lowering(loaded: &LoadedPolicy, diagnostics: &[Diagnostic], format: Format) {
+    if diagnostics.is_empty() {
+        return;
+    }
+    match format {
+        Format::Human => {
+            let mut buffer = Vec::new();
+            common::render_human(&loaded.result, diagnostics, common::use_color(), &mut buffer);
+            let _ = std::io::stderr().write_all(&buffer);
+        }
+        Format::Json | Format::Sarif => {
+            let list: Vec<serde_json::Value> = diagnostics
+                .iter()
+                .map(|d| common::diagnostic_json(&loaded.result, d))
+                .collect();
+            eprintln!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({ "diagnostics": list }))
+                    .unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// Loads, checks and lowers the agent; prints diagnostics.
+pub(crate) fn agent_maps(
+    args: &PolicyArgs,
+    format: Format,
+) -> Result<(LoadedPolicy, CheckedPolicy, EbpfMaps), ExitCode> {
+    let (loaded, policy) = load_agent_policy(&args.path, args.root.as_deref(), &args.agent, format)?;
+    let config = LowerConfig {
+        workflow: args.workflow.clone(),
+        deny_unenforceable: args.deny_unenforceable,
+    };
+    match lower_with(&policy, &args.agent, &config) {
+        Ok((maps, warnings)) => {
+            print_lowering(&loaded, &warnings, format);
+            Ok((loaded, policy, maps))
+        }
+        Err(errors) => {
+            print_lowering(&loaded, &errors, format);
+            eprintln!(
+                "error: agent `{}` cannot be enforced at the socket; nothing was enforced",
+                args.agent
+            );
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+pub(crate) fn absolute(path: &Path) -> String {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+fn apply(args: ApplyArgs) -> ExitCode {
+    if let Err(code) = require_root("egc enforce apply") {
+        return code;
+    }
+    let (_, policy, maps) = match agent_maps(&args.policy, args.format) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let cgroup_spec = match args.cgroup.clone().or_else(|| {
+        policy
+            .agent_by_name(&args.policy.agent)
+            .and_then(|a| a.identity.cgroup.clone())
+    }) {
+        Some(c) => c,
+        None => {
+            return common::usage_error(format!(
+                "agent `{}` declares no `cgroup`; pass --cgroup",
+                args.policy.agent
+            ))
+        }
+    };
+    let cgroup = match egress_enforce::cgroup::resolve(&cgroup_spec) {
+        Ok(c) => c,
+        Err(e) => return common::usage_error(format!("cgroup {cgroup_spec:?}: {e}")),
+    };
+    if let Err(e) = egress_enforce::cgroup::create(&cgroup) {
+        return common::usage_error(format!("create cgroup {}: {e}", cgroup.display()));
+    }
+    let name = args.name.clone().unwrap_or_else(|| file_stem(&maps.agent_name));
+    let applied = control::apply(&ApplyRequest {
+        name: &name,
+        maps: &maps,
+        cgroup: &cgroup,
+        policy: Some(absolute(&args.policy.path)),
+        kind: Kind::Enforce,
+    });
+    match applied {
+        Ok(how) => {
+            match args.format {
+                Format::Human => println!(
+                    "{} agent `{}` on {} as `{name}`: {} allow rule(s), {} trie entr(ies)",
+                    match how {
+                        control::Applied::Attached => "attached",
+                        control::Applied::Updated => "updated",
+                    },
+                    maps.agent_name,
+                    cgroup.display(),
+                    maps.rules.len(),
+                    maps.entries.len()
+                ),
+                _ => println!(
+                    "{}",
+                    serde_json::json!({
+                        "result": how,
+                        "attachment": name,
+                        "agent": maps.agent,
+                        "cgroup": cgroup.display().to_string(),
+                        "rules": maps.rules.len(),
+                        "entries": maps.entries.len(),
+                    })
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => common::usage_error(format!("cannot enforce: {e}")),
+    }
+}
+
+fn status(args: StatusArgs) -> ExitCode {
+    if let Err(code) = require_root("egc enforce status") {
+        return code;
+    }
+    let all = control::status();
+    match args.format {
+        Format::Human => {
+            if all.is_empty() {
+                println!("nothing attached");
+            }
+            for s in &all {
+                let attached = s.links.iter().filter(|l| l.attached).count();
+                println!(
+                    "{}  agent {}  cgroup {}  ({}, {}/4 hooks attached, {} trie entries)",
+                    s.name,
+                    s.agent.as_deref().unwrap_or("?"),
+                    s.cgroup.as_deref().unwrap_or("?"),
+                    s.kind.as_deref().unwrap_or("?"),
+                    attached,
+                    s.rule_entries
+                );
+                println!(
+                    "    allowed {}  denied {} (no rule for address {}, port/protocol {}, other protocol {}, exception expired {}, exception exhausted {})  via exceptions {}",
+                    s.counters.get("allowed").unwrap_or(&0),
+                    s.counters.get("denied").unwrap_or(&0),
+                    s.counters.get("denied_no_prefix").unwrap_or(&0),
+                    s.counters.get("denied_port").unwrap_or(&0),
+                    s.counters.get("denied_protocol").unwrap_or(&0),
+                    s.counters.get("denied_exception_expired").unwrap_or(&0),
+                    s.counters.get("denied_exception_exhausted").unwrap_or(&0),
+                    s.counters.get("allowed_via_exception").unwrap_or(&0),
+                );
+                for e in &s.exceptions {
+                    println!(
+                        "    exception {} (token {}) until {} : {}",
+                        e.exception,
+                        e.token_id,
+                        e.expires_unix,
+                        e.rules
+                            .iter()
+                            .map(|r| format!("{} {} {}", r.network, r.protocol, r.ports))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+            }
+        }
+        _ => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "attachments": all }))
+                .unwrap_or_default()
+        ),
+    }
+    ExitCode::SUCCESS
+}
+
+fn detach(args: DetachArgs) -> ExitCode {
+    if let Err(code) = require_root("egc enforce detach") {
+        return code;
+    }
+    let mut names = args.names.clone();
+    if let Some(agent) = &args.agent {
+        names.extend(control::attachments_of(agent));
+    }
+    if names.is_empty() {
+        return common::usage_error("name an attachment or pass --agent (see `egc enforce status`)");
+    }
+    names.sort();
+    names.dedup();
+    let mut failed = false;
+    for name in names {
+        match control::detach(&name) {
+            Ok(()) => println!("detached `{name}`"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// One denial, for people: what, where, why, and the policy line that would allow it.
+pub(crate) fn describe_denial(agent: &str, denial: &Denial) -> String {
+    let dest = if denial.destination.contains(':') {
+        format!("[{}]:{}", denial.destination, denial.port)
+    } else {
+        format!("{}:{}", denial.destination, denial.port)
+    };
+    let prefix = if denial.destination.contains(':') { 128 } else { 32 };
+    let suggestion = if denial.protocol == "tcp" || denial.protocol == "udp" {
+        format!(
+            "\n  to allow it, a reviewed policy change such as:\n    destination NAME {{ cidr {}/{prefix} port {}{} }}\n  used by a capability of `{agent}` and approved in its zone",
+            denial.destination,
+            denial.port,
+            if denial.protocol == "udp" { " protocol udp" } else { "" }
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "egc: denied {} {} to {dest} for agent `{agent}` (pid {} {}): {}{suggestion}",
+        denial.protocol, denial.hook, denial.pid, denial.comm, denial.reason
+    )
+}
+
+fn events(args: EventsArgs) -> ExitCode {
+    if let Err(code) = require_root("egc enforce events") {
+        return code;
+    }
+    let attachment = match loader::open(&args.name) {
+        Ok(a) => a,
+        Err(e) => return common::usage_error(e),
+    };
+    let agent = egress_enforce::state::load(&args.name)
+        .map(|s| s.maps.agent_name)
+        .unwrap_or_else(|_| args.name.clone());
+    let mut reader = match attachment.events() {
+        Ok(r) => r,
+        Err(e) => return common::usage_error(e),
+    };
+    let stop = egress_enforce::exception::stop_on_signals();
+    loop {
+        let batch = if args.follow { reader.wait(200) } else { reader.drain() };
+        for denial in &batch {
+            match args.format {
+                Format::Human => eprintln!("{}", describe_denial(&agent, denial)),
+                _ => println!(
+                    "{}",
+                    serde_json::to_string(&serde_json::json!({ "agent": agent, "denial": denial }))
+                        .unwrap_or_default()
+                ),
+            }
+        }
+        if !args.follow || stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return ExitCode::SUCCESS;
+        }
+    }
+}

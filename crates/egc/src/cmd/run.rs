@@ -1,0 +1,119 @@
+//! `egc run PATH --agent A -- CMD ARGS...`: run a command confined by one agent's policy
+//! (its own cgroup with the eBPF program attached, the agent's seccomp profile, Linux
+//! capabilities not granted dropped, Landlock TCP-connect port rules where the kernel
+//! has Landlock ABI >= 4).
+//!
+//! Exit codes: the command's own exit code (128 + signal when killed by one); 1 when the
+//! policy has errors or cannot be enforced; 2 for usage, I/O or kernel errors. Denials are
+//! printed to stderr as they happen.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use egress_enforce::run::{run as run_confined, LandlockMode, RunConfig};
+
+use crate::cmd::enforce::{absolute, agent_maps, describe_denial, require_root, PolicyArgs};
+use crate::common::{self, Format};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Refuse to run unless the kernel supports Landlock network rules (ABI >= 4).
+    #[arg(long, conflicts_with = "no_landlock")]
+    pub require_landlock: bool,
+    /// Do not use Landlock (the eBPF program still enforces addresses and ports).
+    #[arg(long)]
+    pub no_landlock: bool,
+    /// Do not install the agent's seccomp profile (loudly weaker; for debugging).
+    #[arg(long)]
+    pub no_seccomp: bool,
+    /// `json` prints a summary object (denials, counters) to stderr at exit.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    pub command: Vec<OsString>,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    if let Err(code) = require_root("egc run") {
+        return code;
+    }
+    let (_, policy, maps) = match agent_maps(&args.policy, args.format) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let Some(agent) = policy.agent_by_name(&args.policy.agent) else {
+        return common::usage_error(format!("no agent `{}`", args.policy.agent));
+    };
+    let seccomp = if args.no_seccomp {
+        eprintln!("egc: warning: --no-seccomp: running without the agent's seccomp profile");
+        None
+    } else {
+        match egress_enforce::seccomp::for_agent(&policy, agent) {
+            Ok(filter) => {
+                if !filter.not_on_this_arch.is_empty() && args.format == Format::Human {
+                    eprintln!(
+                        "egc: note: not system calls on this architecture (left out): {}",
+                        filter.not_on_this_arch.join(", ")
+                    );
+                }
+                Some(filter.program)
+            }
+            Err(e) => {
+                eprintln!("error: agent `{}`: seccomp: {e}; nothing was run", args.policy.agent);
+                return ExitCode::from(1);
+            }
+        }
+    };
+    let landlock = if args.no_landlock {
+        LandlockMode::Off
+    } else if args.require_landlock {
+        LandlockMode::Require
+    } else {
+        LandlockMode::Auto
+    };
+    let mut command = args.command.into_iter();
+    let Some(program) = command.next() else {
+        return common::usage_error("no command given after `--`");
+    };
+    let agent_name = maps.agent_name.clone();
+    let config = RunConfig {
+        maps,
+        policy: Some(absolute(&args.policy.path)),
+        seccomp,
+        landlock,
+        program,
+        args: command.collect(),
+    };
+    let human = args.format == Format::Human;
+    let mut on_denial = |d: &egress_enforce::loader::Denial| {
+        if human {
+            eprintln!("{}", describe_denial(&agent_name, d));
+        }
+    };
+    match run_confined(config, &mut on_denial) {
+        Ok(report) => {
+            if human && landlock == LandlockMode::Auto && report.landlock_ports.is_none() {
+                eprintln!(
+                    "egc: note: Landlock ABI {} has no network rules; the eBPF program alone enforces ports",
+                    report.landlock_abi
+                );
+            }
+            if !human {
+                eprintln!("{}", serde_json::to_string(&report).unwrap_or_default());
+            }
+            use std::os::unix::process::ExitStatusExt;
+            let code = match report.status {
+                Some(status) => status
+                    .code()
+                    .or_else(|| status.signal().map(|s| 128 + s))
+                    .unwrap_or(1),
+                None => 1,
+            };
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+        Err(e) => common::usage_error(format!("egc run: {e}; nothing was run")),
+    }
+}
