@@ -1,5 +1,12 @@
 //! The IDE layer on a small in-memory workspace: one `check` helper per feature.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -326,13 +333,12 @@ fn rename_keeps_module_prefixes_and_refuses_what_would_break() {
 #[test]
 fn completion_of_keywords_names_and_stdlib_modules() {
     let (mut host, _) = workspace();
-    let labels = |host: &AnalysisHost, text: &str, offset: usize| {
+    let labels = |host: &AnalysisHost, _text: &str, offset: usize| {
         host.snapshot()
             .completions(main_path(), offset)
             .into_iter()
             .map(|c| (c.label, c.kind))
             .collect::<Vec<_>>()
-            .tap(|_| drop(text))
     };
     // After `connect `: destinations, spelled as this file must write them.
     let offset = at(MAIN, "connect ", 0, 8);
@@ -378,14 +384,6 @@ fn completion_of_keywords_names_and_stdlib_modules() {
         TextRange::new(text.len() - 4, text.len())
     );
 }
-
-trait Tap: Sized {
-    fn tap(self, f: impl FnOnce(&Self)) -> Self {
-        f(&self);
-        self
-    }
-}
-impl<T> Tap for T {}
 
 #[test]
 fn document_and_workspace_symbols() {

@@ -9,6 +9,13 @@
 //! changes what is published. Latency is from sending `didChange` to receiving the
 //! `publishDiagnostics` of that version. Run: `cargo bench -p egress-lsp --bench latency`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -80,7 +87,9 @@ fn workspace(name: &str, directories: usize, files_per_directory: usize) -> Work
     let mut files = Vec::new();
     for d in 0..directories {
         for f in 0..files_per_directory {
-            let path = root.join(format!("policy{d}")).join(format!("part{f}.egress"));
+            let path = root
+                .join(format!("policy{d}"))
+                .join(format!("part{f}.egress"));
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, file(&format!("p{d}f{f}"), lines_per_file)).unwrap();
             files.push(path);
@@ -96,7 +105,10 @@ fn uri(path: &Path) -> String {
 fn notify(connection: &Connection, method: &str, params: Value) {
     connection
         .sender
-        .send(Message::Notification(Notification::new(method.to_string(), params)))
+        .send(Message::Notification(Notification::new(
+            method.to_string(),
+            params,
+        )))
         .unwrap();
 }
 
@@ -104,13 +116,19 @@ fn wait_for_version(connection: &Connection, uri: &str, version: i64) -> usize {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let message = connection.receiver.recv_timeout(remaining).expect("diagnostics arrive");
+        let message = connection
+            .receiver
+            .recv_timeout(remaining)
+            .expect("diagnostics arrive");
         if let Message::Notification(n) = message {
             if n.method == "textDocument/publishDiagnostics"
                 && n.params["uri"] == uri
                 && n.params["version"] == version
             {
-                return n.params["diagnostics"].as_array().map(Vec::len).unwrap_or(0);
+                return n.params["diagnostics"]
+                    .as_array()
+                    .map(Vec::len)
+                    .unwrap_or(0);
             }
         }
     }
@@ -141,7 +159,10 @@ fn measure(name: &str, workspace: &Workspace) -> Vec<Duration> {
     wait_for_version(&client, &edited_uri, 1);
 
     // The line to edit: the first `uses` entry.
-    let line = original.lines().position(|l| l.trim_start().starts_with("uses ")).unwrap();
+    let line = original
+        .lines()
+        .position(|l| l.trim_start().starts_with("uses "))
+        .unwrap();
     let column = original.lines().nth(line).unwrap().find("uses ").unwrap() + 5;
     let mut latencies = Vec::new();
     let mut broken = false;
@@ -161,11 +182,19 @@ fn measure(name: &str, workspace: &Workspace) -> Vec<Duration> {
         );
         let count = wait_for_version(&client, &edited_uri, version);
         latencies.push(started.elapsed());
-        assert_eq!(count > 0, broken, "{name}: version {version} published {count} diagnostics");
+        assert_eq!(
+            count > 0,
+            broken,
+            "{name}: version {version} published {count} diagnostics"
+        );
     }
     client
         .sender
-        .send(Message::Request(Request::new(RequestId::from(2), "shutdown".to_string(), Value::Null)))
+        .send(Message::Request(Request::new(
+            RequestId::from(2),
+            "shutdown".to_string(),
+            Value::Null,
+        )))
         .unwrap();
     loop {
         if let Message::Response(_) = client.receiver.recv().unwrap() {
@@ -207,7 +236,11 @@ fn layers(workspace: &Workspace, rounds: usize) {
         .files
         .iter()
         .map(|f| {
-            let rel = f.strip_prefix(&workspace.root).unwrap().display().to_string();
+            let rel = f
+                .strip_prefix(&workspace.root)
+                .unwrap()
+                .display()
+                .to_string();
             (rel, std::fs::read_to_string(f).unwrap())
         })
         .collect();
@@ -215,7 +248,11 @@ fn layers(workspace: &Workspace, rounds: usize) {
     for round in 0..rounds {
         let mut source = egress_check::MemorySource::default();
         for (i, (rel, text)) in texts.iter().enumerate() {
-            let text = if i == 0 { format!("// {round}\n{text}") } else { text.clone() };
+            let text = if i == 0 {
+                format!("// {round}\n{text}")
+            } else {
+                text.clone()
+            };
             source.files.insert(rel.clone(), text);
         }
         let roots: Vec<String> = texts.iter().map(|(r, _)| r.clone()).collect();
