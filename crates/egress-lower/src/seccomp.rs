@@ -268,7 +268,11 @@ pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts,
         if !exp.network {
             // Conditional network access (workflows, exceptions) gets no inet sockets from
             // a static profile; say so.
-            notes.extend(expected::static_narrowings(policy, agent, crate::Target::Seccomp));
+            notes.extend(expected::static_narrowings(
+                policy,
+                agent,
+                crate::Target::Seccomp,
+            ));
         }
         let rules = rules_for(&exp);
         for arch in &config.seccomp.architectures {
@@ -296,20 +300,33 @@ pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts,
 /// An evaluator of one decoded profile.
 pub struct Evaluator {
     profile: LinuxSeccomp,
+    /// For each syscall name, the indices of the rules that name it, in order.
+    by_name: BTreeMap<String, Vec<usize>>,
 }
 
 impl Evaluator {
     pub fn new(profile: LinuxSeccomp) -> Evaluator {
-        Evaluator { profile }
+        let mut by_name: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, r) in profile.syscalls().iter().flatten().enumerate() {
+            for name in r.names() {
+                by_name.entry(name.clone()).or_default().push(i);
+            }
+        }
+        Evaluator { profile, by_name }
     }
 
-    /// Is `name(args)` allowed? The first rule (in order) that matches decides; OCI
-    /// runtimes give rules for one syscall the union of their allows when all are ALLOW.
+    /// Is `name(args)` allowed? The first rule (in order) that names the syscall and whose
+    /// argument conditions all hold decides; OCI runtimes give rules for one syscall the
+    /// union of their allows when all are ALLOW.
     pub fn allows(&self, name: &str, args: &[u64; 6]) -> bool {
-        for r in self.profile.syscalls().iter().flatten() {
-            if !r.names().iter().any(|n| n == name) {
-                continue;
-            }
+        let all = self.profile.syscalls().as_deref().unwrap_or_default();
+        let rules = self
+            .by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| all.get(i));
+        for r in rules {
             let matched = r.args().iter().flatten().all(|a| {
                 let Some(&v) = args.get(a.index()) else {
                     return false;
@@ -377,6 +394,56 @@ const SENSITIVE: &[&str] = &[
     "socketpair",
 ];
 
+/// Every difference between what a profile allows and what the expectation says, as
+/// (description, whether the profile is wider). At most one wider and one narrower
+/// `socket` call, and one entry per other syscall.
+fn profile_problems(
+    eval: &Evaluator,
+    exp: &Expectation,
+    domain: &[[u64; 6]],
+) -> Vec<(String, bool)> {
+    let mut problems = Vec::new();
+    let mut names: BTreeSet<String> = eval.named();
+    names.extend(exp.syscalls.iter().cloned());
+    names.extend(SENSITIVE.iter().map(|s| s.to_string()));
+    for name in &names {
+        if name == "socket" {
+            let mut reported = [false, false];
+            for args in domain {
+                let [family, socket_type, protocol, ..] = *args;
+                let got = eval.allows("socket", args);
+                let want = exp.socket_allowed(family, socket_type, protocol);
+                let slot = usize::from(got);
+                if got != want && reported.get(slot) == Some(&false) {
+                    if let Some(r) = reported.get_mut(slot) {
+                        *r = true;
+                    }
+                    problems.push((
+                        format!(
+                            "{} socket(family {family}, type {socket_type:#x}, protocol {protocol})",
+                            if got { "allows" } else { "denies" },
+                        ),
+                        got,
+                    ));
+                }
+            }
+            continue;
+        }
+        let want = exp.syscalls.contains(name);
+        for args in [[0u64; 6], [u64::MAX; 6], [1, 2, 3, 4, 5, 6]] {
+            let got = eval.allows(name, &args);
+            if got != want {
+                problems.push((
+                    format!("{} `{name}`", if got { "allows" } else { "denies" }),
+                    got,
+                ));
+                break;
+            }
+        }
+    }
+    problems
+}
+
 pub fn validate(
     policy: &CheckedPolicy,
     config: &TargetConfig,
@@ -386,6 +453,7 @@ pub fn validate(
     let mut errors = Vec::new();
     let mut checked = 0;
     let domain = socket_domain();
+    let mut memo: Vec<((String, Expectation), Vec<(String, bool)>)> = Vec::new();
     for agent in &policy.agents {
         let exp = Expectation::of(policy, agent);
         for arch in &config.seccomp.architectures {
@@ -430,48 +498,19 @@ pub fn validate(
             {
                 wrong("sets flags or a listener".into(), true);
             }
-            let eval = Evaluator::new(profile);
-            let mut names: BTreeSet<String> = eval.named();
-            names.extend(exp.syscalls.iter().cloned());
-            names.extend(SENSITIVE.iter().map(|s| s.to_string()));
-            for name in &names {
-                if name == "socket" {
-                    // Report the first wider and the first narrower call, each once.
-                    let mut reported = [false, false];
-                    for args in &domain {
-                        let [family, socket_type, protocol, ..] = *args;
-                        let got = eval.allows("socket", args);
-                        let want = exp.socket_allowed(family, socket_type, protocol);
-                        let slot = usize::from(got);
-                        if got != want && reported.get(slot) == Some(&false) {
-                            if let Some(r) = reported.get_mut(slot) {
-                                *r = true;
-                            }
-                            wrong(
-                                format!(
-                                    "{} socket(family {}, type {:#x}, protocol {})",
-                                    if got { "allows" } else { "denies" },
-                                    family,
-                                    socket_type,
-                                    protocol
-                                ),
-                                got,
-                            );
-                        }
-                    }
-                    continue;
+            // Profiles with the same text judged against the same expectation give the same
+            // answer: evaluate each distinct pair once.
+            let key = (text.clone(), exp.clone());
+            let problems = match memo.iter().find(|(k, _)| *k == key) {
+                Some((_, problems)) => problems.clone(),
+                None => {
+                    let problems = profile_problems(&Evaluator::new(profile), &exp, &domain);
+                    memo.push((key, problems.clone()));
+                    problems
                 }
-                let want = exp.syscalls.contains(name);
-                for args in [[0u64; 6], [u64::MAX; 6], [1, 2, 3, 4, 5, 6]] {
-                    let got = eval.allows(name, &args);
-                    if got != want {
-                        wrong(
-                            format!("{} `{name}`", if got { "allows" } else { "denies" }),
-                            got,
-                        );
-                        break;
-                    }
-                }
+            };
+            for (what, wider) in problems {
+                wrong(what, wider);
             }
             checked += 1;
         }

@@ -270,3 +270,49 @@ fn nftables_validation_catches_tampered_rulesets() {
         ["E0111"]
     );
 }
+
+/// Lowering and validation time for a generated policy, printed for the report; the
+/// bound only guards against a blow-up (debug builds are ~20x slower than release).
+#[test]
+fn validation_scales_to_many_agents() {
+    let agents = 40;
+    let mut text = String::from("import std.sys\n");
+    for a in 0..agents {
+        let mut connects = Vec::new();
+        for d in 0..10 {
+            text.push_str(&format!(
+                "destination d{a}_{d} {{\n    cidr 10.{a}.{d}.0/24 except 10.{a}.{d}.128/26\n    cidr fd00:{a:x}:{d:x}::/48\n    port 443, {}-{}\n    protocol tcp, udp\n}}\n",
+                8000 + d,
+                8100 + d
+            ));
+            connects.push(format!("d{a}_{d}"));
+        }
+        text.push_str(&format!(
+            "capability c{a} {{\n    connect {}\n    syscalls sys.process_base, sys.network_client\n}}\n",
+            connects.join(", ")
+        ));
+        text.push_str(&format!(
+            "agent a{a} {{\n    workload namespace \"ns{}\" labels {{ app = \"a{a}\" }}\n    cgroup \"/agents/a{a}\"\n    uid {}\n    uses c{a}\n}}\n",
+            a % 4,
+            10_000 + a
+        ));
+    }
+    let result = egress_check::check_sources(&[("bench.egress", &text)]);
+    let policy = result.policy.expect("the generated policy checks");
+    let config = TargetConfig::default();
+    for target in Target::ALL {
+        let started = std::time::Instant::now();
+        let artifacts = egress_lower::lower(target, &policy, &config).unwrap();
+        let lowered = started.elapsed();
+        let report = egress_lower::validate(target, &policy, &config, &artifacts).unwrap();
+        let validated = started.elapsed() - lowered;
+        println!(
+            "{target}: {agents} agents x 10 destinations: lowered in {lowered:?}, validated {} artifacts in {validated:?}",
+            report.agents_checked
+        );
+        assert!(
+            validated.as_secs() < 60,
+            "{target} validation took {validated:?}"
+        );
+    }
+}
