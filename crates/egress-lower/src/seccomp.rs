@@ -394,6 +394,9 @@ const SENSITIVE: &[&str] = &[
     "socketpair",
 ];
 
+/// A difference between a profile and its expectation: what, and whether it is wider.
+type Problem = (String, bool);
+
 /// Every difference between what a profile allows and what the expectation says, as
 /// (description, whether the profile is wider). At most one wider and one narrower
 /// `socket` call, and one entry per other syscall.
@@ -401,7 +404,7 @@ fn profile_problems(
     eval: &Evaluator,
     exp: &Expectation,
     domain: &[[u64; 6]],
-) -> Vec<(String, bool)> {
+) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut names: BTreeSet<String> = eval.named();
     names.extend(exp.syscalls.iter().cloned());
@@ -453,7 +456,7 @@ pub fn validate(
     let mut errors = Vec::new();
     let mut checked = 0;
     let domain = socket_domain();
-    let mut memo: Vec<((String, Expectation), Vec<(String, bool)>)> = Vec::new();
+    let mut memo: Vec<((String, Expectation), Vec<Problem>)> = Vec::new();
     for agent in &policy.agents {
         let exp = Expectation::of(policy, agent);
         for arch in &config.seccomp.architectures {
