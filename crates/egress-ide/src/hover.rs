@@ -23,6 +23,9 @@ impl Analysis {
     /// What the name at `offset` is.
     pub fn hover(&self, path: &Path, offset: usize) -> Option<HoverResult> {
         let context = self.file_context(path)?;
+        if let Some((range, markdown)) = self.alias_hover(&context, offset) {
+            return Some(HoverResult { range, markdown });
+        }
         let target = context.symbol_at(offset)?;
         let symbol = target.symbol;
         let mut md = String::new();

@@ -77,6 +77,9 @@ impl Analysis {
         let context = self
             .file_context(path)
             .ok_or_else(|| RenameError("the file cannot be read".to_string()))?;
+        if let Some((alias, range)) = alias_at(&context, offset) {
+            return Ok((range, alias.name));
+        }
         let target = context
             .symbol_at(offset)
             .ok_or_else(|| RenameError("no declared name here".to_string()))?;
@@ -104,6 +107,9 @@ impl Analysis {
         let context = self
             .file_context(path)
             .ok_or_else(|| RenameError("the file cannot be read".to_string()))?;
+        if let Some(result) = self.rename_alias(&context, offset, new_name) {
+            return result;
+        }
         let target = context
             .symbol_at(offset)
             .ok_or_else(|| RenameError("no declared name here".to_string()))?;
@@ -238,4 +244,189 @@ fn is_valid_name(name: &str) -> bool {
     (first.is_ascii_alphabetic() || first == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         && !is_keyword(name)
+}
+
+/// An import alias of the current file (`import std.dns` has the alias `dns`;
+/// `import "x/y.egress" as y2` has `y2`).
+struct Alias {
+    name: String,
+    /// The `as NAME` identifier, when written.
+    explicit: Option<TextRange>,
+    /// Where ` as NAME` goes when the alias is implicit: after the module path.
+    path_end: usize,
+    /// The import's module path or file string as written.
+    path: String,
+}
+
+fn aliases(context: &FileContext) -> Vec<Alias> {
+    use egress_syntax::ast::{ImportPath, ItemKind};
+    let mut out = Vec::new();
+    for item in &context.parsed.ast.items {
+        let ItemKind::Import(import) = &item.kind else {
+            continue;
+        };
+        let (default, path_span, path) = match &import.path {
+            ImportPath::Module(module) => (
+                module.text.rsplit('.').next().unwrap_or("").to_string(),
+                module.span,
+                module.text.clone(),
+            ),
+            ImportPath::File(file) => (
+                Path::new(&file.value)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                file.span,
+                format!("\"{}\"", file.value),
+            ),
+        };
+        out.push(Alias {
+            name: import
+                .alias
+                .as_ref()
+                .map(|a| a.text.clone())
+                .unwrap_or(default),
+            explicit: import
+                .alias
+                .as_ref()
+                .map(|a| TextRange::new(a.span.start as usize, a.span.end as usize)),
+            path_end: path_span.end as usize,
+            path,
+        });
+    }
+    out
+}
+
+/// The references of this file that go through `alias` (written `alias.NAME`), with the
+/// range of the alias part.
+fn alias_uses(context: &FileContext, alias: &str) -> Vec<TextRange> {
+    let Some(file_id) = context.file_id else {
+        return Vec::new();
+    };
+    let mut out: Vec<TextRange> = context
+        .result
+        .references
+        .iter()
+        .filter(|r| r.span.file == file_id)
+        .filter(|r| {
+            context
+                .text
+                .get(r.span.range())
+                .and_then(|t| t.strip_prefix(alias))
+                .is_some_and(|rest| rest.starts_with('.'))
+        })
+        .map(|r| TextRange::new(r.span.start as usize, r.span.start as usize + alias.len()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The alias under the cursor: on its `as NAME`, on the last segment of an implicit
+/// module alias, or on the alias part of a qualified reference.
+fn alias_at(context: &FileContext, offset: usize) -> Option<(Alias, TextRange)> {
+    for alias in aliases(context) {
+        if let Some(range) = alias.explicit {
+            if range.touches(offset) {
+                return Some((alias, range));
+            }
+        } else if alias.path_end >= alias.name.len()
+            && TextRange::new(alias.path_end - alias.name.len(), alias.path_end).touches(offset)
+            && !alias.path.starts_with('"')
+        {
+            let range = TextRange::new(alias.path_end - alias.name.len(), alias.path_end);
+            return Some((alias, range));
+        }
+        let uses = alias_uses(context, &alias.name);
+        if let Some(range) = uses.iter().find(|r| r.start <= offset && offset < r.end) {
+            let range = *range;
+            return Some((alias, range));
+        }
+    }
+    None
+}
+
+impl Analysis {
+    /// Renames an import alias: its `as NAME` (added when the alias was implicit) and
+    /// every `alias.NAME` reference in the file. `None` when the cursor is on no alias.
+    fn rename_alias(
+        &self,
+        context: &FileContext,
+        offset: usize,
+        new_name: &str,
+    ) -> Option<Result<WorkspaceEdit, RenameError>> {
+        let (alias, _) = alias_at(context, offset)?;
+        if !is_valid_name(new_name) {
+            return Some(Err(RenameError(format!(
+                "`{new_name}` is not a valid name: use letters, digits, `_` and `-`, starting with a letter or `_`, and no keyword"
+            ))));
+        }
+        if new_name == alias.name {
+            return Some(Ok(WorkspaceEdit::new()));
+        }
+        if aliases(context).iter().any(|a| a.name == new_name) {
+            return Some(Err(RenameError(format!(
+                "`{new_name}` already names another import in this file"
+            ))));
+        }
+        let mut edits = vec![match alias.explicit {
+            Some(range) => TextEdit {
+                range,
+                new_text: new_name.to_string(),
+            },
+            None => TextEdit {
+                range: TextRange::new(alias.path_end, alias.path_end),
+                new_text: format!(" as {new_name}"),
+            },
+        }];
+        for range in alias_uses(context, &alias.name) {
+            edits.push(TextEdit {
+                range,
+                new_text: new_name.to_string(),
+            });
+        }
+        edits.sort();
+        let mut edit = WorkspaceEdit::new();
+        edit.insert(context.path.clone(), edits);
+        Some(Ok(edit))
+    }
+
+    /// Hover text for an import alias.
+    pub(crate) fn alias_hover(
+        &self,
+        context: &FileContext,
+        offset: usize,
+    ) -> Option<(TextRange, String)> {
+        let (alias, range) = alias_at(context, offset)?;
+        let mut markdown = format!("```egress\nimport {} as {}\n```\n", alias.path, alias.name);
+        let module_path = match alias.path.strip_prefix("std.") {
+            Some(name) => format!("std/{name}.egress"),
+            None => {
+                let value = alias.path.trim_matches('"');
+                let joined = if context.project.dir.is_empty() {
+                    value.to_string()
+                } else {
+                    format!("{}/{value}", context.project.dir)
+                };
+                crate::normalize(Path::new(&joined))
+                    .to_string_lossy()
+                    .replace('\\', "/")
+            }
+        };
+        let file = context.result.files.iter().find(|f| f.path == module_path);
+        let names: Vec<String> = match file {
+            Some(file) => context
+                .result
+                .symbols
+                .iter()
+                .filter(|s| s.name_span.file == file.id)
+                .map(|s| format!("`{}.{}` ({})", alias.name, s.local, s.kind))
+                .collect(),
+            None => Vec::new(),
+        };
+        if !names.is_empty() {
+            markdown.push_str(&format!("\n**Declares** {}\n", names.join(", ")));
+        }
+        Some((range, markdown.trim_end().to_string()))
+    }
 }

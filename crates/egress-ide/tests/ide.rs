@@ -317,7 +317,7 @@ fn rename_keeps_module_prefixes_and_refuses_what_would_break() {
     }
 
     let (range, placeholder) = analysis
-        .prepare_rename(main_path(), at(MAIN, "common.telemetry", 0, 2))
+        .prepare_rename(main_path(), at(MAIN, "common.telemetry", 0, 10))
         .unwrap();
     assert_eq!(placeholder, "telemetry");
     assert_eq!(&MAIN[range.start..range.end], "telemetry");
@@ -498,4 +498,63 @@ fn queries_on_garbage_never_panic() {
         .snapshot()
         .diagnostics(Path::new("/ws/nowhere.egress"))
         .is_empty());
+}
+
+#[test]
+fn renaming_an_import_alias_rewrites_its_qualified_uses() {
+    let (host, _) = workspace();
+    let analysis = host.snapshot();
+    // On the alias part of `common.telemetry`.
+    let offset = at(MAIN, "common.telemetry", 1, 2);
+    let (range, name) = analysis.prepare_rename(main_path(), offset).unwrap();
+    assert_eq!(name, "common");
+    assert_eq!(&MAIN[range.start..range.end], "common");
+    let edit = analysis.rename(main_path(), offset, "shared").unwrap();
+    let edits = &edit[&PathBuf::from("/ws/app/main.egress")];
+    let mut text = MAIN.to_string();
+    for e in edits.iter().rev() {
+        text.replace_range(e.range.start..e.range.end, &e.new_text);
+    }
+    assert!(
+        text.contains("import \"../shared/common.egress\" as shared\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("connect control_plane, dns.kube_dns, shared.telemetry"),
+        "{text}"
+    );
+    assert!(
+        text.contains("approve control_plane, dns.kube_dns, shared.telemetry"),
+        "{text}"
+    );
+
+    // An implicit alias (`import std.dns`) gets an explicit `as`.
+    let edit = analysis
+        .rename(main_path(), at(MAIN, "dns.kube_dns", 0, 1), "resolvers")
+        .unwrap();
+    let mut text = MAIN.to_string();
+    for e in edit[&PathBuf::from("/ws/app/main.egress")].iter().rev() {
+        text.replace_range(e.range.start..e.range.end, &e.new_text);
+    }
+    assert!(text.starts_with("import std.dns as resolvers\n"), "{text}");
+    assert_eq!(text.matches("resolvers.kube_dns").count(), 2, "{text}");
+    let mut host = host;
+    host.set_file_text(main_path(), text.as_str());
+    let diagnostics = host.snapshot().diagnostics(main_path());
+    assert!(diagnostics.is_empty(), "{diagnostics:#?}");
+
+    // Hover on an alias lists what the module declares.
+    let hover = analysis
+        .hover(main_path(), at(MAIN, "dns.kube_dns", 0, 1))
+        .unwrap();
+    assert!(
+        hover.markdown.contains("import std.dns as dns"),
+        "{}",
+        hover.markdown
+    );
+    assert!(
+        hover.markdown.contains("`dns.kube_dns` (destination)"),
+        "{}",
+        hover.markdown
+    );
 }
