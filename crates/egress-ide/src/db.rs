@@ -30,6 +30,9 @@ type PolicyKey = (PathBuf, String);
 struct Cache {
     checks: HashMap<PolicyKey, Arc<CachedCheck>>,
     parses: HashMap<u64, Arc<Parsed>>,
+    /// One lock per policy, so two threads asking for the same check (the diagnostics
+    /// thread and a request right after an edit) compute it once.
+    checking: HashMap<PolicyKey, Arc<Mutex<()>>>,
     /// The last verifier report of each policy, with the check result it verified.
     verifications: HashMap<PolicyKey, (Arc<CheckResult>, Arc<egress_verify::Report>)>,
 }
@@ -206,6 +209,11 @@ impl Analysis {
     pub(crate) fn check_project(&self, project: &Project) -> Arc<CheckResult> {
         let roots = policy_roots(self, project);
         let key = (project.root.clone(), project.dir.clone());
+        let policy_lock = {
+            let mut cache = self.state.cache.lock().unwrap_or_else(|e| e.into_inner());
+            cache.checking.entry(key.clone()).or_default().clone()
+        };
+        let _checking = policy_lock.lock().unwrap_or_else(|e| e.into_inner());
         let cached = {
             let cache = self.state.cache.lock().unwrap_or_else(|e| e.into_inner());
             cache.checks.get(&key).cloned()

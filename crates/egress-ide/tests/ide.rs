@@ -558,3 +558,21 @@ fn renaming_an_import_alias_rewrites_its_qualified_uses() {
         hover.markdown
     );
 }
+
+#[test]
+fn an_edit_rechecks_only_the_policies_that_read_the_edited_file() {
+    let (mut host, _) = workspace();
+    let other = Path::new("/ws/other/other.egress");
+    let main_before = host.snapshot().check_result(main_path()).result;
+    let other_before = host.snapshot().check_result(other).result;
+    host.set_file_text(main_path(), format!("// edited\n{MAIN}").as_str());
+    let analysis = host.snapshot();
+    assert!(!Arc::ptr_eq(
+        &main_before,
+        &analysis.check_result(main_path()).result
+    ));
+    assert!(
+        Arc::ptr_eq(&other_before, &analysis.check_result(other).result),
+        "a policy that does not read the edited file is not re-checked"
+    );
+}
