@@ -400,11 +400,7 @@ type Problem = (String, bool);
 /// Every difference between what a profile allows and what the expectation says, as
 /// (description, whether the profile is wider). At most one wider and one narrower
 /// `socket` call, and one entry per other syscall.
-fn profile_problems(
-    eval: &Evaluator,
-    exp: &Expectation,
-    domain: &[[u64; 6]],
-) -> Vec<Problem> {
+fn profile_problems(eval: &Evaluator, exp: &Expectation, domain: &[[u64; 6]]) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut names: BTreeSet<String> = eval.named();
     names.extend(exp.syscalls.iter().cloned());
