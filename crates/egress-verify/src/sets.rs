@@ -188,7 +188,18 @@ impl<T: Point> IntervalSet<T> {
     }
 
     pub fn intersects(&self, other: &Self) -> bool {
-        !self.intersection(other).is_empty()
+        let (mut i, mut j) = (0usize, 0usize);
+        while let (Some(&(a0, a1)), Some(&(b0, b1))) = (self.ranges.get(i), other.ranges.get(j)) {
+            if a0.max(b0) <= a1.min(b1) {
+                return true;
+            }
+            if a1 < b1 {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        false
     }
 
     /// Interesting points for a brute-force oracle: the first and last point of each
@@ -660,7 +671,7 @@ pub fn box_difference_witness(
             let hosts: Vec<(&HostPattern, &ConnBox)> = relevant
                 .iter()
                 .filter_map(|j| match &j.target {
-                    TargetSet::Host(p) => Some((p, *j)),
+                    TargetSet::Host(p) if may_intersect(p, pattern) => Some((p, *j)),
                     _ => None,
                 })
                 .collect();
@@ -889,6 +900,33 @@ impl<'a> Aligned<'a> {
     }
 }
 
+/// A cheap necessary condition for two patterns to share a host: no position from the
+/// right where both have different constants, and compatible lengths. Allocation-free,
+/// so filtering a large union by it is fast.
+pub fn may_intersect(a: &HostPattern, b: &HostPattern) -> bool {
+    let open = |p: &HostPattern| matches!(p.labels.first(), Some(HostLabel::OneOrMore));
+    let (a_open, b_open) = (open(a), open(b));
+    let (a_fixed, b_fixed) = (
+        a.labels.len() - usize::from(a_open),
+        b.labels.len() - usize::from(b_open),
+    );
+    let lengths = match (a_open, b_open) {
+        (false, false) => a_fixed == b_fixed,
+        (true, false) => b_fixed > a_fixed,
+        (false, true) => a_fixed > b_fixed,
+        (true, true) => true,
+    };
+    lengths
+        && a.labels
+            .iter()
+            .rev()
+            .zip(b.labels.iter().rev())
+            .all(|pair| match pair {
+                (HostLabel::Exact(x), HostLabel::Exact(y)) => x == y,
+                _ => true,
+            })
+}
+
 /// Does pattern `outer` match every host `inner` matches? Exact, by structure.
 pub fn pattern_subsumes(outer: &HostPattern, inner: &HostPattern) -> bool {
     let o = Aligned::new(outer);
@@ -1041,6 +1079,97 @@ fn search_rec(
         chosen.pop();
     }
     Ok(false)
+}
+
+/// An index over a union of boxes: host boxes in a trie keyed by their constant labels
+/// from the right, so the boxes that may meet a given box are found without scanning the
+/// whole union. Lookups return a superset of the boxes that intersect (never fewer), so
+/// deciding against the candidates is exact.
+#[derive(Clone, Debug, Default)]
+pub struct BoxIndex {
+    boxes: Vec<ConnBox>,
+    root: TrieNode,
+    others: Vec<usize>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct TrieNode {
+    /// Boxes whose constant suffix ends here (next label is a wildcard, or none).
+    here: Vec<usize>,
+    children: BTreeMap<String, TrieNode>,
+}
+
+impl TrieNode {
+    fn collect_all(&self, out: &mut Vec<usize>) {
+        out.extend(self.here.iter().copied());
+        for child in self.children.values() {
+            child.collect_all(out);
+        }
+    }
+}
+
+impl BoxIndex {
+    pub fn new(boxes: Vec<ConnBox>) -> BoxIndex {
+        let mut root = TrieNode::default();
+        let mut others = Vec::new();
+        for (i, b) in boxes.iter().enumerate() {
+            match &b.target {
+                TargetSet::Host(p) => {
+                    let mut node = &mut root;
+                    for label in p.labels.iter().rev() {
+                        match label {
+                            HostLabel::Exact(s) => node = node.children.entry(s.clone()).or_default(),
+                            _ => break,
+                        }
+                    }
+                    node.here.push(i);
+                }
+                _ => others.push(i),
+            }
+        }
+        BoxIndex { boxes, root, others }
+    }
+
+    pub fn boxes(&self) -> &[ConnBox] {
+        &self.boxes
+    }
+
+    /// The boxes that may intersect `b` (of its target kind).
+    pub fn candidates(&self, b: &ConnBox) -> Vec<&ConnBox> {
+        match &b.target {
+            TargetSet::Host(p) => {
+                let mut out = Vec::new();
+                let mut node = &self.root;
+                let mut labels = p.labels.iter().rev();
+                loop {
+                    out.extend(node.here.iter().copied());
+                    match labels.next() {
+                        Some(HostLabel::Exact(s)) => match node.children.get(s) {
+                            Some(child) => node = child,
+                            None => break,
+                        },
+                        Some(_) => {
+                            // A wildcard here: any deeper constant may match it.
+                            for child in node.children.values() {
+                                child.collect_all(&mut out);
+                            }
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                out.sort_unstable();
+                out.dedup();
+                out.iter().filter_map(|i| self.boxes.get(*i)).collect()
+            }
+            _ => self
+                .others
+                .iter()
+                .filter_map(|i| self.boxes.get(*i))
+                .filter(|o| std::mem::discriminant(&o.target) == std::mem::discriminant(&b.target))
+                .collect(),
+        }
+    }
 }
 
 /// Parses a host pattern written as in a policy (`*.example.com`, `**.corp.internal`).

@@ -240,6 +240,19 @@ fn encode_box<'ctx>(ctx: &'ctx Context, v: &Vars<'ctx>, d: &Domains, b: &ConnBox
 
 /// Is there a connection in every box of `positive` and in no box of `negative`?
 pub fn solve(positive: &[&ConnBox], negative: &[&ConnBox], timeout_ms: u64) -> SmtAnswer {
+    solve_mode(positive, false, negative, timeout_ms)
+}
+
+/// Is there a connection in some box of `any_of` and in no box of `none_of`? One solver
+/// call for a whole candidate set against a whole boundary.
+pub fn solve_any(any_of: &[&ConnBox], none_of: &[&ConnBox], timeout_ms: u64) -> SmtAnswer {
+    if any_of.is_empty() {
+        return SmtAnswer::Unsat;
+    }
+    solve_mode(any_of, true, none_of, timeout_ms)
+}
+
+fn solve_mode(positive: &[&ConnBox], disjunctive: bool, negative: &[&ConnBox], timeout_ms: u64) -> SmtAnswer {
     let all: Vec<&ConnBox> = positive.iter().chain(negative.iter()).copied().collect();
     let d = Domains::new(&all);
     let mut cfg = Config::new();
@@ -286,8 +299,14 @@ pub fn solve(positive: &[&ConnBox], negative: &[&ConnBox], timeout_ms: u64) -> S
         solver.assert(&var.ge(&Int::from_i64(&ctx, -1)));
         solver.assert(&var.le(&Int::from_i64(&ctx, to_i64(n))));
     }
-    for b in positive {
-        solver.assert(&encode_box(&ctx, &vars, &d, b));
+    if disjunctive {
+        let parts: Vec<Bool<'_>> = positive.iter().map(|b| encode_box(&ctx, &vars, &d, b)).collect();
+        let refs: Vec<&Bool<'_>> = parts.iter().collect();
+        solver.assert(&Bool::or(&ctx, &refs));
+    } else {
+        for b in positive {
+            solver.assert(&encode_box(&ctx, &vars, &d, b));
+        }
     }
     for b in negative {
         solver.assert(&encode_box(&ctx, &vars, &d, b).not());

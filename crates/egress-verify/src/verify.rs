@@ -16,7 +16,7 @@ use crate::eval::{
 use crate::graph::{Provenance, ReachGraph};
 use crate::report::*;
 use crate::sets::{
-    all_ports, destination_boxes, metadata_addresses, ConnBox, Connection, ProtoSet, TargetSet,
+    all_ports, destination_boxes, metadata_addresses, BoxIndex, ConnBox, Connection, ProtoSet, TargetSet,
     DEFAULT_BUDGET,
 };
 
@@ -81,11 +81,11 @@ enum Finding {
     Unknown { property: String, reason: String, span: Span },
 }
 
-/// A union of destinations, by id and as boxes split by target kind.
+/// A union of destinations, by id and as indexed boxes.
 #[derive(Default)]
 struct Allowed {
     dests: BTreeSet<DestId>,
-    boxes: Vec<ConnBox>,
+    index: BoxIndex,
 }
 
 impl Allowed {
@@ -96,13 +96,10 @@ impl Allowed {
             .filter_map(|d| dest_boxes.get(d.index()))
             .flat_map(|b| b.iter().cloned())
             .collect();
-        Allowed { dests, boxes }
+        Allowed { dests, index: BoxIndex::new(boxes) }
     }
     fn relevant(&self, b: &ConnBox) -> Vec<&ConnBox> {
-        self.boxes
-            .iter()
-            .filter(|o| std::mem::discriminant(&o.target) == std::mem::discriminant(&b.target))
-            .collect()
+        self.index.candidates(b)
     }
 }
 

@@ -1,0 +1,100 @@
+//! The machine-readable outputs: the JSON report has exactly the documented shape, and the
+//! SARIF log validates against the vendored SARIF 2.1.0 schema (draft-04), for a verified
+//! policy and for every violation case.
+
+use std::path::{Path, PathBuf};
+
+use egress_verify::{render, VerifyConfig};
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn sarif_schema() -> Value {
+    let path = repo().join("../shared/schemas/sarif-2.1.0.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the vendored SARIF schema at {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn cases() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in ["tests/verify", "tests/verify/violations"] {
+        for e in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "egress") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn verify_file(path: &Path) -> (egress_check::CheckResult, egress_verify::Report) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let result = egress_check::check_sources(&[(name.as_str(), text.as_str())]);
+    let report = egress_verify::verify(result.policy.as_ref().unwrap(), &VerifyConfig::default());
+    (result, report)
+}
+
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort();
+    k
+}
+
+#[test]
+fn json_has_the_documented_shape() {
+    for file in cases() {
+        let (result, report) = verify_file(&file);
+        let json = render::json(&[(&result, &report)]);
+        assert_eq!(keys(&json), ["properties", "verdict", "violations"]);
+        assert!(["verified", "violated", "unknown"].contains(&json["verdict"].as_str().unwrap()));
+        for p in json["properties"].as_array().unwrap() {
+            assert_eq!(keys(p), ["id", "status"]);
+        }
+        for v in json["violations"].as_array().unwrap() {
+            assert_eq!(keys(v), ["agent", "conditions", "path", "property", "witness"]);
+            for node in v["path"].as_array().unwrap() {
+                assert_eq!(keys(node), ["end", "file", "kind", "name", "start"]);
+                for pos in [&node["start"], &node["end"]] {
+                    assert!(pos["line"].as_u64().unwrap() >= 1);
+                    assert!(pos["column"].as_u64().unwrap() >= 1);
+                }
+            }
+            if let Some(w) = v["witness"].as_object() {
+                assert!(w.contains_key("port") && w.contains_key("protocol"));
+                assert_eq!(
+                    ["host", "ip", "workload"].iter().filter(|k| w.contains_key(**k)).count(),
+                    1,
+                    "{w:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn sarif_is_valid_against_the_2_1_0_schema() {
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft4)
+        .build(&sarif_schema())
+        .unwrap();
+    let mut results = 0;
+    for file in cases() {
+        let (result, report) = verify_file(&file);
+        let sarif = render::sarif(&[(&result, &report)]);
+        let errors: Vec<String> = validator.iter_errors(&sarif).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", file.display());
+        results += sarif["runs"][0]["results"].as_array().unwrap().len();
+    }
+    assert!(results > 0, "the violation cases produce SARIF results");
+    // The validator is not vacuous: a log without its required version is rejected.
+    let (result, report) = verify_file(&cases()[0]);
+    let mut broken = render::sarif(&[(&result, &report)]);
+    broken.as_object_mut().unwrap().remove("version");
+    assert!(!validator.is_valid(&broken));
+}
