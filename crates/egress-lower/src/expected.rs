@@ -213,7 +213,7 @@ pub fn compare_connection_sets(
                         "E0106",
                         agent.name.span,
                         format!(
-                            "with {target}, the rules of {} also select the workloads of agent `{}`, so it could reach {witness}, which its policy does not allow",
+                            "with {target}, the rules of {} also apply to agent `{}` (their identities overlap), so it could reach {witness}, which its policy does not allow",
                             names.join(", "),
                             agent.name.local
                         ),
