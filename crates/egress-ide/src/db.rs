@@ -227,6 +227,17 @@ impl Analysis {
                 return cached.result.clone();
             }
         }
+        if self.is_cancelled() {
+            // A newer edit made this snapshot stale: skip the check; nothing computed
+            // from a cancelled snapshot is shown.
+            return Arc::new(CheckResult {
+                files: Vec::new(),
+                diagnostics: Vec::new(),
+                policy: None,
+                symbols: Vec::new(),
+                references: Vec::new(),
+            });
+        }
         let source = RecordingSource {
             analysis: self,
             root: &project.root,
@@ -293,6 +304,9 @@ impl Analysis {
         let mut seen: Vec<(PathBuf, String)> =
             vec![(first.project.root.clone(), first.project.dir.clone())];
         for file in self.workspace_files() {
+            if self.is_cancelled() {
+                break;
+            }
             let project = self.project_of(&file);
             let key = (project.root.clone(), project.dir.clone());
             if seen.contains(&key) {

@@ -152,6 +152,7 @@ impl AnalysisHost {
         Analysis {
             state: self.state.clone(),
             overlay: self.overlay.clone(),
+            cancelled: None,
         }
     }
 }
@@ -162,9 +163,23 @@ impl AnalysisHost {
 pub struct Analysis {
     state: Arc<db::State>,
     overlay: Arc<BTreeMap<PathBuf, Arc<str>>>,
+    cancelled: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 }
 
 impl Analysis {
+    /// A snapshot whose queries stop early once `cancelled` returns true (a newer edit
+    /// arrived): a check that has not started yet is skipped. Answers of a cancelled
+    /// snapshot are incomplete, and the caller must drop them.
+    pub fn with_cancellation(mut self, cancelled: Arc<dyn Fn() -> bool + Send + Sync>) -> Analysis {
+        self.cancelled = Some(cancelled);
+        self
+    }
+
+    /// Has this snapshot been cancelled?
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.as_ref().is_some_and(|f| f())
+    }
+
     /// The text of a file: the open buffer, else the file on disk.
     pub fn file_text(&self, path: &Path) -> Option<Arc<str>> {
         let path = normalize(path);

@@ -576,3 +576,17 @@ fn an_edit_rechecks_only_the_policies_that_read_the_edited_file() {
         "a policy that does not read the edited file is not re-checked"
     );
 }
+
+#[test]
+fn a_cancelled_snapshot_skips_the_check_and_does_not_poison_the_cache() {
+    let (host, _) = workspace();
+    let cancelled = host.snapshot().with_cancellation(Arc::new(|| true));
+    assert!(cancelled.is_cancelled());
+    assert!(cancelled.check_result(main_path()).result.files.is_empty());
+    let live = host.snapshot();
+    assert!(!live.is_cancelled());
+    assert!(!live.check_result(main_path()).result.files.is_empty());
+    assert!(live
+        .hover(main_path(), at(MAIN, "control_plane", 1, 1))
+        .is_some());
+}

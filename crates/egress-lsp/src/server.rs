@@ -133,6 +133,8 @@ struct Server {
     host: AnalysisHost,
     config: ServerConfig,
     versions: HashMap<Url, i32>,
+    /// The same versions, for worker threads to notice that their document changed.
+    shared_versions: Arc<std::sync::RwLock<HashMap<Url, i32>>>,
     /// Requests in flight, and those the client cancelled.
     in_flight: HashSet<RequestId>,
     cancelled: HashSet<RequestId>,
@@ -158,6 +160,7 @@ impl Server {
             host,
             config,
             versions: HashMap::new(),
+            shared_versions: Arc::new(std::sync::RwLock::new(HashMap::new())),
             in_flight: HashSet::new(),
             cancelled: HashSet::new(),
             done_sender,
@@ -221,7 +224,14 @@ impl Server {
             .and_then(|u| u.as_str())
             .and_then(|u| Url::parse(u).ok());
         let version = uri.as_ref().and_then(|u| self.versions.get(u).copied());
-        let analysis = self.host.snapshot();
+        let mut analysis = self.host.snapshot();
+        if let Some(uri) = uri.clone() {
+            let shared = self.shared_versions.clone();
+            analysis = analysis.with_cancellation(Arc::new(move || {
+                let versions = shared.read().unwrap_or_else(|e| e.into_inner());
+                versions.get(&uri).copied() != version
+            }));
+        }
         let sender = self.done_sender.clone();
         self.in_flight.insert(id.clone());
         let started = Instant::now();
@@ -230,6 +240,11 @@ impl Server {
             .name(format!("egc-lsp-{method}"))
             .spawn(move || {
                 let result = catch_unwind(AssertUnwindSafe(|| {
+                    if analysis.is_cancelled() {
+                        // Overtaken by an edit before it started: the main loop answers
+                        // ContentModified.
+                        return Ok(serde_json::Value::Null);
+                    }
                     handlers::handle_request(&analysis, &method, params)
                 }))
                 .unwrap_or_else(|panic| {
@@ -306,11 +321,20 @@ impl Server {
         self.send(Message::Response(response));
     }
 
+    fn sync_versions(&self) {
+        let mut shared = self
+            .shared_versions
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        *shared = self.versions.clone();
+    }
+
     fn on_notification(&mut self, notification: Notification) {
         let method = notification.method.clone();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             self.dispatch_notification(notification)
         }));
+        self.sync_versions();
         match outcome {
             Ok(Ok(())) => {}
             Ok(Err(message)) => self.log(MessageType::WARNING, format!("{method}: {message}")),
@@ -470,6 +494,11 @@ fn diagnostics_loop(
                 ..newer
             };
         }
+        let job_generation = job.generation;
+        let current = generation.clone();
+        job.analysis = job.analysis.clone().with_cancellation(Arc::new(move || {
+            current.load(Ordering::SeqCst) != job_generation
+        }));
         let mut done: BTreeSet<PathBuf> = BTreeSet::new();
         for path in &job.paths {
             if generation.load(Ordering::SeqCst) != job.generation {
