@@ -18,9 +18,14 @@ fn main() {
     let object = out_dir.join("egress.bpf.o");
     let clang = env::var("EGC_BPF_CLANG").unwrap_or_else(|_| "clang".to_string());
     let mut command = Command::new(&clang);
-    command.args(["-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-Werror"]);
+    command.args([
+        "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-Werror",
+    ]);
     // asm/types.h lives in a multiarch directory on Debian.
-    for dir in ["/usr/include/x86_64-linux-gnu", "/usr/include/aarch64-linux-gnu"] {
+    for dir in [
+        "/usr/include/x86_64-linux-gnu",
+        "/usr/include/aarch64-linux-gnu",
+    ] {
         if std::path::Path::new(dir).exists() {
             command.arg(format!("-I{dir}"));
         }

@@ -36,7 +36,9 @@ pub fn cgroup2_root() -> io::Result<PathBuf> {
 }
 
 fn unescape_mount(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\134", "\\")
 }
 
 /// Resolves a cgroup given as a path relative to the cgroup2 root (`/agents/bot` or

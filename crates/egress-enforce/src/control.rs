@@ -51,7 +51,8 @@ pub fn apply(request: &ApplyRequest<'_>) -> Result<Applied, EnforceError> {
     let _lock = state::lock(request.name)?;
     let cgroup_text = request.cgroup.display().to_string();
     let existing = state::load(request.name).ok();
-    if let (Some(mut current), true) = (existing, loader::list().iter().any(|n| n == request.name)) {
+    if let (Some(mut current), true) = (existing, loader::list().iter().any(|n| n == request.name))
+    {
         if current.cgroup != cgroup_text {
             return Err(EnforceError::AlreadyAttached(request.name.to_string()));
         }
@@ -139,9 +140,7 @@ pub fn status() -> Vec<AttachmentStatus> {
 pub fn attachments_of(agent: &str) -> Vec<String> {
     state::list()
         .into_iter()
-        .filter(|s| {
-            s.agent == agent || s.maps.agent_name == agent
-        })
+        .filter(|s| s.agent == agent || s.maps.agent_name == agent)
         .filter(|s| loader::list().contains(&s.name))
         .map(|s| s.name)
         .collect()

@@ -91,7 +91,9 @@ mod option_protocol {
             None => Ok(None),
             Some("tcp") => Ok(Some(Protocol::Tcp)),
             Some("udp") => Ok(Some(Protocol::Udp)),
-            Some(other) => Err(serde::de::Error::custom(format!("unknown protocol {other:?}"))),
+            Some(other) => Err(serde::de::Error::custom(format!(
+                "unknown protocol {other:?}"
+            ))),
         }
     }
 }
@@ -310,7 +312,10 @@ pub struct GrantRequest<'a> {
     pub now: u64,
 }
 
-fn find_exception<'p>(policy: &'p CheckedPolicy, name: &str) -> Result<&'p Exception, ExceptionError> {
+fn find_exception<'p>(
+    policy: &'p CheckedPolicy,
+    name: &str,
+) -> Result<&'p Exception, ExceptionError> {
     policy
         .exception_by_name(name)
         .ok_or_else(|| refused(format!("no exception `{name}` in the policy")))
@@ -328,17 +333,32 @@ fn exception_agents(policy: &CheckedPolicy, exception: &Exception) -> Vec<String
     out
 }
 
-fn approver_key(policy: &CheckedPolicy, exception: &Exception) -> Result<(String, VerifyingKey, u64), ExceptionError> {
+fn approver_key(
+    policy: &CheckedPolicy,
+    exception: &Exception,
+) -> Result<(String, VerifyingKey, u64), ExceptionError> {
     let authority = policy
         .authority(exception.approver.id)
         .ok_or_else(|| refused("the exception's approver is not in the policy"))?;
-    let key = VerifyingKey::from_bytes(&authority.key)
-        .map_err(|_| refused(format!("authority `{}` has an invalid key", authority.name.local)))?;
-    Ok((authority.name.qualified.clone(), key, authority.max_ttl_secs))
+    let key = VerifyingKey::from_bytes(&authority.key).map_err(|_| {
+        refused(format!(
+            "authority `{}` has an invalid key",
+            authority.name.local
+        ))
+    })?;
+    Ok((
+        authority.name.qualified.clone(),
+        key,
+        authority.max_ttl_secs,
+    ))
 }
 
 /// Checks that `target` lies within the exception's `to` pattern.
-fn check_target(policy: &CheckedPolicy, exception: &Exception, target: &Target) -> Result<(), ExceptionError> {
+fn check_target(
+    policy: &CheckedPolicy,
+    exception: &Exception,
+    target: &Target,
+) -> Result<(), ExceptionError> {
     let dest = policy
         .destination(exception.to.id)
         .ok_or_else(|| refused("the exception's `to` destination is missing"))?;
@@ -377,7 +397,10 @@ fn check_target(policy: &CheckedPolicy, exception: &Exception, target: &Target) 
 
 /// Issues a token. Checks everything `apply` will check, so a useless token is never
 /// handed out. Returns the token text and its claims.
-pub fn grant(policy: &CheckedPolicy, request: &GrantRequest<'_>) -> Result<(String, Claims), ExceptionError> {
+pub fn grant(
+    policy: &CheckedPolicy,
+    request: &GrantRequest<'_>,
+) -> Result<(String, Claims), ExceptionError> {
     let exception = find_exception(policy, request.exception)?;
     let (approver, key, authority_ttl) = approver_key(policy, exception)?;
     if request.key.verifying_key() != key {
@@ -506,7 +529,10 @@ pub fn verify(policy: &CheckedPolicy, token: &str, now: u64) -> Result<Claims, E
 
 /// The rules a verified token opens. Host names are resolved now; every address must
 /// still lie in the pattern (a host pattern admits the names it matches).
-pub fn rules_for(policy: &CheckedPolicy, claims: &Claims) -> Result<Vec<ExceptionRule>, ExceptionError> {
+pub fn rules_for(
+    policy: &CheckedPolicy,
+    claims: &Claims,
+) -> Result<Vec<ExceptionRule>, ExceptionError> {
     let exception = find_exception(policy, &claims.exception)?;
     let dest = policy
         .destination(exception.to.id)
@@ -523,7 +549,9 @@ pub fn rules_for(policy: &CheckedPolicy, claims: &Claims) -> Result<Vec<Exceptio
                 Err(_) => {
                     let mut found: Vec<IpAddr> = (target.host.as_str(), target.port)
                         .to_socket_addrs()
-                        .map_err(|e| ExceptionError::Failed(format!("resolve {}: {e}", target.host)))?
+                        .map_err(|e| {
+                            ExceptionError::Failed(format!("resolve {}: {e}", target.host))
+                        })?
                         .map(|a| a.ip())
                         .collect();
                     found.sort();
@@ -608,7 +636,9 @@ impl Ledger {
             .unwrap_or_default()
     }
     pub fn put(&self, id: &str, entry: &LedgerEntry) -> Result<(), ExceptionError> {
-        let fail = |e: std::io::Error| ExceptionError::Failed(format!("ledger {}: {e}", self.dir.display()));
+        let fail = |e: std::io::Error| {
+            ExceptionError::Failed(format!("ledger {}: {e}", self.dir.display()))
+        };
         fs::create_dir_all(&self.dir).map_err(fail)?;
         let tmp = self.dir.join(format!(".{id}.tmp"));
         let text = serde_json::to_string(entry).unwrap_or_default();
@@ -619,7 +649,9 @@ impl Ledger {
     }
     /// Serialises ledger updates across processes.
     fn lock(&self) -> Result<fs::File, ExceptionError> {
-        let fail = |e: std::io::Error| ExceptionError::Failed(format!("ledger {}: {e}", self.dir.display()));
+        let fail = |e: std::io::Error| {
+            ExceptionError::Failed(format!("ledger {}: {e}", self.dir.display()))
+        };
         fs::create_dir_all(&self.dir).map_err(fail)?;
         let file = OpenOptions::new()
             .create(true)
@@ -653,14 +685,24 @@ pub struct Installed {
     pub rules: Vec<ExceptionRule>,
 }
 
-fn refuse_and_audit(config: &ApplyConfig, claims: Option<&Claims>, error: ExceptionError) -> ExceptionError {
+fn refuse_and_audit(
+    config: &ApplyConfig,
+    claims: Option<&Claims>,
+    error: ExceptionError,
+) -> ExceptionError {
     let reason = error.to_string();
-    let _ = config.audit.append(&record("refuse", claims, json!({ "reason": reason })));
+    let _ = config
+        .audit
+        .append(&record("refuse", claims, json!({ "reason": reason })));
     error
 }
 
 /// Verifies the token and installs its rules. Every outcome is audited.
-pub fn apply(policy: &CheckedPolicy, token: &str, config: &ApplyConfig) -> Result<Installed, ExceptionError> {
+pub fn apply(
+    policy: &CheckedPolicy,
+    token: &str,
+    config: &ApplyConfig,
+) -> Result<Installed, ExceptionError> {
     let now = state::now_unix();
     let peeked = peek_claims(token);
     let claims = match verify(policy, token, now) {
@@ -686,7 +728,12 @@ pub fn apply(policy: &CheckedPolicy, token: &str, config: &ApplyConfig) -> Resul
     }
 }
 
-fn install(policy: &CheckedPolicy, claims: &Claims, config: &ApplyConfig, now: u64) -> Result<Installed, ExceptionError> {
+fn install(
+    policy: &CheckedPolicy,
+    claims: &Claims,
+    config: &ApplyConfig,
+    now: u64,
+) -> Result<Installed, ExceptionError> {
     let mut candidates: Vec<String> = claims
         .agents
         .iter()
@@ -708,9 +755,9 @@ fn install(policy: &CheckedPolicy, claims: &Claims, config: &ApplyConfig, now: u
             [one] => one.clone(),
             [] => {
                 return Err(refused(format!(
-                    "no enforcement is attached for {} (run `egc enforce apply` or `egc run` first)",
-                    claims.agents.join(", ")
-                )))
+                "no enforcement is attached for {} (run `egc enforce apply` or `egc run` first)",
+                claims.agents.join(", ")
+            )))
             }
             many => {
                 return Err(refused(format!(
@@ -744,12 +791,14 @@ fn install(policy: &CheckedPolicy, claims: &Claims, config: &ApplyConfig, now: u
         None => 0,
     };
 
-    let _state_lock = state::lock(&attachment).map_err(|e| ExceptionError::Failed(e.to_string()))?;
+    let _state_lock =
+        state::lock(&attachment).map_err(|e| ExceptionError::Failed(e.to_string()))?;
     let mut st = state::load(&attachment).map_err(|e| ExceptionError::Failed(e.to_string()))?;
     let slot = st
         .free_slot()
         .ok_or_else(|| ExceptionError::Failed("no free exception slot".into()))?;
-    let mut handle = loader::open(&attachment).map_err(|e| ExceptionError::Failed(e.to_string()))?;
+    let mut handle =
+        loader::open(&attachment).map_err(|e| ExceptionError::Failed(e.to_string()))?;
     let wall_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -774,7 +823,9 @@ fn install(policy: &CheckedPolicy, claims: &Claims, config: &ApplyConfig, now: u
         max_uses: claims.max_uses,
         pid: std::process::id(),
     });
-    let trie = st.desired_trie().map_err(|e| ExceptionError::Failed(e.to_string()))?;
+    let trie = st
+        .desired_trie()
+        .map_err(|e| ExceptionError::Failed(e.to_string()))?;
     handle
         .sync_rules(&trie)
         .map_err(|e| ExceptionError::Failed(e.to_string()))?;
@@ -793,12 +844,19 @@ fn install(policy: &CheckedPolicy, claims: &Claims, config: &ApplyConfig, now: u
 
 /// Removes an installed token's rules and records the connections it opened.
 /// `event` is `expire` or `revoke`.
-pub fn remove(installed: &Installed, config: &ApplyConfig, event: &str) -> Result<u64, ExceptionError> {
+pub fn remove(
+    installed: &Installed,
+    config: &ApplyConfig,
+    event: &str,
+) -> Result<u64, ExceptionError> {
     let fail = |e: loader::EnforceError| ExceptionError::Failed(e.to_string());
     let mut used = 0u64;
     {
         let _state_lock = state::lock(&installed.attachment).map_err(fail)?;
-        if let (Ok(mut st), Ok(mut handle)) = (state::load(&installed.attachment), loader::open(&installed.attachment)) {
+        if let (Ok(mut st), Ok(mut handle)) = (
+            state::load(&installed.attachment),
+            loader::open(&installed.attachment),
+        ) {
             if let Ok(slot) = handle.exception_slot(u32::from(installed.slot)) {
                 used = match installed.claims.max_uses {
                     Some(_) => slot.used.min(slot.max_uses),
@@ -849,7 +907,11 @@ pub fn stop_on_signals() -> &'static AtomicBool {
 
 /// Waits until the token expires (or `stop` is set), then removes its rules.
 /// Returns the number of connections opened through it.
-pub fn wait_and_expire(installed: &Installed, config: &ApplyConfig, stop: &AtomicBool) -> Result<u64, ExceptionError> {
+pub fn wait_and_expire(
+    installed: &Installed,
+    config: &ApplyConfig,
+    stop: &AtomicBool,
+) -> Result<u64, ExceptionError> {
     loop {
         if state::now_unix() >= installed.claims.expires_at {
             return remove(installed, config, "expire");
@@ -866,7 +928,11 @@ pub fn wait_and_expire(installed: &Installed, config: &ApplyConfig, stop: &Atomi
 }
 
 /// Audits a grant.
-pub fn audit_grant(audit: &AuditLog, claims: &Claims, policy: &CheckedPolicy) -> Result<(), ExceptionError> {
+pub fn audit_grant(
+    audit: &AuditLog,
+    claims: &Claims,
+    policy: &CheckedPolicy,
+) -> Result<(), ExceptionError> {
     let exception = find_exception(policy, &claims.exception)?;
     audit.append(&record(
         "grant",
@@ -876,7 +942,11 @@ pub fn audit_grant(audit: &AuditLog, claims: &Claims, policy: &CheckedPolicy) ->
 }
 
 /// Audits a refused grant.
-pub fn audit_refused_grant(audit: &AuditLog, exception: &str, reason: &str) -> Result<(), ExceptionError> {
+pub fn audit_refused_grant(
+    audit: &AuditLog,
+    exception: &str,
+    reason: &str,
+) -> Result<(), ExceptionError> {
     audit.append(&record(
         "refuse",
         None,
@@ -897,14 +967,26 @@ pub fn write_secret_key(path: &Path, text: &str) -> Result<(), ExceptionError> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 mod tests {
     use super::*;
 
     #[test]
     fn targets_and_durations_parse() {
         assert_eq!(parse_target("127.0.0.9:443").unwrap().port, 443);
-        assert_eq!(parse_target("[::1]:53/udp").unwrap().protocol, Some(Protocol::Udp));
-        assert_eq!(parse_target("Api.Example.COM.:8443").unwrap().host, "api.example.com");
+        assert_eq!(
+            parse_target("[::1]:53/udp").unwrap().protocol,
+            Some(Protocol::Udp)
+        );
+        assert_eq!(
+            parse_target("Api.Example.COM.:8443").unwrap().host,
+            "api.example.com"
+        );
         assert!(parse_target("api.example.com").is_err());
         assert!(parse_target("127.0.0.1:0").is_err());
         assert_eq!(parse_duration("15m"), Some(900));

@@ -184,6 +184,12 @@ unsafe impl aya::Pod for ExceptionSlot {}
 unsafe impl aya::Pod for Config {}
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 mod tests {
     use super::*;
 

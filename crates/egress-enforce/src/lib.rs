@@ -11,15 +11,15 @@
 //! caller gets an error, never a weaker sandbox.
 
 pub mod cgroup;
+pub mod control;
+pub mod exception;
+pub mod landlock;
 pub mod layout;
 pub mod loader;
+pub mod maps;
 pub mod rules;
-pub mod sys;
-pub mod landlock;
+pub mod run;
 pub mod sandbox;
 pub mod seccomp;
-pub mod maps;
 pub mod state;
-pub mod control;
-pub mod run;
-pub mod exception;
+pub mod sys;

@@ -36,7 +36,8 @@ use crate::rules::{pack, protocol_from_number, unmapped_addr, TrieContents};
 use crate::sys;
 
 /// The compiled eBPF object (built from `bpf/egress.bpf.c` by `build.rs`).
-pub static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/egress.bpf.o"));
+pub static BPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/egress.bpf.o"));
 
 /// The bpffs mount point the kernel documents.
 pub const BPFFS: &str = "/sys/fs/bpf";
@@ -206,11 +207,9 @@ fn attach_into(
         prog.load()
             .map_err(|e| EnforceError::Bpf(format!("load `{program}`: {}", verifier_log(&e))))?;
         let prog_fd = prog.fd().map_err(bpf_err("program fd"))?;
-        let link = sys::link_create_cgroup(prog_fd.as_fd(), cgroup.as_fd(), *attach_type)
-            .map_err(io_err(format!(
-                "attach `{program}` to {}",
-                config.cgroup.display()
-            )))?;
+        let link = sys::link_create_cgroup(prog_fd.as_fd(), cgroup.as_fd(), *attach_type).map_err(
+            io_err(format!("attach `{program}` to {}", config.cgroup.display())),
+        )?;
         sys::obj_pin(link.as_fd(), &dir.join(format!("link_{hook_name}")))
             .map_err(io_err(format!("pin link {hook_name}")))?;
     }
@@ -231,13 +230,15 @@ pub fn open(name: &str) -> Result<Attachment, EnforceError> {
         return Err(EnforceError::NotAttached(name.to_string()));
     }
     let pinned = |map: &str| -> Result<MapData, EnforceError> {
-        MapData::from_pin(dir.join(map)).map_err(|e| EnforceError::Bpf(format!("open pinned map `{map}`: {e}")))
+        MapData::from_pin(dir.join(map))
+            .map_err(|e| EnforceError::Bpf(format!("open pinned map `{map}`: {e}")))
     };
-    let rules = LpmTrie::try_from(Map::LpmTrie(pinned("rules")?)).map_err(bpf_err("map `rules`"))?;
+    let rules =
+        LpmTrie::try_from(Map::LpmTrie(pinned("rules")?)).map_err(bpf_err("map `rules`"))?;
     let counters = PerCpuArray::try_from(Map::PerCpuArray(pinned("counters")?))
         .map_err(bpf_err("map `counters`"))?;
-    let exceptions = Array::try_from(Map::Array(pinned("exceptions")?))
-        .map_err(bpf_err("map `exceptions`"))?;
+    let exceptions =
+        Array::try_from(Map::Array(pinned("exceptions")?)).map_err(bpf_err("map `exceptions`"))?;
     Ok(Attachment {
         name: name.to_string(),
         dir,
@@ -329,7 +330,9 @@ impl Attachment {
         for (len, addr) in present {
             if !wanted.contains_key(&(len, addr)) {
                 let key = Key::new(len, LpmAddr { addr });
-                self.rules.remove(&key).map_err(bpf_err("remove from `rules`"))?;
+                self.rules
+                    .remove(&key)
+                    .map_err(bpf_err("remove from `rules`"))?;
             }
         }
         Ok(())
@@ -355,10 +358,16 @@ impl Attachment {
     }
 
     pub fn exception_slot(&self, slot: u32) -> Result<ExceptionSlot, EnforceError> {
-        self.exceptions.get(&slot, 0).map_err(bpf_err("read `exceptions`"))
+        self.exceptions
+            .get(&slot, 0)
+            .map_err(bpf_err("read `exceptions`"))
     }
 
-    pub fn set_exception_slot(&mut self, slot: u32, value: ExceptionSlot) -> Result<(), EnforceError> {
+    pub fn set_exception_slot(
+        &mut self,
+        slot: u32,
+        value: ExceptionSlot,
+    ) -> Result<(), EnforceError> {
         self.exceptions
             .set(slot, value, 0)
             .map_err(bpf_err("write `exceptions`"))
@@ -421,7 +430,11 @@ pub struct Denial {
 
 impl Denial {
     fn from_event(attachment: &str, event: &DenyEvent) -> Denial {
-        let comm_len = event.comm.iter().position(|b| *b == 0).unwrap_or(event.comm.len());
+        let comm_len = event
+            .comm
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(event.comm.len());
         Denial {
             attachment: attachment.to_string(),
             agent_id: event.agent_id,

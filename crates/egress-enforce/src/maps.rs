@@ -33,7 +33,10 @@ pub const FORMAT: &str = "egc-ebpf-maps/1";
 /// Diagnostic codes of this crate, with one-line titles. E0100, E0101 and E0104 are
 /// shared with `egress-lower` (same meaning: the target cannot express it).
 pub const CODES: &[(&str, &str)] = &[
-    ("E0150", "too many port rules for one address prefix in the eBPF program"),
+    (
+        "E0150",
+        "too many port rules for one address prefix in the eBPF program",
+    ),
     ("E0151", "unknown agent for runtime enforcement"),
 ];
 
@@ -152,7 +155,11 @@ pub fn lower_with(
     config: &LowerConfig,
 ) -> Result<(EbpfMaps, Vec<Diagnostic>), Vec<Diagnostic>> {
     let Some(agent) = policy.agent_by_name(agent_name) else {
-        let known: Vec<&str> = policy.agents.iter().map(|a| a.name.local.as_str()).collect();
+        let known: Vec<&str> = policy
+            .agents
+            .iter()
+            .map(|a| a.name.local.as_str())
+            .collect();
         return Err(vec![Diagnostic::error(
             "E0151",
             zero_span(policy),
@@ -315,9 +322,8 @@ fn unenforceable(
     what: String,
     why: &str,
 ) {
-    let message = format!(
-        "destination `{destination}` ({what}) cannot be enforced at the socket: {why}"
-    );
+    let message =
+        format!("destination `{destination}` ({what}) cannot be enforced at the socket: {why}");
     if config.deny_unenforceable {
         warnings.push(
             Diagnostic::warning(code, span, message)
@@ -435,7 +441,8 @@ impl EbpfMaps {
                     .network
                     .parse()
                     .map_err(|_| format!("bad network {:?}", r.network))?;
-                let ports = parse_ports(&r.ports).ok_or_else(|| format!("bad ports {:?}", r.ports))?;
+                let ports =
+                    parse_ports(&r.ports).ok_or_else(|| format!("bad ports {:?}", r.ports))?;
                 Ok(AllowRule {
                     network,
                     protocol: r.protocol,
@@ -450,7 +457,8 @@ impl EbpfMaps {
     pub fn trie(&self) -> Result<TrieContents, String> {
         let mut out = TrieContents::new();
         for entry in &self.entries {
-            let addr = unhex(&entry.key_addr).ok_or_else(|| format!("bad key {:?}", entry.key_addr))?;
+            let addr =
+                unhex(&entry.key_addr).ok_or_else(|| format!("bad key {:?}", entry.key_addr))?;
             if entry.key_prefix_len > 128 {
                 return Err(format!("bad prefix length {}", entry.key_prefix_len));
             }
@@ -466,7 +474,10 @@ impl EbpfMaps {
                 })
                 .collect::<Vec<_>>();
             if rules.len() > MAX_RULES {
-                return Err(format!("entry {} has more than {MAX_RULES} rules", entry.prefix));
+                return Err(format!(
+                    "entry {} has more than {MAX_RULES} rules",
+                    entry.prefix
+                ));
             }
             out.insert(
                 TriePrefix {
@@ -509,19 +520,25 @@ pub fn from_json(text: &str) -> Result<EbpfMaps, String> {
     Ok(maps)
 }
 
+/// Files (name → contents) and the warnings that declare narrowings.
+pub type MapsFiles = (BTreeMap<String, String>, Vec<Diagnostic>);
+
 /// Every agent's maps for `egc build --target ebpf`: file name → JSON. Agents whose
 /// maps cannot be built contribute their diagnostics; any error fails the whole build.
 pub fn lower_all(
     policy: &CheckedPolicy,
     config: &LowerConfig,
-) -> Result<(BTreeMap<String, String>, Vec<Diagnostic>), Vec<Diagnostic>> {
+) -> Result<MapsFiles, Vec<Diagnostic>> {
     let mut files = BTreeMap::new();
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     for agent in &policy.agents {
         match lower_with(policy, &agent.name.qualified, config) {
             Ok((maps, notes)) => {
-                files.insert(format!("{}.maps.json", file_stem(&maps.agent_name)), to_json(&maps));
+                files.insert(
+                    format!("{}.maps.json", file_stem(&maps.agent_name)),
+                    to_json(&maps),
+                );
                 warnings.extend(notes);
             }
             Err(diags) => errors.extend(diags),
@@ -561,12 +578,20 @@ pub mod protocol_serde {
         match text.as_str() {
             "tcp" => Ok(Protocol::Tcp),
             "udp" => Ok(Protocol::Udp),
-            other => Err(serde::de::Error::custom(format!("unknown protocol {other:?}"))),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown protocol {other:?}"
+            ))),
         }
     }
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 mod tests {
     use super::*;
     use crate::rules::lookup;

@@ -343,6 +343,12 @@ pub fn rule(network: &str, protocol: Protocol, start: u16, end: u16) -> Option<A
 pub const UNSPECIFIED_V4: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -361,14 +367,24 @@ mod tests {
         let addr: IpAddr = "10.1.2.3".parse().unwrap();
         assert!(lookup(&trie, addr, Protocol::Tcp, 443));
         assert!(lookup(&trie, addr, Protocol::Tcp, 80));
-        assert!(!lookup(&trie, "10.2.0.1".parse().unwrap(), Protocol::Tcp, 80));
+        assert!(!lookup(
+            &trie,
+            "10.2.0.1".parse().unwrap(),
+            Protocol::Tcp,
+            80
+        ));
         assert!(!lookup(&trie, addr, Protocol::Udp, 443));
     }
 
     #[test]
     fn ipv6_rules_do_not_cover_ipv4_mapped_space() {
         let trie = compile(&[r("::/1", Protocol::Tcp, 1, 65535)]).unwrap();
-        assert!(!lookup(&trie, "127.0.0.1".parse().unwrap(), Protocol::Tcp, 80));
+        assert!(!lookup(
+            &trie,
+            "127.0.0.1".parse().unwrap(),
+            Protocol::Tcp,
+            80
+        ));
         assert!(lookup(&trie, "::1".parse().unwrap(), Protocol::Tcp, 80));
     }
 

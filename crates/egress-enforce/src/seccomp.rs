@@ -148,7 +148,10 @@ fn socket_rules(exp: &Expectation) -> Result<Vec<SeccompRule>, SeccompError> {
         }
     }
     if exp.network {
-        rules.push(socket_rule(&[(0, None, AF_NETLINK), (2, None, NETLINK_ROUTE)])?);
+        rules.push(socket_rule(&[
+            (0, None, AF_NETLINK),
+            (2, None, NETLINK_ROUTE),
+        ])?);
     }
     if exp.raw {
         rules.push(socket_rule(&[(0, None, AF_PACKET)])?);
@@ -173,9 +176,8 @@ pub fn for_agent(policy: &CheckedPolicy, agent: &Agent) -> Result<AgentFilter, S
     if !names.iter().any(|n| n == "execve" || n == "execveat") {
         return Err(SeccompError::NoExecve);
     }
-    let (known, not_on_this_arch): (Vec<String>, Vec<String>) = names
-        .into_iter()
-        .partition(|n| Sysno::from_str(n).is_ok());
+    let (known, not_on_this_arch): (Vec<String>, Vec<String>) =
+        names.into_iter().partition(|n| Sysno::from_str(n).is_ok());
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = syscall_numbers(&known)?
         .values()
         .map(|n| (*n, Vec::new()))
@@ -188,8 +190,7 @@ pub fn for_agent(policy: &CheckedPolicy, agent: &Agent) -> Result<AgentFilter, S
         target_arch()?,
     )
     .map_err(|e| SeccompError::Compile(e.to_string()))?;
-    let program =
-        BpfProgram::try_from(filter).map_err(|e| SeccompError::Compile(e.to_string()))?;
+    let program = BpfProgram::try_from(filter).map_err(|e| SeccompError::Compile(e.to_string()))?;
     Ok(AgentFilter {
         program,
         not_on_this_arch,
@@ -197,6 +198,12 @@ pub fn for_agent(policy: &CheckedPolicy, agent: &Agent) -> Result<AgentFilter, S
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 mod tests {
     use super::*;
 

@@ -72,7 +72,8 @@ pub struct StateLock {
 
 pub fn lock(name: &str) -> Result<StateLock, EnforceError> {
     let dir = state_dir();
-    fs::create_dir_all(&dir).map_err(|e| EnforceError::Io(format!("create {}", dir.display()), e))?;
+    fs::create_dir_all(&dir)
+        .map_err(|e| EnforceError::Io(format!("create {}", dir.display()), e))?;
     let path = dir.join(format!("{name}.lock"));
     let file = fs::OpenOptions::new()
         .create(true)
@@ -95,7 +96,8 @@ pub fn load(name: &str) -> Result<AttachmentState, EnforceError> {
 
 pub fn save(state: &AttachmentState) -> Result<(), EnforceError> {
     let dir = state_dir();
-    fs::create_dir_all(&dir).map_err(|e| EnforceError::Io(format!("create {}", dir.display()), e))?;
+    fs::create_dir_all(&dir)
+        .map_err(|e| EnforceError::Io(format!("create {}", dir.display()), e))?;
     let path = path_of(&state.name);
     let tmp = dir.join(format!(".{}.json.tmp", state.name));
     let text = serde_json::to_string_pretty(state)

@@ -174,7 +174,12 @@ pub(crate) fn print_lowering(loaded: &LoadedPolicy, diagnostics: &[Diagnostic], 
     match format {
         Format::Human => {
             let mut buffer = Vec::new();
-            common::render_human(&loaded.result, diagnostics, common::use_color(), &mut buffer);
+            common::render_human(
+                &loaded.result,
+                diagnostics,
+                common::use_color(),
+                &mut buffer,
+            );
             let _ = std::io::stderr().write_all(&buffer);
         }
         Format::Json | Format::Sarif => {
@@ -196,7 +201,8 @@ pub(crate) fn agent_maps(
     args: &PolicyArgs,
     format: Format,
 ) -> Result<(LoadedPolicy, CheckedPolicy, EbpfMaps), ExitCode> {
-    let (loaded, policy) = load_agent_policy(&args.path, args.root.as_deref(), &args.agent, format)?;
+    let (loaded, policy) =
+        load_agent_policy(&args.path, args.root.as_deref(), &args.agent, format)?;
     let config = LowerConfig {
         workflow: args.workflow.clone(),
         deny_unenforceable: args.deny_unenforceable,
@@ -252,7 +258,10 @@ fn apply(args: ApplyArgs) -> ExitCode {
     if let Err(e) = egress_enforce::cgroup::create(&cgroup) {
         return common::usage_error(format!("create cgroup {}: {e}", cgroup.display()));
     }
-    let name = args.name.clone().unwrap_or_else(|| file_stem(&maps.agent_name));
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| file_stem(&maps.agent_name));
     let applied = control::apply(&ApplyRequest {
         name: &name,
         maps: &maps,
@@ -357,7 +366,9 @@ fn detach(args: DetachArgs) -> ExitCode {
         names.extend(control::attachments_of(agent));
     }
     if names.is_empty() {
-        return common::usage_error("name an attachment or pass --agent (see `egc enforce status`)");
+        return common::usage_error(
+            "name an attachment or pass --agent (see `egc enforce status`)",
+        );
     }
     names.sort();
     names.dedup();
@@ -385,7 +396,11 @@ pub(crate) fn describe_denial(agent: &str, denial: &Denial) -> String {
     } else {
         format!("{}:{}", denial.destination, denial.port)
     };
-    let prefix = if denial.destination.contains(':') { 128 } else { 32 };
+    let prefix = if denial.destination.contains(':') {
+        128
+    } else {
+        32
+    };
     let suggestion = if denial.protocol == "tcp" || denial.protocol == "udp" {
         format!(
             "\n  to allow it, a reviewed policy change such as:\n    destination NAME {{ cidr {}/{prefix} port {}{} }}\n  used by a capability of `{agent}` and approved in its zone",
@@ -419,7 +434,11 @@ fn events(args: EventsArgs) -> ExitCode {
     };
     let stop = egress_enforce::exception::stop_on_signals();
     loop {
-        let batch = if args.follow { reader.wait(200) } else { reader.drain() };
+        let batch = if args.follow {
+            reader.wait(200)
+        } else {
+            reader.drain()
+        };
         for denial in &batch {
             match args.format {
                 Format::Human => eprintln!("{}", describe_denial(&agent, denial)),

@@ -159,10 +159,11 @@ fn grant(args: GrantArgs) -> ExitCode {
         Ok(k) => k,
         Err(e) => return fail(e),
     };
-    let policies = match common::load_policies(&[args.path.clone()], args.root.as_deref()) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+    let policies =
+        match common::load_policies(std::slice::from_ref(&args.path), args.root.as_deref()) {
+            Ok(p) => p,
+            Err(code) => return code,
+        };
     if policies.iter().any(|p| p.result.policy.is_none()) {
         common::print_diagnostics(&policies, args.format);
         eprintln!("error: the policy has errors; no token issued");
@@ -286,10 +287,11 @@ fn apply(args: ApplyArgs) -> ExitCode {
     let Some(agent) = claims.agents.first() else {
         return fail(ExceptionError::Refused("token names no agent".into()));
     };
-    let (_, policy) = match load_agent_policy(&policy_path, args.root.as_deref(), agent, args.format) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+    let (_, policy) =
+        match load_agent_policy(&policy_path, args.root.as_deref(), agent, args.format) {
+            Ok(x) => x,
+            Err(code) => return code,
+        };
     let stop = exception::stop_on_signals();
     let installed = match exception::apply(&policy, &token, &config) {
         Ok(i) => i,

@@ -62,7 +62,10 @@ pub fn run(args: Args) -> ExitCode {
                 Some(filter.program)
             }
             Err(e) => {
-                eprintln!("error: agent `{}`: seccomp: {e}; nothing was run", args.policy.agent);
+                eprintln!(
+                    "error: agent `{}`: seccomp: {e}; nothing was run",
+                    args.policy.agent
+                );
                 return ExitCode::from(1);
             }
         }

@@ -95,6 +95,7 @@ fn bench(target: &str, rest: &str) -> String {
         match TcpStream::connect(addr) {
             Ok(stream) => {
                 samples.push(t.elapsed().as_nanos());
+                reset_on_close(&stream);
                 drop(stream);
             }
             Err(_) => failures += 1,
@@ -135,4 +136,24 @@ fn self_status(target: &str, field: &str) -> String {
         .map(|v| v.trim().to_string())
         .unwrap_or_else(|| "missing".to_string());
     format!("{{\"target\":{target:?},\"result\":{value:?}}}")
+}
+
+/// SO_LINGER 0: close with RST so a long benchmark leaves no TIME_WAIT sockets behind
+/// (which would exhaust the ephemeral ports).
+fn reset_on_close(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a valid socket with a correctly sized option value.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
 }

@@ -52,7 +52,10 @@ fn allowed_connects_succeed_and_all_others_fail_with_eperm() {
     // Outside the cgroup nothing is denied: the EPERMs below come from the program.
     let outside = probe(None, &targets);
     for (t, result) in &outside {
-        assert_ne!(result, "EPERM", "{t} denied outside the cgroup: {outside:#?}");
+        assert_ne!(
+            result, "EPERM",
+            "{t} denied outside the cgroup: {outside:#?}"
+        );
     }
 
     let mut events = att.get().events().unwrap();
@@ -73,11 +76,13 @@ fn allowed_connects_succeed_and_all_others_fail_with_eperm() {
     // Every denial is reported with its destination and reason.
     let denials = events.wait(1000);
     assert_eq!(denials.len() as u64, denied, "{denials:#?}");
-    assert!(denials.iter().any(|d| d.destination == tcp_b.ip().to_string()
-        && d.port == tcp_b.port()
-        && d.protocol == "tcp"
-        && d.reason == "no-rule-for-address"
-        && d.agent_id == 7));
+    assert!(denials
+        .iter()
+        .any(|d| d.destination == tcp_b.ip().to_string()
+            && d.port == tcp_b.port()
+            && d.protocol == "tcp"
+            && d.reason == "no-rule-for-address"
+            && d.agent_id == 7));
     assert!(denials.iter().any(|d| d.destination == "::1"
         && d.port == tcp_6_other.port()
         && d.reason == "port-or-protocol-not-allowed"));

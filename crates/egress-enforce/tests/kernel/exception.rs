@@ -5,6 +5,7 @@
 use std::thread::sleep;
 use std::time::Duration;
 
+use ed25519_dalek::Signer;
 use egress_enforce::control::{self, ApplyRequest, Kind};
 use egress_enforce::exception::{
     self, parse_secret_key, parse_target, ApplyConfig, AuditLog, ExceptionError, GrantRequest,
@@ -12,7 +13,6 @@ use egress_enforce::exception::{
 };
 use egress_enforce::maps::lower;
 use egress_enforce::state::now_unix;
-use ed25519_dalek::Signer;
 
 use crate::common::*;
 
@@ -103,7 +103,11 @@ fn a_granted_exception_opens_exactly_its_destination_until_expiry() {
     let base_t = target("tcp", base);
     expect(
         &probe(Some(&cg), &[base_t.clone(), a.clone(), b.clone()]),
-        &[(base_t.clone(), "ok"), (a.clone(), "EPERM"), (b.clone(), "EPERM")],
+        &[
+            (base_t.clone(), "ok"),
+            (a.clone(), "EPERM"),
+            (b.clone(), "EPERM"),
+        ],
     );
 
     // Grant checks: wrong key, ttl over max, destination out of pattern.
@@ -120,9 +124,18 @@ fn a_granted_exception_opens_exactly_its_destination_until_expiry() {
             },
         )
     };
-    assert!(matches!(grant(&other_key, 60, &exc_a.to_string()), Err(ExceptionError::Refused(_))));
-    assert!(matches!(grant(&key, 16 * 60, &exc_a.to_string()), Err(ExceptionError::Refused(_))));
-    assert!(matches!(grant(&key, 60, &base.to_string()), Err(ExceptionError::Refused(_))));
+    assert!(matches!(
+        grant(&other_key, 60, &exc_a.to_string()),
+        Err(ExceptionError::Refused(_))
+    ));
+    assert!(matches!(
+        grant(&key, 16 * 60, &exc_a.to_string()),
+        Err(ExceptionError::Refused(_))
+    ));
+    assert!(matches!(
+        grant(&key, 60, &base.to_string()),
+        Err(ExceptionError::Refused(_))
+    ));
 
     // Token A: 127.0.0.12 only, two uses.
     let (token_a, claims_a) = grant(&key, 60, &exc_a.to_string()).unwrap();
@@ -131,19 +144,34 @@ fn a_granted_exception_opens_exactly_its_destination_until_expiry() {
     assert_eq!(installed_a.attachment, name);
     // Exactly its destination: 127.0.0.12 opens (twice: the use limit), 127.0.0.13 stays shut.
     expect(
-        &probe(Some(&cg), &[a.clone(), a_mapped.clone(), b.clone(), base_t.clone()]),
-        &[(a.clone(), "ok"), (a_mapped.clone(), "ok"), (b.clone(), "EPERM"), (base_t.clone(), "ok")],
+        &probe(
+            Some(&cg),
+            &[a.clone(), a_mapped.clone(), b.clone(), base_t.clone()],
+        ),
+        &[
+            (a.clone(), "ok"),
+            (a_mapped.clone(), "ok"),
+            (b.clone(), "EPERM"),
+            (base_t.clone(), "ok"),
+        ],
     );
     // Third connection: beyond max_uses.
-    expect(&probe(Some(&cg), &[a.clone()]), &[(a.clone(), "EPERM")]);
+    expect(
+        &probe(Some(&cg), std::slice::from_ref(&a)),
+        &[(a.clone(), "EPERM")],
+    );
     let counters = egress_enforce::loader::open(&name).unwrap().counters();
     assert_eq!(counters["allowed_via_exception"], 2, "{counters:?}");
     assert_eq!(counters["denied_exception_exhausted"], 1, "{counters:?}");
     // Replay while active, then after removal: refused.
-    assert!(matches!(exception::apply(&policy, &token_a, &config), Err(ExceptionError::Refused(m)) if m.contains("already active")));
+    assert!(
+        matches!(exception::apply(&policy, &token_a, &config), Err(ExceptionError::Refused(m)) if m.contains("already active"))
+    );
     let used = exception::remove(&installed_a, &config, "revoke").unwrap();
     assert_eq!(used, 2);
-    assert!(matches!(exception::apply(&policy, &token_a, &config), Err(ExceptionError::Refused(m)) if m.contains("use limit")));
+    assert!(
+        matches!(exception::apply(&policy, &token_a, &config), Err(ExceptionError::Refused(m)) if m.contains("use limit"))
+    );
 
     // Token B: 127.0.0.13, 2 seconds. Opens, then the kernel closes it at expiry.
     let (token_b, claims_b) = grant(&key, 2, &exc_b.to_string()).unwrap();
@@ -158,13 +186,24 @@ fn a_granted_exception_opens_exactly_its_destination_until_expiry() {
     }
     sleep(Duration::from_millis(200));
     // Expired in the kernel even before user space removes the entry.
-    expect(&probe(Some(&cg), &[b.clone()]), &[(b.clone(), "EPERM")]);
+    expect(
+        &probe(Some(&cg), std::slice::from_ref(&b)),
+        &[(b.clone(), "EPERM")],
+    );
     let stop = std::sync::atomic::AtomicBool::new(false);
-    assert_eq!(exception::wait_and_expire(&installed_b, &config, &stop).unwrap(), 1);
-    assert!(egress_enforce::state::load(&name).unwrap().exceptions.is_empty());
+    assert_eq!(
+        exception::wait_and_expire(&installed_b, &config, &stop).unwrap(),
+        1
+    );
+    assert!(egress_enforce::state::load(&name)
+        .unwrap()
+        .exceptions
+        .is_empty());
     let trie_entries = egress_enforce::loader::open(&name).unwrap().rule_entries();
     assert_eq!(trie_entries, 1, "only the base rule remains");
-    assert!(matches!(exception::apply(&policy, &token_b, &config), Err(ExceptionError::Refused(m)) if m.contains("expired")));
+    assert!(
+        matches!(exception::apply(&policy, &token_b, &config), Err(ExceptionError::Refused(m)) if m.contains("expired"))
+    );
 
     // Tampered: change the claims (a different destination) but keep the signature.
     let (token_c, _) = grant(&key, 60, &exc_a.to_string()).unwrap();
@@ -175,7 +214,9 @@ fn a_granted_exception_opens_exactly_its_destination_until_expiry() {
     let tampered_claims = claims_text.replace("127.0.0.12", "127.0.0.13");
     assert_ne!(tampered_claims, claims_text);
     let tampered = format!("{}.{signature}", engine.encode(tampered_claims.as_bytes()));
-    assert!(matches!(exception::apply(&policy, &tampered, &config), Err(ExceptionError::Refused(m)) if m.contains("bad signature")));
+    assert!(
+        matches!(exception::apply(&policy, &tampered, &config), Err(ExceptionError::Refused(m)) if m.contains("bad signature"))
+    );
     // Forged: well-formed, signed by a key that is not the approver's.
     let forged_sig = other_key.sign(tampered_claims.as_bytes());
     let forged = format!(
@@ -183,15 +224,30 @@ fn a_granted_exception_opens_exactly_its_destination_until_expiry() {
         engine.encode(tampered_claims.as_bytes()),
         engine.encode(forged_sig.to_bytes())
     );
-    assert!(matches!(exception::apply(&policy, &forged, &config), Err(ExceptionError::Refused(m)) if m.contains("bad signature")));
+    assert!(
+        matches!(exception::apply(&policy, &forged, &config), Err(ExceptionError::Refused(m)) if m.contains("bad signature"))
+    );
     // Out of pattern yet signed by the approver (grant refuses to make one; build it by hand).
-    let out_of_pattern = claims_text.replace(&format!(":{}", exc_a.port()), &format!(":{}", base.port()))
-        .replace(&format!("\"port\":{}", exc_a.port()), &format!("\"port\":{}", base.port()));
+    let out_of_pattern = claims_text
+        .replace(&format!(":{}", exc_a.port()), &format!(":{}", base.port()))
+        .replace(
+            &format!("\"port\":{}", exc_a.port()),
+            &format!("\"port\":{}", base.port()),
+        );
     assert_ne!(out_of_pattern, claims_text);
     let sig = key.sign(out_of_pattern.as_bytes());
-    let oop = format!("{}.{}", engine.encode(out_of_pattern.as_bytes()), engine.encode(sig.to_bytes()));
-    assert!(matches!(exception::apply(&policy, &oop, &config), Err(ExceptionError::Refused(m)) if m.contains("outside")));
-    expect(&probe(Some(&cg), &[b.clone(), a.clone()]), &[(b.clone(), "EPERM"), (a.clone(), "EPERM")]);
+    let oop = format!(
+        "{}.{}",
+        engine.encode(out_of_pattern.as_bytes()),
+        engine.encode(sig.to_bytes())
+    );
+    assert!(
+        matches!(exception::apply(&policy, &oop, &config), Err(ExceptionError::Refused(m)) if m.contains("outside"))
+    );
+    expect(
+        &probe(Some(&cg), &[b.clone(), a.clone()]),
+        &[(b.clone(), "EPERM"), (a.clone(), "EPERM")],
+    );
 
     // The audit log holds every step, one JSON object per line.
     let events: Vec<String> = config
@@ -209,7 +265,12 @@ fn a_granted_exception_opens_exactly_its_destination_until_expiry() {
         "{:#?}",
         config.audit.read()
     );
-    let expire = config.audit.read().into_iter().find(|r| r["event"] == "expire").unwrap();
+    let expire = config
+        .audit
+        .read()
+        .into_iter()
+        .find(|r| r["event"] == "expire")
+        .unwrap();
     assert_eq!(expire["connections"], 1);
     assert_eq!(expire["exception"], "policy.gdpr_erasure");
     let _ = std::fs::remove_dir_all(&scratch);

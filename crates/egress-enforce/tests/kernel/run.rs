@@ -33,9 +33,20 @@ agent probe_bot {{
     )
 }
 
-fn run_probe(text: &str, landlock: LandlockMode, targets: &[String]) -> (std::collections::BTreeMap<String, String>, Vec<egress_enforce::loader::Denial>, Option<i32>, Option<usize>) {
+fn run_probe(
+    text: &str,
+    landlock: LandlockMode,
+    targets: &[String],
+) -> (
+    std::collections::BTreeMap<String, String>,
+    Vec<egress_enforce::loader::Denial>,
+    Option<i32>,
+    Option<usize>,
+) {
     let result = egress_check::check_sources(&[("policy.egress", text)]);
-    let policy = result.policy.unwrap_or_else(|| panic!("{:#?}", result.diagnostics));
+    let policy = result
+        .policy
+        .unwrap_or_else(|| panic!("{:#?}", result.diagnostics));
     let (maps, _) = lower_with(&policy, "probe_bot", &LowerConfig::default()).unwrap();
     let agent = policy.agent_by_name("probe_bot").unwrap();
     let filter = egress_enforce::seccomp::for_agent(&policy, agent).unwrap();
@@ -54,7 +65,12 @@ fn run_probe(text: &str, landlock: LandlockMode, targets: &[String]) -> (std::co
     let report = with_stdout(file, || run(config, &mut |_| {})).unwrap();
     let text = std::fs::read_to_string(&out).unwrap();
     let _ = std::fs::remove_file(&out);
-    (parse_probe(&text), report.denials, report.exit_code, report.landlock_ports)
+    (
+        parse_probe(&text),
+        report.denials,
+        report.exit_code,
+        report.landlock_ports,
+    )
 }
 
 fn tempfile_path() -> std::path::PathBuf {
@@ -100,7 +116,10 @@ fn run_confines_a_child_like_the_policy_says() {
     ];
 
     // With Landlock (this kernel has ABI >= 4): the port check answers first (EACCES).
-    assert!(egress_enforce::landlock::abi_version() >= 4, "kernel lacks Landlock network rules");
+    assert!(
+        egress_enforce::landlock::abi_version() >= 4,
+        "kernel lacks Landlock network rules"
+    );
     let (results, denials, code, ports) = run_probe(&text, LandlockMode::Require, &targets);
     expect(
         &results,
