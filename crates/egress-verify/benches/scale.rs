@@ -12,11 +12,20 @@
 //! Arguments: `--one N` runs one policy size; `--sizes 100,1000` and `--endpoints 10,100`
 //! choose sizes; `--quick` runs only the small sizes.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::process::Command;
 use std::time::Instant;
 
 use egress_check::{HostLabel, HostPattern, Protocol};
-use egress_verify::sets::{box_difference_witness, BoxIndex, ConnBox, PortSet, ProtoSet, TargetSet, DEFAULT_BUDGET};
+use egress_verify::sets::{
+    box_difference_witness, BoxIndex, ConnBox, PortSet, ProtoSet, TargetSet, DEFAULT_BUDGET,
+};
 use egress_verify::{generate, smt, Verdict, VerifyConfig};
 
 fn peak_rss_mib() -> f64 {
@@ -31,13 +40,21 @@ fn peak_rss_mib() -> f64 {
 
 fn run_one(n: usize) {
     let files = generate::large_policy(n, 42);
-    let refs: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
     let bytes: usize = files.iter().map(|(_, t)| t.len()).sum();
     let t0 = Instant::now();
     let result = egress_check::check_sources(&refs);
     let check = t0.elapsed();
     let Some(policy) = result.policy.as_ref() else {
-        let errors: Vec<_> = result.diagnostics.iter().filter(|d| d.is_error()).take(5).collect();
+        let errors: Vec<_> = result
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .take(5)
+            .collect();
         println!("ERROR {n}: the generated policy does not check: {errors:?}");
         std::process::exit(1);
     };
@@ -45,7 +62,11 @@ fn run_one(n: usize) {
     let report = egress_verify::verify(policy, &VerifyConfig::default());
     let verify = t1.elapsed();
     if report.verdict != Verdict::Verified {
-        println!("ERROR {n}: expected verified, got {:?}: {:?}", report.verdict, report.violations.first());
+        println!(
+            "ERROR {n}: expected verified, got {:?}: {:?}",
+            report.verdict,
+            report.violations.first()
+        );
         std::process::exit(1);
     }
     println!(
@@ -144,7 +165,10 @@ fn endpoints_bench(n: usize, with_z3: bool) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(pos) = args.iter().position(|a| a == "--one") {
-        let n = args.get(pos + 1).and_then(|s| s.parse().ok()).unwrap_or(100);
+        let n = args
+            .get(pos + 1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(100);
         run_one(n);
         return;
     }
@@ -156,8 +180,18 @@ fn main() {
             .map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())
             .unwrap_or_else(|| default.to_vec())
     };
-    let sizes = list("--sizes", if quick { &[100] } else { &[100, 1_000, 10_000] });
-    let endpoints = list("--endpoints", if quick { &[10, 100] } else { &[10, 100, 1_000, 10_000] });
+    let sizes = list(
+        "--sizes",
+        if quick { &[100] } else { &[100, 1_000, 10_000] },
+    );
+    let endpoints = list(
+        "--endpoints",
+        if quick {
+            &[10, 100]
+        } else {
+            &[10, 100, 1_000, 10_000]
+        },
+    );
     let exe = std::env::current_exe().unwrap_or_default();
     for n in sizes {
         let out = Command::new(&exe).arg("--one").arg(n.to_string()).output();

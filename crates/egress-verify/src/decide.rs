@@ -68,7 +68,9 @@ impl Decider {
                 let other = smt();
                 match (&answer, &other) {
                     (_, Answer::Unknown(_)) => answer,
-                    (Answer::Holds, Answer::Holds) | (Answer::Witness(_), Answer::Witness(_)) => answer,
+                    (Answer::Holds, Answer::Holds) | (Answer::Witness(_), Answer::Witness(_)) => {
+                        answer
+                    }
                     _ => Answer::Unknown(format!(
                         "internal error: the set algebra and Z3 disagree ({answer:?} vs {other:?})"
                     )),
@@ -107,7 +109,9 @@ impl Decider {
                 .ok()
                 .map(|w| w.map_or(Answer::Holds, Answer::Witness)),
         };
-        let answer = self.combine(fast, || Self::from_smt(solve(&[a, b], &[], self.timeout_ms)));
+        let answer = self.combine(fast, || {
+            Self::from_smt(solve(&[a, b], &[], self.timeout_ms))
+        });
         match answer {
             Answer::Witness(w) if !a.contains(&w) || !b.contains(&w) => {
                 Answer::Unknown(format!("internal error: spurious witness {w} suppressed"))

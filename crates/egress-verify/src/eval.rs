@@ -44,11 +44,11 @@ impl Route {
 
 /// A duration in seconds in the policy's own notation (`15m`, `1h`, `90s`).
 pub fn format_duration(secs: u64) -> String {
-    if secs > 0 && secs % 86_400 == 0 {
+    if secs > 0 && secs.is_multiple_of(86_400) {
         format!("{}d", secs / 86_400)
-    } else if secs > 0 && secs % 3600 == 0 {
+    } else if secs > 0 && secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
-    } else if secs > 0 && secs % 60 == 0 {
+    } else if secs > 0 && secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")
@@ -88,7 +88,11 @@ pub(crate) fn agent_node(policy: &CheckedPolicy, agent: AgentId) -> Option<PathN
     })
 }
 
-pub(crate) fn dest_node(policy: &CheckedPolicy, dest: DestId, span: egress_check::Span) -> Option<PathNode> {
+pub(crate) fn dest_node(
+    policy: &CheckedPolicy,
+    dest: DestId,
+    span: egress_check::Span,
+) -> Option<PathNode> {
     let d = policy.destination(dest)?;
     Some(PathNode {
         kind: "destination",
@@ -235,7 +239,11 @@ pub fn routes_indexed(policy: &CheckedPolicy, index: &RouteIndex, agent: AgentId
         }
     }
     let no_exceptions = Vec::new();
-    for ei in index.exceptions.get(agent.index()).unwrap_or(&no_exceptions) {
+    for ei in index
+        .exceptions
+        .get(agent.index())
+        .unwrap_or(&no_exceptions)
+    {
         let Some(exception) = policy.exceptions.get(*ei) else {
             continue;
         };
@@ -304,7 +312,9 @@ pub fn dest_contains(dest: &Destination, c: &Connection) -> bool {
 }
 
 fn dest_id_contains(policy: &CheckedPolicy, dest: DestId, c: &Connection) -> bool {
-    policy.destination(dest).is_some_and(|d| dest_contains(d, c))
+    policy
+        .destination(dest)
+        .is_some_and(|d| dest_contains(d, c))
 }
 
 /// Every route of `agent` that allows `c`.
@@ -355,7 +365,9 @@ pub fn holdings(policy: &CheckedPolicy) -> Vec<BTreeSet<DataClassId>> {
             edges.push((
                 a.id,
                 inv.callee,
-                inv.passing.as_ref().map(|p| p.iter().map(|r| r.id).collect()),
+                inv.passing
+                    .as_ref()
+                    .map(|p| p.iter().map(|r| r.id).collect()),
             ));
         }
     }
@@ -396,10 +408,15 @@ pub fn holdings(policy: &CheckedPolicy) -> Vec<BTreeSet<DataClassId>> {
 }
 
 fn metadata_nets() -> Vec<IpNet> {
-    ["169.254.0.0/16", "::ffff:169.254.0.0/112", "fe80::/10", "fd00:ec2::254/128"]
-        .iter()
-        .filter_map(|s| s.parse().ok())
-        .collect()
+    [
+        "169.254.0.0/16",
+        "::ffff:169.254.0.0/112",
+        "fe80::/10",
+        "fd00:ec2::254/128",
+    ]
+    .iter()
+    .filter_map(|s| s.parse().ok())
+    .collect()
 }
 
 /// Is the address a link-local or cloud metadata address?

@@ -11,8 +11,14 @@ pub enum EndpointSpec {
     /// A host pattern, written as in a policy.
     Host(String),
     /// A CIDR with exclusions, written as in a policy.
-    Cidr { network: String, except: Vec<String> },
-    Workload { namespace: String, labels: Vec<(String, String)> },
+    Cidr {
+        network: String,
+        except: Vec<String>,
+    },
+    Workload {
+        namespace: String,
+        labels: Vec<(String, String)>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -83,11 +89,18 @@ fn write_dest(out: &mut String, name: &str, d: &DestSpec) {
                 }
             }
             EndpointSpec::Workload { namespace, labels } => {
-                let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k} = \"{v}\"")).collect();
+                let labels: Vec<String> = labels
+                    .iter()
+                    .map(|(k, v)| format!("{k} = \"{v}\""))
+                    .collect();
                 if labels.is_empty() {
                     let _ = writeln!(out, "    workload namespace \"{namespace}\"");
                 } else {
-                    let _ = writeln!(out, "    workload namespace \"{namespace}\" labels {{ {} }}", labels.join(", "));
+                    let _ = writeln!(
+                        out,
+                        "    workload namespace \"{namespace}\" labels {{ {} }}",
+                        labels.join(", ")
+                    );
                 }
             }
         }
@@ -95,7 +108,13 @@ fn write_dest(out: &mut String, name: &str, d: &DestSpec) {
     let ports: Vec<String> = d
         .ports
         .iter()
-        .map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+        .map(|(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
         .collect();
     let _ = writeln!(out, "    port {}", ports.join(", "));
     let protocols: Vec<&str> = [(d.tcp, "tcp"), (d.udp, "udp")]
@@ -127,7 +146,10 @@ impl PolicySpec {
         }
         for (i, a) in self.agents.iter().enumerate() {
             let _ = writeln!(out, "agent a{i} {{");
-            let _ = writeln!(out, "    workload namespace \"agents\" labels {{ app = \"a{i}\" }}");
+            let _ = writeln!(
+                out,
+                "    workload namespace \"agents\" labels {{ app = \"a{i}\" }}"
+            );
             if !a.uses.is_empty() {
                 let names: Vec<String> = a.uses.iter().map(|c| format!("c{c}")).collect();
                 let _ = writeln!(out, "    uses {}", names.join(", "));
@@ -211,7 +233,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed.max(1))
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
@@ -223,7 +245,7 @@ impl Rng {
         if n == 0 {
             0
         } else {
-            self.next() % n
+            self.next_u64() % n
         }
     }
 }
@@ -255,8 +277,14 @@ pub fn large_policy(agents: usize, seed: u64) -> Vec<(String, String)> {
             main,
             "destination t{t}_db {{\n    workload namespace \"team{t}\" labels {{ app = \"db\" }}\n    port 5432\n}}"
         );
-        let _ = writeln!(main, "destination t{t}_audit {{\n    host \"audit.t{t}.corp.internal\"\n    port 6514\n}}");
-        let _ = writeln!(main, "destination t{t}_partners {{\n    host \"**.t{t}.partner.example\"\n    port 443\n}}");
+        let _ = writeln!(
+            main,
+            "destination t{t}_audit {{\n    host \"audit.t{t}.corp.internal\"\n    port 6514\n}}"
+        );
+        let _ = writeln!(
+            main,
+            "destination t{t}_partners {{\n    host \"**.t{t}.partner.example\"\n    port 443\n}}"
+        );
         let _ = writeln!(
             main,
             "capability t{t}_work {{\n    connect t{t}_svc, t{t}_db, t{t}_audit, dns.kube_dns\n    syscalls sys.process_base, sys.network_client\n}}"
@@ -283,7 +311,10 @@ pub fn large_policy(agents: usize, seed: u64) -> Vec<(String, String)> {
     for i in 0..agents {
         let t = i / 50;
         let _ = writeln!(main, "agent agent{i} {{");
-        let _ = writeln!(main, "    workload namespace \"team{t}\" labels {{ app = \"agent{i}\" }}");
+        let _ = writeln!(
+            main,
+            "    workload namespace \"team{t}\" labels {{ app = \"agent{i}\" }}"
+        );
         // The first agent of each team handles `pii` and holds the team's exception.
         let cap = if i % 50 == 0 {
             "private"
@@ -313,5 +344,8 @@ pub fn large_policy(agents: usize, seed: u64) -> Vec<(String, String)> {
             );
         }
     }
-    vec![("main.egress".to_string(), main), ("approvals.egress".to_string(), approvals)]
+    vec![
+        ("main.egress".to_string(), main),
+        ("approvals.egress".to_string(), approvals),
+    ]
 }

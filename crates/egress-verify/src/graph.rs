@@ -52,6 +52,9 @@ pub enum Provenance {
     },
 }
 
+/// One invocation a class travelled along: (from, to, span, workflow of a step).
+pub type Hop = (AgentId, AgentId, Span, Option<WorkflowId>);
+
 pub struct ReachGraph {
     pub graph: DiGraph<Node, Edge>,
     pub agents: Vec<NodeIndex>,
@@ -63,7 +66,11 @@ pub struct ReachGraph {
 impl ReachGraph {
     pub fn build(policy: &CheckedPolicy) -> ReachGraph {
         let mut graph = DiGraph::new();
-        let agents: Vec<NodeIndex> = policy.agents.iter().map(|a| graph.add_node(Node::Agent(a.id))).collect();
+        let agents: Vec<NodeIndex> = policy
+            .agents
+            .iter()
+            .map(|a| graph.add_node(Node::Agent(a.id)))
+            .collect();
         let capabilities: Vec<NodeIndex> = policy
             .capabilities
             .iter()
@@ -87,7 +94,10 @@ impl ReachGraph {
         let node = |v: &Vec<NodeIndex>, i: usize| v.get(i).copied();
         for cap in &policy.capabilities {
             for c in &cap.connects {
-                if let (Some(a), Some(b)) = (node(&capabilities, cap.id.index()), node(&destinations, c.dest.index())) {
+                if let (Some(a), Some(b)) = (
+                    node(&capabilities, cap.id.index()),
+                    node(&destinations, c.dest.index()),
+                ) {
                     graph.add_edge(a, b, Edge::Connects);
                 }
             }
@@ -108,7 +118,10 @@ impl ReachGraph {
                         to,
                         Edge::Invokes {
                             span: inv.span,
-                            passing: inv.passing.as_ref().map(|p| p.iter().map(|r| r.id).collect()),
+                            passing: inv
+                                .passing
+                                .as_ref()
+                                .map(|p| p.iter().map(|r| r.id).collect()),
                             workflow: None,
                         },
                     );
@@ -139,7 +152,8 @@ impl ReachGraph {
                                     span: step.span,
                                     // A step without `passing` lets everything through,
                                     // as an `invokes` entry without it does.
-                                    passing: (!passing.is_empty()).then(|| passing.iter().map(|r| r.id).collect()),
+                                    passing: (!passing.is_empty())
+                                        .then(|| passing.iter().map(|r| r.id).collect()),
                                     workflow: Some(w.id),
                                 },
                             );
@@ -190,12 +204,19 @@ impl ReachGraph {
 
     /// The chain by which `agent` holds `class`: the invocations from the agent that
     /// handles it, in order (empty when the agent handles it itself).
-    pub fn chain(&self, agent: AgentId, class: DataClassId) -> (AgentId, Vec<(AgentId, AgentId, Span, Option<WorkflowId>)>) {
+    pub fn chain(&self, agent: AgentId, class: DataClassId) -> (AgentId, Vec<Hop>) {
         let mut steps = Vec::new();
         let mut current = agent;
         let mut guard = 0usize;
-        while let Some(Provenance::Received { from, span, workflow }) =
-            self.held.get(current.index()).and_then(|h| h.get(&class)).copied()
+        while let Some(Provenance::Received {
+            from,
+            span,
+            workflow,
+        }) = self
+            .held
+            .get(current.index())
+            .and_then(|h| h.get(&class))
+            .copied()
         {
             steps.push((from, current, span, workflow));
             current = from;
@@ -219,7 +240,12 @@ fn propagate(
     let mut held: Vec<BTreeMap<DataClassId, Provenance>> = policy
         .agents
         .iter()
-        .map(|a| a.handles.iter().map(|h| (h.id, Provenance::Own(h.span))).collect())
+        .map(|a| {
+            a.handles
+                .iter()
+                .map(|h| (h.id, Provenance::Own(h.span)))
+                .collect()
+        })
         .collect();
     let mut queue: VecDeque<(AgentId, DataClassId)> = VecDeque::new();
     for (i, h) in held.iter().enumerate() {
@@ -232,7 +258,12 @@ fn propagate(
             continue;
         };
         for edge in graph.edges_directed(*n, Direction::Outgoing) {
-            let Edge::Invokes { span, passing, workflow } = edge.weight() else {
+            let Edge::Invokes {
+                span,
+                passing,
+                workflow,
+            } = edge.weight()
+            else {
                 continue;
             };
             if passing.as_ref().is_some_and(|p| !p.contains(&class)) {
@@ -242,15 +273,12 @@ fn propagate(
                 continue;
             };
             if let Some(h) = held.get_mut(callee.index()) {
-                if !h.contains_key(&class) {
-                    h.insert(
-                        class,
-                        Provenance::Received {
-                            from: agent,
-                            span: *span,
-                            workflow: *workflow,
-                        },
-                    );
+                if let std::collections::btree_map::Entry::Vacant(slot) = h.entry(class) {
+                    slot.insert(Provenance::Received {
+                        from: agent,
+                        span: *span,
+                        workflow: *workflow,
+                    });
                     queue.push_back((callee, class));
                 }
             }

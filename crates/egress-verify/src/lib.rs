@@ -33,11 +33,16 @@ use egress_check::{AgentId, CheckedPolicy};
 
 /// The connections an agent may open, as boxes with the route that grants each, so
 /// other crates can compare enforcement artifacts against the policy.
-pub fn allowed_connections(policy: &CheckedPolicy, agent: AgentId) -> Vec<(Route, sets::ConnectionSet)> {
+pub fn allowed_connections(
+    policy: &CheckedPolicy,
+    agent: AgentId,
+) -> Vec<(Route, sets::ConnectionSet)> {
     eval::routes(policy, agent)
         .into_iter()
         .filter_map(|r| {
-            let set = policy.destination(r.dest).map(sets::ConnectionSet::from_destination)?;
+            let set = policy
+                .destination(r.dest)
+                .map(sets::ConnectionSet::from_destination)?;
             Some((r, set))
         })
         .collect()

@@ -19,7 +19,7 @@ use egress_check::{
     MAX_EXCEPTION_TTL_SECS,
 };
 
-use crate::eval::{self, RouteIndex, Route};
+use crate::eval::{self, Route, RouteIndex};
 use crate::report::*;
 use crate::sets::{fresh_label, Connection, Target};
 use crate::verify::NETWORK_SYSCALLS;
@@ -28,7 +28,12 @@ use crate::verify::NETWORK_SYSCALLS;
 pub fn universe(policy: &CheckedPolicy) -> Vec<Connection> {
     let mut ports: BTreeSet<u16> = [1u16, 53, 65535].into_iter().collect();
     let mut ips: BTreeSet<IpAddr> = BTreeSet::new();
-    for m in ["169.254.169.254", "fd00:ec2::254", "::ffff:169.254.169.254", "fe80::1"] {
+    for m in [
+        "169.254.169.254",
+        "fd00:ec2::254",
+        "::ffff:169.254.169.254",
+        "fe80::1",
+    ] {
         if let Ok(ip) = m.parse() {
             ips.insert(ip);
         }
@@ -37,9 +42,14 @@ pub fn universe(policy: &CheckedPolicy) -> Vec<Connection> {
     let mut selectors = Vec::new();
     for d in &policy.destinations {
         for p in &d.ports {
-            for v in [Some(p.start), Some(p.end), p.start.checked_sub(1), p.end.checked_add(1)]
-                .into_iter()
-                .flatten()
+            for v in [
+                Some(p.start),
+                Some(p.end),
+                p.start.checked_sub(1),
+                p.end.checked_add(1),
+            ]
+            .into_iter()
+            .flatten()
             {
                 if v != 0 {
                     ports.insert(v);
@@ -55,13 +65,19 @@ pub fn universe(policy: &CheckedPolicy) -> Vec<Connection> {
                         match net {
                             ipnet::IpNet::V4(n) => {
                                 let (a, b) = (u32::from(n.network()), u32::from(n.broadcast()));
-                                for v in [Some(a), Some(b), a.checked_sub(1), b.checked_add(1)].into_iter().flatten() {
+                                for v in [Some(a), Some(b), a.checked_sub(1), b.checked_add(1)]
+                                    .into_iter()
+                                    .flatten()
+                                {
                                     ips.insert(IpAddr::V4(Ipv4Addr::from(v)));
                                 }
                             }
                             ipnet::IpNet::V6(n) => {
                                 let (a, b) = (u128::from(n.network()), u128::from(n.broadcast()));
-                                for v in [Some(a), Some(b), a.checked_sub(1), b.checked_add(1)].into_iter().flatten() {
+                                for v in [Some(a), Some(b), a.checked_sub(1), b.checked_add(1)]
+                                    .into_iter()
+                                    .flatten()
+                                {
                                     ips.insert(IpAddr::V6(Ipv6Addr::from(v)));
                                 }
                             }
@@ -168,7 +184,11 @@ pub fn universe(policy: &CheckedPolicy) -> Vec<Connection> {
         .into_iter()
         .map(Target::Host)
         .chain(ips.into_iter().map(Target::Ip))
-        .chain(workloads.into_iter().map(|(namespace, labels)| Target::Workload { namespace, labels }))
+        .chain(
+            workloads
+                .into_iter()
+                .map(|(namespace, labels)| Target::Workload { namespace, labels }),
+        )
         .collect();
     let mut out = Vec::with_capacity(targets.len() * ports.len() * 2);
     for t in &targets {
@@ -195,20 +215,27 @@ fn exception_metadata(policy: &CheckedPolicy, route: &Route, c: &Connection) -> 
         return false;
     }
     d.endpoints.iter().any(|e| match (&e.kind, &c.target) {
-        (EndpointKind::Cidr(set), Target::Ip(ip)) => set.contains(*ip) && !eval::net_is_metadata(&set.network),
+        (EndpointKind::Cidr(set), Target::Ip(ip)) => {
+            set.contains(*ip) && !eval::net_is_metadata(&set.network)
+        }
         _ => false,
     })
 }
 
 fn dest_has_host(policy: &CheckedPolicy, r: &Route) -> bool {
-    policy
-        .destination(r.dest)
-        .is_some_and(|d| d.endpoints.iter().any(|e| matches!(e.kind, EndpointKind::Host(_))))
+    policy.destination(r.dest).is_some_and(|d| {
+        d.endpoints
+            .iter()
+            .any(|e| matches!(e.kind, EndpointKind::Host(_)))
+    })
 }
 
 fn dest_has_dns(policy: &CheckedPolicy, r: &Route) -> bool {
     policy.destination(r.dest).is_some_and(|d| {
-        d.ports.iter().any(|p| p.contains(53)) && d.endpoints.iter().any(|e| !matches!(e.kind, EndpointKind::Host(_)))
+        d.ports.iter().any(|p| p.contains(53))
+            && d.endpoints
+                .iter()
+                .any(|e| !matches!(e.kind, EndpointKind::Host(_)))
     })
 }
 
@@ -232,7 +259,11 @@ pub fn statuses(policy: &CheckedPolicy) -> BTreeMap<String, Verdict> {
         .iter()
         .map(|a| eval::routes_indexed(policy, &index, a.id))
         .collect();
-    let contains = |r: &Route, c: &Connection| policy.destination(r.dest).is_some_and(|d| eval::dest_contains(d, c));
+    let contains = |r: &Route, c: &Connection| {
+        policy
+            .destination(r.dest)
+            .is_some_and(|d| eval::dest_contains(d, c))
+    };
     for agent in &policy.agents {
         let id = agent.id;
         let rs = routes.get(id.index()).map(Vec::as_slice).unwrap_or(&[]);
@@ -275,7 +306,12 @@ pub fn statuses(policy: &CheckedPolicy) -> BTreeMap<String, Verdict> {
             }
         }
         // Syscalls and Linux capabilities (no connections involved).
-        if rs.is_empty() && policy.syscalls_of(agent).iter().any(|s| NETWORK_SYSCALLS.contains(&s.as_str())) {
+        if rs.is_empty()
+            && policy
+                .syscalls_of(agent)
+                .iter()
+                .any(|s| NETWORK_SYSCALLS.contains(&s.as_str()))
+        {
             violate(LAYERS_CONSISTENT);
         }
         for used in &agent.capabilities {
@@ -297,15 +333,24 @@ pub fn statuses(policy: &CheckedPolicy) -> BTreeMap<String, Verdict> {
             violate(EXCEPTION_GATED);
         }
         for listed in &e.agents {
-            let rs = routes.get(listed.id.index()).map(Vec::as_slice).unwrap_or(&[]);
+            let rs = routes
+                .get(listed.id.index())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             for c in &universe {
-                let in_to = policy.destination(e.to.id).is_some_and(|d| eval::dest_contains(d, c));
-                let in_audit = policy.destination(e.audit.id).is_some_and(|d| eval::dest_contains(d, c));
+                let in_to = policy
+                    .destination(e.to.id)
+                    .is_some_and(|d| eval::dest_contains(d, c));
+                let in_audit = policy
+                    .destination(e.audit.id)
+                    .is_some_and(|d| eval::dest_contains(d, c));
                 let approved = eval::approved(policy, listed.id, c);
                 if in_to && !approved {
                     violate(EXCEPTION_GATED);
                 }
-                if in_audit && (!approved || !rs.iter().any(|r| !r.is_exception() && contains(r, c))) {
+                if in_audit
+                    && (!approved || !rs.iter().any(|r| !r.is_exception() && contains(r, c)))
+                {
                     violate(EXCEPTION_GATED);
                 }
             }
@@ -321,10 +366,17 @@ pub fn statuses(policy: &CheckedPolicy) -> BTreeMap<String, Verdict> {
                         AgentSel::One(r) => vec![r.id],
                     };
                     let can = matches!(claim.kind, ClaimKind::CanReach { .. });
-                    let in_dest = |c: &Connection| policy.destination(dest.id).is_some_and(|d| eval::dest_contains(d, c));
+                    let in_dest = |c: &Connection| {
+                        policy
+                            .destination(dest.id)
+                            .is_some_and(|d| eval::dest_contains(d, c))
+                    };
                     agents.iter().any(|ag| {
                         let rs = routes.get(ag.index()).map(Vec::as_slice).unwrap_or(&[]);
-                        let reached = |c: &Connection| rs.iter().any(|r| (!can || !r.is_exception()) && contains(r, c));
+                        let reached = |c: &Connection| {
+                            rs.iter()
+                                .any(|r| (!can || !r.is_exception()) && contains(r, c))
+                        };
                         let hit = universe.iter().any(|c| in_dest(c) && reached(c));
                         if can {
                             !hit
@@ -334,13 +386,18 @@ pub fn statuses(policy: &CheckedPolicy) -> BTreeMap<String, Verdict> {
                     })
                 }
                 ClaimKind::NeverReaches { class, dest } => policy.agents.iter().any(|ag| {
-                    holdings.get(ag.id.index()).is_some_and(|h| h.contains(&class.id)) && {
-                        let rs = routes.get(ag.id.index()).map(Vec::as_slice).unwrap_or(&[]);
-                        universe.iter().any(|c| {
-                            policy.destination(dest.id).is_some_and(|d| eval::dest_contains(d, c))
-                                && rs.iter().any(|r| contains(r, c))
-                        })
-                    }
+                    holdings
+                        .get(ag.id.index())
+                        .is_some_and(|h| h.contains(&class.id))
+                        && {
+                            let rs = routes.get(ag.id.index()).map(Vec::as_slice).unwrap_or(&[]);
+                            universe.iter().any(|c| {
+                                policy
+                                    .destination(dest.id)
+                                    .is_some_and(|d| eval::dest_contains(d, c))
+                                    && rs.iter().any(|r| contains(r, c))
+                            })
+                        }
                 }),
             };
             if failed {

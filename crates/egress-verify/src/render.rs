@@ -20,7 +20,10 @@ pub fn line_col(result: &CheckResult, span: Span, offset: u32) -> (usize, usize)
 }
 
 fn file_of(result: &CheckResult, span: Span) -> String {
-    result.file(span.file).map(|f| f.path.clone()).unwrap_or_default()
+    result
+        .file(span.file)
+        .map(|f| f.path.clone())
+        .unwrap_or_default()
 }
 
 /// The JSON form of a witness: `{"host"?, "ip"?, "workload"?, "port", "protocol"}`.
@@ -34,7 +37,10 @@ pub fn witness_json(w: &Connection) -> Value {
             object.insert("ip".into(), json!(ip.to_string()));
         }
         Target::Workload { namespace, labels } => {
-            object.insert("workload".into(), json!({ "namespace": namespace, "labels": labels }));
+            object.insert(
+                "workload".into(),
+                json!({ "namespace": namespace, "labels": labels }),
+            );
         }
     }
     object.insert("port".into(), json!(w.port));
@@ -45,7 +51,10 @@ pub fn witness_json(w: &Connection) -> Value {
 fn span_json(result: &CheckResult, span: Span) -> (Value, Value) {
     let (sl, sc) = line_col(result, span, span.start);
     let (el, ec) = line_col(result, span, span.end);
-    (json!({ "line": sl, "column": sc }), json!({ "line": el, "column": ec }))
+    (
+        json!({ "line": sl, "column": sc }),
+        json!({ "line": el, "column": ec }),
+    )
 }
 
 /// One violation as JSON.
@@ -98,7 +107,11 @@ pub fn json(reports: &[(&CheckResult, &Report)]) -> Value {
     }
     let properties: Vec<Value> = order
         .iter()
-        .filter_map(|id| statuses.get(id).map(|s| json!({ "id": id, "status": s.as_str() })))
+        .filter_map(|id| {
+            statuses
+                .get(id)
+                .map(|s| json!({ "id": id, "status": s.as_str() }))
+        })
         .collect();
     let violations: Vec<Value> = reports
         .iter()

@@ -1118,7 +1118,9 @@ impl BoxIndex {
                     let mut node = &mut root;
                     for label in p.labels.iter().rev() {
                         match label {
-                            HostLabel::Exact(s) => node = node.children.entry(s.clone()).or_default(),
+                            HostLabel::Exact(s) => {
+                                node = node.children.entry(s.clone()).or_default()
+                            }
                             _ => break,
                         }
                     }
@@ -1127,7 +1129,11 @@ impl BoxIndex {
                 _ => others.push(i),
             }
         }
-        BoxIndex { boxes, root, others }
+        BoxIndex {
+            boxes,
+            root,
+            others,
+        }
     }
 
     pub fn boxes(&self) -> &[ConnBox] {

@@ -93,16 +93,33 @@ impl Domains {
         let fresh_namespace = fresh_label(namespaces.iter().map(String::as_str));
         Domains {
             fresh_code: to_i64(labels.len()),
-            labels: labels.into_iter().enumerate().map(|(i, s)| (s, to_i64(i))).collect(),
+            labels: labels
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| (s, to_i64(i)))
+                .collect(),
             fresh_label: fresh,
             positions,
-            namespaces: namespaces.into_iter().enumerate().map(|(i, s)| (s, to_i64(i))).collect(),
+            namespaces: namespaces
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| (s, to_i64(i)))
+                .collect(),
             fresh_namespace,
             keys: keys
                 .into_iter()
                 .map(|(k, vs)| {
                     let fresh = fresh_label(vs.iter().map(String::as_str));
-                    (k, (vs.into_iter().enumerate().map(|(i, s)| (s, to_i64(i))).collect(), fresh))
+                    (
+                        k,
+                        (
+                            vs.into_iter()
+                                .enumerate()
+                                .map(|(i, s)| (s, to_i64(i)))
+                                .collect(),
+                            fresh,
+                        ),
+                    )
                 })
                 .collect(),
         }
@@ -158,7 +175,10 @@ fn in_intervals<'ctx, T: Point + ToBv>(
         .map(|&(a, b)| {
             Bool::and(
                 ctx,
-                &[&var.bvuge(&a.to_bv(ctx, bits)), &var.bvule(&b.to_bv(ctx, bits))],
+                &[
+                    &var.bvuge(&a.to_bv(ctx, bits)),
+                    &var.bvule(&b.to_bv(ctx, bits)),
+                ],
             )
         })
         .collect();
@@ -252,7 +272,12 @@ pub fn solve_any(any_of: &[&ConnBox], none_of: &[&ConnBox], timeout_ms: u64) -> 
     solve_mode(any_of, true, none_of, timeout_ms)
 }
 
-fn solve_mode(positive: &[&ConnBox], disjunctive: bool, negative: &[&ConnBox], timeout_ms: u64) -> SmtAnswer {
+fn solve_mode(
+    positive: &[&ConnBox],
+    disjunctive: bool,
+    negative: &[&ConnBox],
+    timeout_ms: u64,
+) -> SmtAnswer {
     let all: Vec<&ConnBox> = positive.iter().chain(negative.iter()).copied().collect();
     let d = Domains::new(&all);
     let mut cfg = Config::new();
@@ -260,7 +285,10 @@ fn solve_mode(positive: &[&ConnBox], disjunctive: bool, negative: &[&ConnBox], t
     let ctx = Context::new(&cfg);
     let solver = Solver::new(&ctx);
     let mut params = Params::new(&ctx);
-    params.set_u32("timeout", u32::try_from(timeout_ms.max(1)).unwrap_or(u32::MAX));
+    params.set_u32(
+        "timeout",
+        u32::try_from(timeout_ms.max(1)).unwrap_or(u32::MAX),
+    );
     solver.set_params(&params);
 
     let vars = Vars {
@@ -293,14 +321,21 @@ fn solve_mode(positive: &[&ConnBox], disjunctive: bool, negative: &[&ConnBox], t
         solver.assert(&l.le(&Int::from_i64(&ctx, d.fresh_code)));
     }
     solver.assert(&vars.namespace.ge(&zero));
-    solver.assert(&vars.namespace.le(&Int::from_i64(&ctx, to_i64(d.namespaces.len()))));
+    solver.assert(
+        &vars
+            .namespace
+            .le(&Int::from_i64(&ctx, to_i64(d.namespaces.len()))),
+    );
     for (k, var) in &vars.keys {
         let n = d.keys.get(k).map(|(vals, _)| vals.len()).unwrap_or(0);
         solver.assert(&var.ge(&Int::from_i64(&ctx, -1)));
         solver.assert(&var.le(&Int::from_i64(&ctx, to_i64(n))));
     }
     if disjunctive {
-        let parts: Vec<Bool<'_>> = positive.iter().map(|b| encode_box(&ctx, &vars, &d, b)).collect();
+        let parts: Vec<Bool<'_>> = positive
+            .iter()
+            .map(|b| encode_box(&ctx, &vars, &d, b))
+            .collect();
         let refs: Vec<&Bool<'_>> = parts.iter().collect();
         solver.assert(&Bool::or(&ctx, &refs));
     } else {
@@ -341,7 +376,10 @@ fn decode(model: &z3::Model<'_>, v: &Vars<'_>, d: &Domains) -> SmtAnswer {
     let Some(port) = eval_u64(model, &v.port).and_then(|p| u16::try_from(p).ok()) else {
         return fail();
     };
-    let tcp = model.eval(&v.tcp, true).and_then(|b| b.as_bool()).unwrap_or(true);
+    let tcp = model
+        .eval(&v.tcp, true)
+        .and_then(|b| b.as_bool())
+        .unwrap_or(true);
     let protocol = if tcp { Protocol::Tcp } else { Protocol::Udp };
     let target = match kind {
         KIND_V4 => match eval_u64(model, &v.v4).and_then(|a| u32::try_from(a).ok()) {
@@ -352,9 +390,9 @@ fn decode(model: &z3::Model<'_>, v: &Vars<'_>, d: &Domains) -> SmtAnswer {
             let hi = eval_u64(model, &v.v6.extract(127, 64));
             let lo = eval_u64(model, &v.v6.extract(63, 0));
             match (hi, lo) {
-                (Some(hi), Some(lo)) => {
-                    Target::Ip(IpAddr::V6(Ipv6Addr::from((u128::from(hi) << 64) | u128::from(lo))))
-                }
+                (Some(hi), Some(lo)) => Target::Ip(IpAddr::V6(Ipv6Addr::from(
+                    (u128::from(hi) << 64) | u128::from(lo),
+                ))),
                 _ => return fail(),
             }
         }
@@ -363,11 +401,18 @@ fn decode(model: &z3::Model<'_>, v: &Vars<'_>, d: &Domains) -> SmtAnswer {
                 .and_then(|l| usize::try_from(l).ok())
                 .unwrap_or(1)
                 .clamp(1, d.positions);
-            let by_code: BTreeMap<i64, &str> = d.labels.iter().map(|(s, c)| (*c, s.as_str())).collect();
+            let by_code: BTreeMap<i64, &str> =
+                d.labels.iter().map(|(s, c)| (*c, s.as_str())).collect();
             let mut labels: Vec<String> = Vec::with_capacity(len);
             for var in v.labels.iter().take(len) {
                 let code = eval_i64(model, var).unwrap_or(d.fresh_code);
-                labels.push(by_code.get(&code).copied().unwrap_or(&d.fresh_label).to_string());
+                labels.push(
+                    by_code
+                        .get(&code)
+                        .copied()
+                        .unwrap_or(&d.fresh_label)
+                        .to_string(),
+                );
             }
             labels.reverse();
             Target::Host(labels.join("."))
@@ -444,6 +489,9 @@ mod tests {
             SmtAnswer::Witness(w) => assert!(reach.contains(&w) && !approved.contains(&w), "{w}"),
             other => panic!("{other:?}"),
         }
-        assert_eq!(solve(&[&b(&small, (53, 53))], &[&reach], 5000), SmtAnswer::Unsat);
+        assert_eq!(
+            solve(&[&b(&small, (53, 53))], &[&reach], 5000),
+            SmtAnswer::Unsat
+        );
     }
 }

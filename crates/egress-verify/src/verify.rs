@@ -4,20 +4,20 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use egress_check::{
-    AgentId, AgentSel, CheckedPolicy, ClaimKind, DataClassId, DestId, Diagnostic, LinuxCap,
-    Span, ZoneId, MAX_EXCEPTION_TTL_SECS,
+    AgentId, AgentSel, CheckedPolicy, ClaimKind, DataClassId, DestId, Diagnostic, LinuxCap, Span,
+    ZoneId, MAX_EXCEPTION_TTL_SECS,
 };
 use rayon::prelude::*;
 
 use crate::decide::{Answer, Decider, Engine};
 use crate::eval::{
-    self, agent_node, dest_node, describe_destination, format_duration, Route, RouteIndex, Via,
+    self, agent_node, describe_destination, dest_node, format_duration, Route, RouteIndex, Via,
 };
 use crate::graph::{Provenance, ReachGraph};
 use crate::report::*;
 use crate::sets::{
-    all_ports, destination_boxes, metadata_addresses, BoxIndex, ConnBox, Connection, ProtoSet, TargetSet,
-    DEFAULT_BUDGET,
+    all_ports, destination_boxes, metadata_addresses, BoxIndex, ConnBox, Connection, ProtoSet,
+    TargetSet, DEFAULT_BUDGET,
 };
 
 /// How to verify.
@@ -78,7 +78,11 @@ pub fn warning_title(code: &str) -> &'static str {
 
 enum Finding {
     Violation(Violation),
-    Unknown { property: String, reason: String, span: Span },
+    Unknown {
+        property: String,
+        reason: String,
+        span: Span,
+    },
 }
 
 /// A union of destinations, by id and as indexed boxes.
@@ -96,7 +100,10 @@ impl Allowed {
             .filter_map(|d| dest_boxes.get(d.index()))
             .flat_map(|b| b.iter().cloned())
             .collect();
-        Allowed { dests, index: BoxIndex::new(boxes) }
+        Allowed {
+            dests,
+            index: BoxIndex::new(boxes),
+        }
     }
     fn relevant(&self, b: &ConnBox) -> Vec<&ConnBox> {
         self.index.candidates(b)
@@ -128,7 +135,11 @@ pub fn verify(policy: &CheckedPolicy, config: &VerifyConfig) -> Report {
         .par_iter()
         .map(|e| ctx.check_exception(e.id))
         .collect();
-    let mut findings: Vec<Finding> = per_agent.into_iter().chain(per_exception).flatten().collect();
+    let mut findings: Vec<Finding> = per_agent
+        .into_iter()
+        .chain(per_exception)
+        .flatten()
+        .collect();
     findings.extend(ctx.check_asserts());
 
     let mut properties: BTreeMap<String, Status> = BUILTIN_PROPERTIES
@@ -146,8 +157,14 @@ pub fn verify(policy: &CheckedPolicy, config: &VerifyConfig) -> Report {
                 properties.insert(v.property.clone(), Verdict::Violated);
                 violations.push(v);
             }
-            Finding::Unknown { property, reason, span } => {
-                let status = properties.entry(property.clone()).or_insert(Verdict::Unknown);
+            Finding::Unknown {
+                property,
+                reason,
+                span,
+            } => {
+                let status = properties
+                    .entry(property.clone())
+                    .or_insert(Verdict::Unknown);
                 if *status != Verdict::Violated {
                     *status = Verdict::Unknown;
                 }
@@ -163,20 +180,35 @@ pub fn verify(policy: &CheckedPolicy, config: &VerifyConfig) -> Report {
     }
     egress_syntax::diagnostic::sort_diagnostics(&mut warnings);
     violations.sort_by(|a, b| {
-        (&a.property, &a.agent, a.path.first().map(|n| n.span), &a.message).cmp(&(
-            &b.property,
-            &b.agent,
-            b.path.first().map(|n| n.span),
-            &b.message,
-        ))
+        (
+            &a.property,
+            &a.agent,
+            a.path.first().map(|n| n.span),
+            &a.message,
+        )
+            .cmp(&(
+                &b.property,
+                &b.agent,
+                b.path.first().map(|n| n.span),
+                &b.message,
+            ))
     });
     violations.dedup();
     // Built-in properties first in their fixed order, then assertions by name.
     let mut ordered: Vec<PropertyResult> = BUILTIN_PROPERTIES
         .iter()
-        .filter_map(|p| properties.remove(*p).map(|status| PropertyResult { id: p.to_string(), status }))
+        .filter_map(|p| {
+            properties.remove(*p).map(|status| PropertyResult {
+                id: p.to_string(),
+                status,
+            })
+        })
         .collect();
-    ordered.extend(properties.into_iter().map(|(id, status)| PropertyResult { id, status }));
+    ordered.extend(
+        properties
+            .into_iter()
+            .map(|(id, status)| PropertyResult { id, status }),
+    );
     let verdict = if ordered.iter().any(|p| p.status == Verdict::Violated) {
         Verdict::Violated
     } else if ordered.iter().any(|p| p.status == Verdict::Unknown) {
@@ -200,18 +232,30 @@ pub fn verify(policy: &CheckedPolicy, config: &VerifyConfig) -> Report {
 }
 
 fn agent_name(policy: &CheckedPolicy, a: AgentId) -> String {
-    policy.agent(a).map(|a| a.name.local.clone()).unwrap_or_default()
+    policy
+        .agent(a)
+        .map(|a| a.name.local.clone())
+        .unwrap_or_default()
 }
 
 fn class_name(policy: &CheckedPolicy, c: DataClassId) -> String {
-    policy.data_class(c).map(|c| c.name.local.clone()).unwrap_or_default()
+    policy
+        .data_class(c)
+        .map(|c| c.name.local.clone())
+        .unwrap_or_default()
 }
 
 /// A destination's name, or its endpoints when it was written inline.
 fn dest_name(policy: &CheckedPolicy, d: DestId) -> String {
     policy
         .destination(d)
-        .map(|d| if d.inline { describe_destination(d) } else { d.name.local.clone() })
+        .map(|d| {
+            if d.inline {
+                describe_destination(d)
+            } else {
+                d.name.local.clone()
+            }
+        })
         .unwrap_or_default()
 }
 
@@ -219,8 +263,14 @@ fn dest_name(policy: &CheckedPolicy, d: DestId) -> String {
 fn prefer_metadata_witness(policy: &CheckedPolicy, dest: DestId, w: Connection) -> Connection {
     for candidate in ["169.254.169.254", "fd00:ec2::254"] {
         if let Ok(ip) = candidate.parse() {
-            let c = Connection { target: crate::sets::Target::Ip(ip), ..w.clone() };
-            if policy.destination(dest).is_some_and(|d| eval::dest_contains(d, &c)) {
+            let c = Connection {
+                target: crate::sets::Target::Ip(ip),
+                ..w.clone()
+            };
+            if policy
+                .destination(dest)
+                .is_some_and(|d| eval::dest_contains(d, &c))
+            {
                 return c;
             }
         }
@@ -230,13 +280,18 @@ fn prefer_metadata_witness(policy: &CheckedPolicy, dest: DestId, w: Connection) 
 
 /// Joins the notes of a path into one sentence.
 fn story(path: &[PathNode]) -> String {
-    let notes: Vec<&str> = path.iter().map(|n| n.note.as_str()).filter(|n| !n.is_empty()).collect();
+    let notes: Vec<&str> = path
+        .iter()
+        .map(|n| n.note.as_str())
+        .filter(|n| !n.is_empty())
+        .collect();
     notes.join(", ")
 }
 
 impl<'p> Ctx<'p> {
     fn new(policy: &'p CheckedPolicy, config: &VerifyConfig) -> Ctx<'p> {
-        let dest_boxes: Vec<Vec<ConnBox>> = policy.destinations.iter().map(destination_boxes).collect();
+        let dest_boxes: Vec<Vec<ConnBox>> =
+            policy.destinations.iter().map(destination_boxes).collect();
         // Zones per agent, then one approval set per distinct list of zones.
         let mut zones_of: Vec<Vec<ZoneId>> = vec![Vec::new(); policy.agents.len()];
         for z in &policy.zones {
@@ -294,7 +349,9 @@ impl<'p> Ctx<'p> {
     }
 
     fn approved_set(&self, agent: AgentId) -> Option<&Allowed> {
-        self.zone_set_of.get(agent.index()).and_then(|i| self.approvals.get(*i))
+        self.zone_set_of
+            .get(agent.index())
+            .and_then(|i| self.approvals.get(*i))
     }
 
     fn clearance(&self, agent: AgentId, class: DataClassId) -> Allowed {
@@ -320,7 +377,12 @@ impl<'p> Ctx<'p> {
         if allowed.dests.contains(&dest) {
             return Answer::Holds;
         }
-        for b in self.dest_boxes.get(dest.index()).map(Vec::as_slice).unwrap_or(&[]) {
+        for b in self
+            .dest_boxes
+            .get(dest.index())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
             match self.decider.difference(b, &allowed.relevant(b)) {
                 Answer::Holds => {}
                 other => return other,
@@ -332,7 +394,12 @@ impl<'p> Ctx<'p> {
     /// A connection of `dest` inside `b`.
     fn inside(&self, dest: DestId, b: &ConnBox) -> Answer {
         let mut unknown = None;
-        for d in self.dest_boxes.get(dest.index()).map(Vec::as_slice).unwrap_or(&[]) {
+        for d in self
+            .dest_boxes
+            .get(dest.index())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
             match self.decider.intersection(d, b) {
                 Answer::Holds => {}
                 Answer::Witness(w) => return Answer::Witness(w),
@@ -345,7 +412,12 @@ impl<'p> Ctx<'p> {
     /// A connection in both destinations.
     fn meet(&self, a: DestId, b: DestId) -> Answer {
         let mut unknown = None;
-        for x in self.dest_boxes.get(b.index()).map(Vec::as_slice).unwrap_or(&[]) {
+        for x in self
+            .dest_boxes
+            .get(b.index())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
             match self.inside(a, x) {
                 Answer::Holds => {}
                 Answer::Witness(w) => return Answer::Witness(w),
@@ -392,7 +464,8 @@ impl<'p> Ctx<'p> {
                 Answer::Holds => {}
                 Answer::Unknown(reason) => out.push(self.unknown(EGRESS_APPROVED, reason, route)),
                 Answer::Witness(w) => {
-                    let confirmed = self.route_allows(agent, route, &w) && !eval::approved(self.policy, agent, &w);
+                    let confirmed = self.route_allows(agent, route, &w)
+                        && !eval::approved(self.policy, agent, &w);
                     let message = format!(
                         "{}; `{w}` is not approved for `{name}`; witness `{w}`",
                         story(&route.path)
@@ -425,9 +498,14 @@ impl<'p> Ctx<'p> {
             for route in &routes {
                 match self.outside(route.dest, &clearance) {
                     Answer::Holds => {}
-                    Answer::Unknown(reason) => out.push(self.unknown(DATA_CLEARANCE, reason, route)),
+                    Answer::Unknown(reason) => {
+                        out.push(self.unknown(DATA_CLEARANCE, reason, route))
+                    }
                     Answer::Witness(w) => {
-                        let confirmed = self.concrete_holdings.get(agent.index()).is_some_and(|h| h.contains(&class))
+                        let confirmed = self
+                            .concrete_holdings
+                            .get(agent.index())
+                            .is_some_and(|h| h.contains(&class))
                             && self.route_allows(agent, route, &w)
                             && !eval::cleared(self.policy, agent, class, &w);
                         let (origin, path, mut conditions) = self.data_path(agent, class, route);
@@ -455,10 +533,7 @@ impl<'p> Ctx<'p> {
 
         // no-metadata: no route reaches a metadata address, unless an exception names it.
         for route in &routes {
-            let exempt_nets = match route.via {
-                Via::Exception(_) => true,
-                _ => false,
-            };
+            let exempt_nets = matches!(route.via, Via::Exception(_));
             let answer = if exempt_nets {
                 self.metadata_through_exception(route.dest)
             } else {
@@ -501,7 +576,11 @@ impl<'p> Ctx<'p> {
         let Some(d) = self.policy.destination(dest) else {
             return Answer::Holds;
         };
-        let boxes = self.dest_boxes.get(dest.index()).map(Vec::as_slice).unwrap_or(&[]);
+        let boxes = self
+            .dest_boxes
+            .get(dest.index())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         for (endpoint, b) in d.endpoints.iter().zip(boxes) {
             if let egress_check::EndpointKind::Cidr(c) = &endpoint.kind {
                 if eval::net_is_metadata(&c.network) {
@@ -526,14 +605,23 @@ impl<'p> Ctx<'p> {
 
     /// The path of a data-clearance violation: from the agent that handles the class,
     /// along the invocations, to the destination.
-    fn data_path(&self, agent: AgentId, class: DataClassId, route: &Route) -> (AgentId, Vec<PathNode>, Vec<String>) {
+    fn data_path(
+        &self,
+        agent: AgentId,
+        class: DataClassId,
+        route: &Route,
+    ) -> (AgentId, Vec<PathNode>, Vec<String>) {
         let (origin, chain) = self.graph.chain(agent, class);
         let cname = class_name(self.policy, class);
         let mut path = Vec::new();
         let mut conditions = Vec::new();
         if let Some(mut start) = agent_node(self.policy, origin) {
-            if let Some(Provenance::Own(span)) =
-                self.graph.held.get(origin.index()).and_then(|h| h.get(&class)).copied()
+            if let Some(Provenance::Own(span)) = self
+                .graph
+                .held
+                .get(origin.index())
+                .and_then(|h| h.get(&class))
+                .copied()
             {
                 // Point at the `handles` entry of the agent that handles the class.
                 start.note = format!("agent `{}` handles `{cname}`", start.name);
@@ -572,7 +660,11 @@ impl<'p> Ctx<'p> {
                 let Some(cap) = self.policy.capability(used.id) else {
                     continue;
                 };
-                for g in cap.syscall_groups.iter().filter_map(|g| self.policy.syscall_group(*g)) {
+                for g in cap
+                    .syscall_groups
+                    .iter()
+                    .filter_map(|g| self.policy.syscall_group(*g))
+                {
                     let net: Vec<&str> = g
                         .syscalls
                         .iter()
@@ -594,7 +686,11 @@ impl<'p> Ctx<'p> {
                             kind: "syscalls",
                             name: g.name.local.clone(),
                             span: g.name.span,
-                            note: format!("whose syscall group `{}` allows {}", g.name.local, quote_list(&net)),
+                            note: format!(
+                                "whose syscall group `{}` allows {}",
+                                g.name.local,
+                                quote_list(&net)
+                            ),
                         },
                     ];
                     let message = format!(
@@ -605,17 +701,22 @@ impl<'p> Ctx<'p> {
                     // Replay: the syscalls really are granted to the agent.
                     let granted = self.policy.syscalls_of(a);
                     let confirmed = net.iter().all(|s| granted.iter().any(|g| g == s));
-                    out.push(self.finding(
-                        confirmed,
-                        Violation {
-                            property: LAYERS_CONSISTENT.to_string(),
-                            agent: name.clone(),
-                            path,
-                            witness: None,
-                            conditions: net.iter().map(|s| format!("syscall `{s}` allowed")).collect(),
-                            message,
-                        },
-                    ));
+                    out.push(
+                        self.finding(
+                            confirmed,
+                            Violation {
+                                property: LAYERS_CONSISTENT.to_string(),
+                                agent: name.clone(),
+                                path,
+                                witness: None,
+                                conditions: net
+                                    .iter()
+                                    .map(|s| format!("syscall `{s}` allowed"))
+                                    .collect(),
+                                message,
+                            },
+                        ),
+                    );
                 }
             }
         }
@@ -643,7 +744,10 @@ impl<'p> Ctx<'p> {
                         kind: "capset",
                         name: set.name.local.clone(),
                         span: g.span,
-                        note: format!("which grants `{}` through capability set `{}`", g.cap, set.name.local),
+                        note: format!(
+                            "which grants `{}` through capability set `{}`",
+                            g.cap, set.name.local
+                        ),
                     },
                 ];
                 let message = format!(
@@ -660,7 +764,10 @@ impl<'p> Ctx<'p> {
                         agent: name.clone(),
                         path,
                         witness: None,
-                        conditions: vec![format!("`{}` via capability set `{}`", g.cap, set.name.local)],
+                        conditions: vec![format!(
+                            "`{}` via capability set `{}`",
+                            g.cap, set.name.local
+                        )],
                         message,
                     },
                 ));
@@ -677,9 +784,11 @@ impl<'p> Ctx<'p> {
             let dns_routes: Vec<&Route> = routes
                 .iter()
                 .filter(|r| {
-                    self.dest_boxes
-                        .get(r.dest.index())
-                        .is_some_and(|bs| bs.iter().any(|b| b.ports.contains(53) && !matches!(b.target, TargetSet::Host(_))))
+                    self.dest_boxes.get(r.dest.index()).is_some_and(|bs| {
+                        bs.iter().any(|b| {
+                            b.ports.contains(53) && !matches!(b.target, TargetSet::Host(_))
+                        })
+                    })
                 })
                 .collect();
             if dns_routes.is_empty() {
@@ -690,7 +799,9 @@ impl<'p> Ctx<'p> {
                 let confirmed = !routes.iter().any(|r| {
                     self.policy.destination(r.dest).is_some_and(|d| {
                         d.ports.iter().any(|p| p.contains(53))
-                            && d.endpoints.iter().any(|e| !matches!(e.kind, egress_check::EndpointKind::Host(_)))
+                            && d.endpoints
+                                .iter()
+                                .any(|e| !matches!(e.kind, egress_check::EndpointKind::Host(_)))
                     })
                 });
                 out.push(self.finding(
@@ -706,7 +817,12 @@ impl<'p> Ctx<'p> {
                 ));
             }
             for route in dns_routes {
-                for b in self.dest_boxes.get(route.dest.index()).map(Vec::as_slice).unwrap_or(&[]) {
+                for b in self
+                    .dest_boxes
+                    .get(route.dest.index())
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[])
+                {
                     if matches!(b.target, TargetSet::Host(_)) {
                         continue;
                     }
@@ -718,9 +834,14 @@ impl<'p> Ctx<'p> {
                     if dns_box.is_empty() || approved.dests.contains(&route.dest) {
                         continue;
                     }
-                    match self.decider.difference(&dns_box, &approved.relevant(&dns_box)) {
+                    match self
+                        .decider
+                        .difference(&dns_box, &approved.relevant(&dns_box))
+                    {
                         Answer::Holds => {}
-                        Answer::Unknown(reason) => out.push(self.unknown(LAYERS_CONSISTENT, reason, route)),
+                        Answer::Unknown(reason) => {
+                            out.push(self.unknown(LAYERS_CONSISTENT, reason, route))
+                        }
                         Answer::Witness(w) => {
                             let confirmed = w.port == 53
                                 && self.route_allows(agent, route, &w)
@@ -787,8 +908,14 @@ impl<'p> Ctx<'p> {
                 if auth.key.iter().all(|b| *b == 0) {
                     out.push(simple(
                         e.approver.span,
-                        format!("is approved by `{}`, whose key is all zeros", auth.name.local),
-                        format!("exception `{ename}`: authority `{}` has no usable key", auth.name.local),
+                        format!(
+                            "is approved by `{}`, whose key is all zeros",
+                            auth.name.local
+                        ),
+                        format!(
+                            "exception `{ename}`: authority `{}` has no usable key",
+                            auth.name.local
+                        ),
                         Vec::new(),
                     ));
                 }
@@ -831,7 +958,10 @@ impl<'p> Ctx<'p> {
             let Some(start) = agent_node(self.policy, agent) else {
                 continue;
             };
-            let mut base = vec![start, exception_node(listed.span, format!("is listed in exception `{ename}`"))];
+            let mut base = vec![
+                start,
+                exception_node(listed.span, format!("is listed in exception `{ename}`")),
+            ];
             // The exception's `to` must lie within the agent's approvals.
             if let Some(to) = dest_node(self.policy, e.to.id, e.to.span) {
                 match self.outside(e.to.id, approved) {
@@ -844,7 +974,10 @@ impl<'p> Ctx<'p> {
                     Answer::Witness(w) => {
                         let mut path = base.clone();
                         path.push(to);
-                        let confirmed = self.policy.destination(e.to.id).is_some_and(|d| eval::dest_contains(d, &w))
+                        let confirmed = self
+                            .policy
+                            .destination(e.to.id)
+                            .is_some_and(|d| eval::dest_contains(d, &w))
                             && !eval::approved(self.policy, agent, &w);
                         let message = format!(
                             "{}; the exception is broader than the approvals of `{aname}`; witness `{w}`",
@@ -866,7 +999,10 @@ impl<'p> Ctx<'p> {
             }
             // The audit sink must be reachable by the agent's own capabilities and approved.
             if let Some(last) = base.last_mut() {
-                last.note = format!("is listed in exception `{ename}`, audited to `{}`", dest_name(self.policy, e.audit.id));
+                last.note = format!(
+                    "is listed in exception `{ename}`, audited to `{}`",
+                    dest_name(self.policy, e.audit.id)
+                );
             }
             let audit_node = PathNode {
                 kind: "destination",
@@ -874,10 +1010,16 @@ impl<'p> Ctx<'p> {
                 span: e.audit.span,
                 note: format!(
                     "whose audit sink is `{}`",
-                    self.policy.destination(e.audit.id).map(describe_destination).unwrap_or_default()
+                    self.policy
+                        .destination(e.audit.id)
+                        .map(describe_destination)
+                        .unwrap_or_default()
                 ),
             };
-            for (what, allowed, is_approval) in [("approved for", approved, true), ("reachable by", &own, false)] {
+            for (what, allowed, is_approval) in [
+                ("approved for", approved, true),
+                ("reachable by", &own, false),
+            ] {
                 match self.outside(e.audit.id, allowed) {
                     Answer::Holds => {}
                     Answer::Unknown(reason) => out.push(Finding::Unknown {
@@ -888,12 +1030,17 @@ impl<'p> Ctx<'p> {
                     Answer::Witness(w) => {
                         let mut path = base.clone();
                         path.push(audit_node.clone());
-                        let in_audit = self.policy.destination(e.audit.id).is_some_and(|d| eval::dest_contains(d, &w));
+                        let in_audit = self
+                            .policy
+                            .destination(e.audit.id)
+                            .is_some_and(|d| eval::dest_contains(d, &w));
                         let confirmed = in_audit
                             && if is_approval {
                                 !eval::approved(self.policy, agent, &w)
                             } else {
-                                !eval::allowed_routes(self.policy, agent, &w).iter().any(|r| !r.is_exception())
+                                !eval::allowed_routes(self.policy, agent, &w)
+                                    .iter()
+                                    .any(|r| !r.is_exception())
                             };
                         let message = format!(
                             "{}; the audit sink is not {what} `{aname}`, so uses of the exception could go unaudited; witness `{w}`",
@@ -929,7 +1076,8 @@ impl<'p> Ctx<'p> {
             };
             for claim in &assertion.claims {
                 match &claim.kind {
-                    ClaimKind::CannotReach { agent, dest } | ClaimKind::CanReach { agent, dest } => {
+                    ClaimKind::CannotReach { agent, dest }
+                    | ClaimKind::CanReach { agent, dest } => {
                         let can = matches!(claim.kind, ClaimKind::CanReach { .. });
                         let agents: Vec<AgentId> = match agent {
                             AgentSel::All(_) => self.policy.agents.iter().map(|a| a.id).collect(),
@@ -1025,7 +1173,12 @@ impl<'p> Ctx<'p> {
                             .agents
                             .iter()
                             .map(|a| a.id)
-                            .filter(|a| self.graph.held.get(a.index()).is_some_and(|h| h.contains_key(&class.id)))
+                            .filter(|a| {
+                                self.graph
+                                    .held
+                                    .get(a.index())
+                                    .is_some_and(|h| h.contains_key(&class.id))
+                            })
                             .collect();
                         let results: Vec<Finding> = holders
                             .par_iter()
@@ -1049,7 +1202,7 @@ impl<'p> Ctx<'p> {
                                             path.push(assert_node(claim.span, format!("which the assertion says `{cname}` never reaches")));
                                             let message = format!(
                                                 "{}; assertion `{}` says `{cname}` never reaches `{dname}`; witness `{w}`",
-                                                story(&path[..path.len().saturating_sub(1)]),
+                                                story(path.get(..path.len().saturating_sub(1)).unwrap_or(&[])),
                                                 assertion.name.local
                                             );
                                             found.push(self.finding(
@@ -1081,19 +1234,34 @@ impl<'p> Ctx<'p> {
         let mut out = Vec::new();
         for cap in self.graph.unused_capabilities() {
             if let Some(c) = self.policy.capability(cap) {
-                if self.policy.file(c.name.span.file).is_some_and(|f| f.is_stdlib) {
+                if self
+                    .policy
+                    .file(c.name.span.file)
+                    .is_some_and(|f| f.is_stdlib)
+                {
                     continue;
                 }
                 out.push(
-                    Diagnostic::warning(W_UNUSED_CAPABILITY, c.name.span, format!("capability `{}` is not used by any agent or workflow step", c.name.local))
-                        .with_label("never used")
-                        .with_help("remove it, or add it to an agent's `uses`"),
+                    Diagnostic::warning(
+                        W_UNUSED_CAPABILITY,
+                        c.name.span,
+                        format!(
+                            "capability `{}` is not used by any agent or workflow step",
+                            c.name.local
+                        ),
+                    )
+                    .with_label("never used")
+                    .with_help("remove it, or add it to an agent's `uses`"),
                 );
             }
         }
         // Redundant connects: a destination inside another destination of the same capability.
         for cap in &self.policy.capabilities {
-            if self.policy.file(cap.name.span.file).is_some_and(|f| f.is_stdlib) {
+            if self
+                .policy
+                .file(cap.name.span.file)
+                .is_some_and(|f| f.is_stdlib)
+            {
                 continue;
             }
             for (i, c) in cap.connects.iter().enumerate() {
@@ -1104,7 +1272,10 @@ impl<'p> Ctx<'p> {
                     let others = Allowed::new([other.dest], &self.dest_boxes);
                     // Report only one direction of a pair of equal destinations.
                     if matches!(self.outside(c.dest, &others), Answer::Holds) {
-                        let mutual = matches!(self.outside(other.dest, &Allowed::new([c.dest], &self.dest_boxes)), Answer::Holds);
+                        let mutual = matches!(
+                            self.outside(other.dest, &Allowed::new([c.dest], &self.dest_boxes)),
+                            Answer::Holds
+                        );
                         if mutual && j > i {
                             continue;
                         }
@@ -1130,7 +1301,9 @@ impl<'p> Ctx<'p> {
         // Approvals no agent of the zone uses.
         for zone in &self.policy.zones {
             let members: Vec<AgentId> = match &zone.agents {
-                egress_check::ZoneAgents::All(_) => self.policy.agents.iter().map(|a| a.id).collect(),
+                egress_check::ZoneAgents::All(_) => {
+                    self.policy.agents.iter().map(|a| a.id).collect()
+                }
                 egress_check::ZoneAgents::Listed(l) => l.iter().map(|r| r.id).collect(),
             };
             let reached: BTreeSet<DestId> = members
@@ -1142,7 +1315,9 @@ impl<'p> Ctx<'p> {
                 if reached.contains(&approval.id) {
                     continue;
                 }
-                let used = reached.iter().any(|d| matches!(self.meet(*d, approval.id), Answer::Witness(_)));
+                let used = reached
+                    .iter()
+                    .any(|d| matches!(self.meet(*d, approval.id), Answer::Witness(_)));
                 if !used {
                     out.push(
                         Diagnostic::warning(

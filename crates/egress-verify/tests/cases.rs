@@ -6,6 +6,13 @@
 //!
 //! Adding a case is adding a file.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::path::{Path, PathBuf};
 
 use egress_verify::{render, Verdict, VerifyConfig};
@@ -25,7 +32,11 @@ fn egress_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Checks and verifies the given files (paths relative to `base`).
-fn run(base: &Path, files: &[PathBuf], config: &VerifyConfig) -> (egress_check::CheckResult, egress_verify::Report) {
+fn run(
+    base: &Path,
+    files: &[PathBuf],
+    config: &VerifyConfig,
+) -> (egress_check::CheckResult, egress_verify::Report) {
     let texts: Vec<(String, String)> = files
         .iter()
         .map(|f| {
@@ -35,7 +46,10 @@ fn run(base: &Path, files: &[PathBuf], config: &VerifyConfig) -> (egress_check::
             )
         })
         .collect();
-    let refs: Vec<(&str, &str)> = texts.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+    let refs: Vec<(&str, &str)> = texts
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
     let result = egress_check::check_sources(&refs);
     let errors: Vec<_> = result.diagnostics.iter().filter(|d| d.is_error()).collect();
     assert!(errors.is_empty(), "{files:?} has check errors: {errors:#?}");
@@ -58,7 +72,12 @@ fn passing_cases_verify() {
     for file in files {
         let (result, report) = run(&dir, std::slice::from_ref(&file), &VerifyConfig::default());
         let json = render::json(&[(&result, &report)]);
-        assert_eq!(report.verdict, Verdict::Verified, "{}: {json:#}", file.display());
+        assert_eq!(
+            report.verdict,
+            Verdict::Verified,
+            "{}: {json:#}",
+            file.display()
+        );
         let name = file.file_stem().unwrap().to_string_lossy().into_owned();
         insta::assert_json_snapshot!(format!("pass-{name}"), json);
     }
@@ -72,10 +91,19 @@ fn violations_are_found_and_replayed() {
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         let expected = expected_properties(&text);
-        assert!(!expected.is_empty(), "{} has no `// expect:` line", file.display());
+        assert!(
+            !expected.is_empty(),
+            "{} has no `// expect:` line",
+            file.display()
+        );
         let (result, report) = run(&dir, std::slice::from_ref(&file), &VerifyConfig::default());
         let json = render::json(&[(&result, &report)]);
-        assert_eq!(report.verdict, Verdict::Violated, "{}: {json:#}", file.display());
+        assert_eq!(
+            report.verdict,
+            Verdict::Violated,
+            "{}: {json:#}",
+            file.display()
+        );
         for id in &expected {
             assert!(
                 report.violations.iter().any(|v| &v.property == id),
@@ -89,16 +117,27 @@ fn violations_are_found_and_replayed() {
             assert!(!v.path.is_empty());
             // Route-based witnesses: the concrete evaluator lets the first agent of the path
             // open the connection.
-            if let (Some(w), "egress-approved" | "no-metadata") = (&v.witness, v.property.as_str()) {
+            if let (Some(w), "egress-approved" | "no-metadata") = (&v.witness, v.property.as_str())
+            {
                 let agent = policy.agent_by_name(&v.agent).unwrap();
-                assert!(egress_verify::allowed(policy, agent.id, w).is_some(), "{w} not allowed for {}", v.agent);
-                assert!(!egress_verify::eval::approved(policy, agent.id, w) || v.property == "no-metadata");
+                assert!(
+                    egress_verify::allowed(policy, agent.id, w).is_some(),
+                    "{w} not allowed for {}",
+                    v.agent
+                );
+                assert!(
+                    !egress_verify::eval::approved(policy, agent.id, w)
+                        || v.property == "no-metadata"
+                );
             }
         }
         // The SMT path finds the same violated properties.
         let smt = egress_verify::verify(
             policy,
-            &VerifyConfig { engine: egress_verify::Engine::Smt, ..VerifyConfig::default() },
+            &VerifyConfig {
+                engine: egress_verify::Engine::Smt,
+                ..VerifyConfig::default()
+            },
         );
         assert_eq!(smt.properties, report.properties, "{}", file.display());
         let name = file.file_stem().unwrap().to_string_lossy().into_owned();
@@ -123,10 +162,18 @@ fn examples_verify() {
         }
         let (result, report) = run(&dir, &files, &VerifyConfig::default());
         let json = render::json(&[(&result, &report)]);
-        assert_eq!(report.verdict, Verdict::Verified, "{}: {json:#}", dir.display());
+        assert_eq!(
+            report.verdict,
+            Verdict::Verified,
+            "{}: {json:#}",
+            dir.display()
+        );
         let smt = egress_verify::verify(
             result.policy.as_ref().unwrap(),
-            &VerifyConfig { engine: egress_verify::Engine::Both, ..VerifyConfig::default() },
+            &VerifyConfig {
+                engine: egress_verify::Engine::Both,
+                ..VerifyConfig::default()
+            },
         );
         assert_eq!(smt.verdict, Verdict::Verified, "{}", dir.display());
     }

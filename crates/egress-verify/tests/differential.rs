@@ -3,7 +3,16 @@
 //! and the brute-force oracle must agree on every property, and every witness must replay.
 //! Failing seeds are kept in `proptest-regressions/` and re-run first.
 
-use egress_verify::generate::{AgentSpec, DestSpec, EndpointSpec, ExceptionSpec, Passing, PolicySpec, ZoneSpec};
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use egress_verify::generate::{
+    AgentSpec, DestSpec, EndpointSpec, ExceptionSpec, Passing, PolicySpec, ZoneSpec,
+};
 use egress_verify::{oracle, Engine, Verdict, VerifyConfig};
 use proptest::prelude::*;
 
@@ -53,7 +62,16 @@ fn workload() -> impl Strategy<Value = (String, Vec<(String, String)>)> {
         .prop_map(|(ns, labels, alt)| {
             let labels = labels
                 .into_iter()
-                .map(|(k, v)| (k.to_string(), if alt && k == "app" { "q".to_string() } else { v.to_string() }))
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        if alt && k == "app" {
+                            "q".to_string()
+                        } else {
+                            v.to_string()
+                        },
+                    )
+                })
                 .collect();
             (ns.to_string(), labels)
         })
@@ -70,7 +88,18 @@ fn endpoint() -> impl Strategy<Value = EndpointSpec> {
 fn dest() -> impl Strategy<Value = DestSpec> {
     (
         prop::collection::vec(endpoint(), 1..=2),
-        prop::sample::subsequence(vec![(53u16, 53u16), (80, 80), (443, 443), (443, 444), (25, 25), (1, 1024), (8000, 8100)], 1..=2),
+        prop::sample::subsequence(
+            vec![
+                (53u16, 53u16),
+                (80, 80),
+                (443, 443),
+                (443, 444),
+                (25, 25),
+                (1, 1024),
+                (8000, 8100),
+            ],
+            1..=2,
+        ),
         0u8..3,
     )
         .prop_map(|(endpoints, ports, proto)| DestSpec {
@@ -93,13 +122,21 @@ fn policy() -> impl Strategy<Value = PolicySpec> {
             any::<bool>(),
             prop::collection::vec((idx(na), passing), 0..=1),
         )
-            .prop_map(|(uses, handles_pii, invokes)| AgentSpec { uses, handles_pii, invokes });
+            .prop_map(|(uses, handles_pii, invokes)| AgentSpec {
+                uses,
+                handles_pii,
+                invokes,
+            });
         let zone = (
             prop::collection::vec(idx(na), 0..=2),
             prop::collection::vec(idx(nd), 0..=3),
             prop::collection::vec(idx(nd), 0..=3),
         )
-            .prop_map(|(agents, approve, clear_pii)| ZoneSpec { agents, approve, clear_pii });
+            .prop_map(|(agents, approve, clear_pii)| ZoneSpec {
+                agents,
+                approve,
+                clear_pii,
+            });
         let exception = (prop::collection::vec(idx(na), 1..=1), idx(nd), idx(nd))
             .prop_map(|(agents, to, audit)| ExceptionSpec { agents, to, audit });
         (
@@ -111,41 +148,50 @@ fn policy() -> impl Strategy<Value = PolicySpec> {
             prop::collection::vec((prop::option::of(idx(na)), idx(nd)), 0..=1),
             prop::collection::vec(idx(nd), 0..=1),
         )
-            .prop_map(|(dests, mut caps, agents, zones, exceptions, cannot_reach, never_reaches)| {
-                for c in &mut caps {
-                    c.sort();
-                    c.dedup();
-                }
-                let dedup = |mut v: Vec<usize>| {
-                    v.sort();
-                    v.dedup();
-                    v
-                };
-                PolicySpec {
-                    dests,
-                    caps,
-                    agents: agents
-                        .into_iter()
-                        .map(|a| AgentSpec { uses: dedup(a.uses), ..a })
-                        .collect(),
-                    zones: zones
-                        .into_iter()
-                        .map(|z| ZoneSpec {
-                            agents: dedup(z.agents),
-                            approve: dedup(z.approve),
-                            clear_pii: dedup(z.clear_pii),
-                        })
-                        .collect(),
-                    exceptions,
-                    cannot_reach,
-                    never_reaches,
-                }
-            })
+            .prop_map(
+                |(dests, mut caps, agents, zones, exceptions, cannot_reach, never_reaches)| {
+                    for c in &mut caps {
+                        c.sort();
+                        c.dedup();
+                    }
+                    let dedup = |mut v: Vec<usize>| {
+                        v.sort();
+                        v.dedup();
+                        v
+                    };
+                    PolicySpec {
+                        dests,
+                        caps,
+                        agents: agents
+                            .into_iter()
+                            .map(|a| AgentSpec {
+                                uses: dedup(a.uses),
+                                ..a
+                            })
+                            .collect(),
+                        zones: zones
+                            .into_iter()
+                            .map(|z| ZoneSpec {
+                                agents: dedup(z.agents),
+                                approve: dedup(z.approve),
+                                clear_pii: dedup(z.clear_pii),
+                            })
+                            .collect(),
+                        exceptions,
+                        cannot_reach,
+                        never_reaches,
+                    }
+                },
+            )
     })
 }
 
 fn statuses(report: &egress_verify::Report) -> Vec<(String, Verdict)> {
-    report.properties.iter().map(|p| (p.id.clone(), p.status)).collect()
+    report
+        .properties
+        .iter()
+        .map(|p| (p.id.clone(), p.status))
+        .collect()
 }
 
 proptest! {

@@ -2,6 +2,13 @@
 //! SARIF log validates against the vendored SARIF 2.1.0 schema (draft-04), for a verified
 //! policy and for every violation case.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::path::{Path, PathBuf};
 
 use egress_verify::{render, VerifyConfig};
@@ -57,7 +64,10 @@ fn json_has_the_documented_shape() {
             assert_eq!(keys(p), ["id", "status"]);
         }
         for v in json["violations"].as_array().unwrap() {
-            assert_eq!(keys(v), ["agent", "conditions", "path", "property", "witness"]);
+            assert_eq!(
+                keys(v),
+                ["agent", "conditions", "path", "property", "witness"]
+            );
             for node in v["path"].as_array().unwrap() {
                 assert_eq!(keys(node), ["end", "file", "kind", "name", "start"]);
                 for pos in [&node["start"], &node["end"]] {
@@ -68,7 +78,10 @@ fn json_has_the_documented_shape() {
             if let Some(w) = v["witness"].as_object() {
                 assert!(w.contains_key("port") && w.contains_key("protocol"));
                 assert_eq!(
-                    ["host", "ip", "workload"].iter().filter(|k| w.contains_key(**k)).count(),
+                    ["host", "ip", "workload"]
+                        .iter()
+                        .filter(|k| w.contains_key(**k))
+                        .count(),
                     1,
                     "{w:?}"
                 );
@@ -87,7 +100,10 @@ fn sarif_is_valid_against_the_2_1_0_schema() {
     for file in cases() {
         let (result, report) = verify_file(&file);
         let sarif = render::sarif(&[(&result, &report)]);
-        let errors: Vec<String> = validator.iter_errors(&sarif).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&sarif)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
         assert!(errors.is_empty(), "{}: {errors:#?}", file.display());
         results += sarif["runs"][0]["results"].as_array().unwrap().len();
     }

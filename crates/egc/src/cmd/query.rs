@@ -58,7 +58,9 @@ pub fn run(args: Args) -> ExitCode {
         .collect();
     let (loaded, policy, agent) = match found.as_slice() {
         [one] => *one,
-        [] => return common::usage_error(format!("no agent `{}` in the given policies", args.agent)),
+        [] => {
+            return common::usage_error(format!("no agent `{}` in the given policies", args.agent))
+        }
         _ => {
             return common::usage_error(format!(
                 "agent `{}` is in several policies; give one policy directory",
@@ -99,7 +101,11 @@ pub fn run(args: Args) -> ExitCode {
                 "approved": answer.approved,
                 "routes": routes,
             });
-            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
         }
         _ => {
             if answer.allowed {
@@ -110,7 +116,11 @@ pub fn run(args: Args) -> ExitCode {
                         .iter()
                         .map(|n| {
                             let ((line, column), _) = common::line_col(result, n.span);
-                            format!("{} ({}:{line}:{column})", n.note, common::file_path(result, n.span))
+                            format!(
+                                "{} ({}:{line}:{column})",
+                                n.note,
+                                common::file_path(result, n.span)
+                            )
                         })
                         .collect();
                     let _ = writeln!(out, "  by {}", steps.join(" → "));

@@ -55,7 +55,9 @@ pub fn run(args: Args) -> ExitCode {
             .filter(|p| p.result.policy.is_none())
             .collect();
         common::print_diagnostics(&failing, args.format);
-        eprintln!("error: not verified: the policy has check errors; fix them and run `egc verify` again");
+        eprintln!(
+            "error: not verified: the policy has check errors; fix them and run `egc verify` again"
+        );
         return ExitCode::from(1);
     }
     let config = VerifyConfig {
@@ -83,10 +85,18 @@ pub fn run(args: Args) -> ExitCode {
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {
-            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&render::json(&pairs)).unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&render::json(&pairs)).unwrap_or_default()
+            );
         }
         Format::Sarif => {
-            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&render::sarif(&pairs)).unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&render::sarif(&pairs)).unwrap_or_default()
+            );
         }
         Format::Human => {
             let color = use_color_stdout();
@@ -120,22 +130,34 @@ pub fn use_color_stdout() -> bool {
 
 /// One policy's report for people: each violation as an ariadne report with a label on
 /// every step of its path, then warnings, then the property table.
-pub fn render_human(dir: &str, result: &CheckResult, report: &Report, color: bool, out: &mut Vec<u8>) {
+pub fn render_human(
+    dir: &str,
+    result: &CheckResult,
+    report: &Report,
+    color: bool,
+    out: &mut Vec<u8>,
+) {
     use ariadne::{Config, Label, Report as AReport, ReportKind};
     for v in &report.violations {
         let Some(primary) = v.path.last() else {
             continue;
         };
         let path = common::file_path(result, primary.span);
-        let mut builder = AReport::build(ReportKind::Error, (path.clone(), common::char_range(result, primary.span)))
-            .with_config(Config::default().with_color(color))
-            .with_code(&v.property)
-            .with_message(&v.message);
+        let mut builder = AReport::build(
+            ReportKind::Error,
+            (path.clone(), common::char_range(result, primary.span)),
+        )
+        .with_config(Config::default().with_color(color))
+        .with_code(&v.property)
+        .with_message(&v.message);
         for (i, node) in v.path.iter().enumerate() {
             builder = builder.with_label(
-                Label::new((common::file_path(result, node.span), common::char_range(result, node.span)))
-                    .with_message(format!("{}. {}", i + 1, node.note))
-                    .with_order(i32::try_from(i).unwrap_or(i32::MAX)),
+                Label::new((
+                    common::file_path(result, node.span),
+                    common::char_range(result, node.span),
+                ))
+                .with_message(format!("{}. {}", i + 1, node.note))
+                .with_order(i32::try_from(i).unwrap_or(i32::MAX)),
             );
         }
         let mut notes = Vec::new();
@@ -148,7 +170,12 @@ pub fn render_human(dir: &str, result: &CheckResult, report: &Report, color: boo
         if !notes.is_empty() {
             builder = builder.with_note(notes.join("\n"));
         }
-        let mut sources = ariadne::sources(result.files.iter().map(|f| (f.path.clone(), f.text.to_string())));
+        let mut sources = ariadne::sources(
+            result
+                .files
+                .iter()
+                .map(|f| (f.path.clone(), f.text.to_string())),
+        );
         let _ = builder.finish().write(&mut sources, &mut *out);
     }
     common::render_human(result, &report.warnings, color, out);
