@@ -17,6 +17,9 @@ use crate::{is_policy_file, normalize, Analysis, FileRange, FileRef, TextRange};
 const PARSE_CACHE_LIMIT: usize = 4096;
 /// How deep the workspace walk descends.
 const MAX_WALK_DEPTH: usize = 16;
+/// How many directories the workspace walk visits at most (a home directory opened as a
+/// workspace must not stall references or workspace symbols).
+const MAX_WALK_DIRECTORIES: usize = 20_000;
 
 pub(crate) struct State {
     pub(crate) vfs: Arc<dyn Vfs>,
@@ -156,11 +159,13 @@ pub(crate) fn walk_egress_files(
     analysis: &Analysis,
     dir: &Path,
     out: &mut Vec<PathBuf>,
+    visited: &mut usize,
     depth: usize,
 ) {
-    if depth > MAX_WALK_DEPTH {
+    if depth > MAX_WALK_DEPTH || *visited >= MAX_WALK_DIRECTORIES || analysis.is_cancelled() {
         return;
     }
+    *visited += 1;
     for entry in analysis.state.vfs.read_dir(dir) {
         let name = entry
             .path
@@ -171,7 +176,7 @@ pub(crate) fn walk_egress_files(
             if name.starts_with('.') || name == "target" || name == "node_modules" {
                 continue;
             }
-            walk_egress_files(analysis, &entry.path, out, depth + 1);
+            walk_egress_files(analysis, &entry.path, out, visited, depth + 1);
         } else if is_policy_file(&entry.path) {
             out.push(entry.path);
         }

@@ -26,7 +26,9 @@ impl Analysis {
         if let Some((range, markdown)) = self.alias_hover(&context, offset) {
             return Some(HoverResult { range, markdown });
         }
-        let target = context.symbol_at(offset)?;
+        let Some(target) = context.symbol_at(offset) else {
+            return self.keyword_hover(&context.text, offset);
+        };
         let symbol = target.symbol;
         let mut md = String::new();
         let _ = writeln!(md, "```egress\n{} {}\n```", symbol.kind, symbol.qualified);
@@ -457,4 +459,59 @@ fn details(policy: &CheckedPolicy, symbol: &Symbol) -> String {
         _ => {}
     }
     out
+}
+
+/// One line on what a keyword means.
+fn keyword_doc(keyword: &str) -> Option<&'static str> {
+    Some(match keyword {
+        "import" => "`import std.NAME` brings a stdlib module in (used as `NAME.x`); `import \"path.egress\" as a` a project file, relative to this file.",
+        "data" => "`data a, b` declares data classes. Outside assertions, `data` declares; in an assertion, `data C never reaches D`.",
+        "destination" => "A named set of connections: hosts, CIDRs or in-cluster workloads, times ports, times protocols (default `tcp`).",
+        "capability" => "A named grant: destinations to `connect` to, `syscalls` groups, Linux capabilities to `grant`, optionally usable only in `workflows`.",
+        "agent" => "An AI agent: its identity (`workload`, `image`, `cgroup`, `uid`), the capabilities it `uses`, the data it `handles`, whom it `invokes`. In an assertion, `agent A cannot reach D`.",
+        "workflow" => "Steps in which workflow-scoped capabilities and delegations apply: `step AGENT uses CAP`, `step AGENT invokes B passing C`.",
+        "exception" => "An audited path for a legally mandated call: `agents`, the bounding `to` set, the `approver` authority, `max_ttl`, optional `max_uses`, the `audit` sink and the `legal_basis`.",
+        "authority" => "Who signs exception tokens: an ed25519 `key` and the longest token lifetime `max_ttl`.",
+        "zone" => "Approvals owned by a security team: the `agents` it applies to, the destinations it `approve`s, and data clearances (`clear C to D`).",
+        "assert" => "User properties the verifier proves: `agent A cannot reach D`, `agent A can reach D`, `data C never reaches D`.",
+        "syscalls" => "A named group of system calls (an item), or the syscall groups a capability grants (an entry).",
+        "capset" => "A named set of Linux capabilities, granted with `grant`.",
+        "host" => "Host names: exact FQDNs, `*.x.example` (exactly one label), `**.x.example` (one or more, leftmost only); case-insensitive; never the apex.",
+        "cidr" => "An IPv4 or IPv6 network, optionally `except` smaller networks inside it.",
+        "except" => "Networks carved out of the `cidr` before it.",
+        "workload" => "In-cluster workloads: `namespace \"ns\"` and `labels { k = \"v\" }` (all listed labels must match).",
+        "port" | "ports" => "Ports or ranges (`443, 8000-8080`), 1 to 65535; required.",
+        "protocol" => "`tcp`, `udp` or both; `tcp` when omitted.",
+        "connect" => "The destinations this capability may connect to.",
+        "grant" => "Linux capabilities, literal (`CAP_NET_RAW`: an explicit grant) or capability sets.",
+        "workflows" => "The capability is usable only within these workflows, and only by steps that use it.",
+        "uses" => "The capabilities an agent uses (in a step: the capability used in that step).",
+        "handles" => "The data classes the agent holds itself.",
+        "invokes" => "Delegation: the invoker's data classes travel to the callee (all of them, or only those after `passing`).",
+        "passing" => "Only these data classes travel along the invocation.",
+        "agents" => "The agents this applies to (`*` for every agent).",
+        "to" => "In an exception: the destination set that bounds every run-time destination. In `clear C to D`: where class C may travel.",
+        "approver" => "The authority whose signed tokens open the exception.",
+        "max_ttl" => "The longest token lifetime (at most the authority's, and at most 24h).",
+        "max_uses" => "How many connections one token may open.",
+        "audit" => "Where uses of the exception are audited; must be reachable and approved for every exception agent.",
+        "legal_basis" => "Why the exception exists, for reviewers and the audit log.",
+        "clear" => "`clear C to D, ...`: data class C may travel to these destinations.",
+        "approve" => "The destinations the zone's agents are approved to reach.",
+        _ => return None,
+    })
+}
+
+impl Analysis {
+    pub(crate) fn keyword_hover(&self, text: &str, offset: usize) -> Option<HoverResult> {
+        let token = egress_syntax::lexer::tokenize(text)
+            .into_iter()
+            .find(|t| t.start <= offset && offset <= t.end)?;
+        let word = token.text(text);
+        let doc = keyword_doc(word)?;
+        Some(HoverResult {
+            range: TextRange::new(token.start, token.end),
+            markdown: format!("```egress\n{word}\n```\n{doc}"),
+        })
+    }
 }

@@ -209,8 +209,9 @@ impl Analysis {
     /// and `node_modules`), sorted.
     pub fn workspace_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
+        let mut visited = 0;
         for root in &self.state.roots {
-            db::walk_egress_files(self, root, &mut out, 0);
+            db::walk_egress_files(self, root, &mut out, &mut visited, 0);
         }
         for path in self.overlay.keys() {
             if is_policy_file(path) && !out.contains(path) {

@@ -590,3 +590,19 @@ fn a_cancelled_snapshot_skips_the_check_and_does_not_poison_the_cache() {
         .hover(main_path(), at(MAIN, "control_plane", 1, 1))
         .is_some());
 }
+
+#[test]
+fn hover_explains_keywords() {
+    let (host, _) = workspace();
+    let hover = host
+        .snapshot()
+        .hover(main_path(), at(MAIN, "connect", 0, 2))
+        .unwrap();
+    assert!(
+        hover.markdown.contains("may connect to"),
+        "{}",
+        hover.markdown
+    );
+    let start = at(MAIN, "connect", 0, 0);
+    assert_eq!(hover.range, TextRange::new(start, start + 7));
+}
