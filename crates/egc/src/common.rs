@@ -9,6 +9,9 @@ use std::process::ExitCode;
 use egress_check::{CheckResult, FileSource, ReadError};
 use egress_syntax::{Diagnostic, Severity, Span};
 
+/// At most this many diagnostics are rendered for people per policy; JSON has them all.
+pub const MAX_RENDERED: usize = 200;
+
 /// The largest policy file read from disk, in bytes.
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -193,9 +196,11 @@ pub fn load_policies(paths: &[PathBuf], root: Option<&Path>) -> Result<Vec<Loade
 
 /// 1-based line and column of a span's start and end.
 pub fn line_col(result: &CheckResult, span: Span) -> ((usize, usize), (usize, usize)) {
-    let text = result.file(span.file).map(|f| &*f.text).unwrap_or("");
-    let (l1, c1) = egress_syntax::line_col(text, span.start as usize);
-    let (l2, c2) = egress_syntax::line_col(text, span.end as usize);
+    let Some(file) = result.file(span.file) else {
+        return ((1, 1), (1, 1));
+    };
+    let (l1, c1) = file.line_col(span.start as usize);
+    let (l2, c2) = file.line_col(span.end as usize);
     ((l1 + 1, c1 + 1), (l2 + 1, c2 + 1))
 }
 
@@ -260,7 +265,8 @@ pub fn use_color() -> bool {
 /// Renders diagnostics of one check with ariadne into `out`.
 pub fn render_human(result: &CheckResult, diagnostics: &[Diagnostic], color: bool, out: &mut Vec<u8>) {
     use ariadne::{Config, Label, Report, ReportKind};
-    for d in diagnostics {
+    let mut sources = ariadne::sources(result.files.iter().map(|f| (f.path.clone(), f.text.to_string())));
+    for d in diagnostics.iter().take(MAX_RENDERED) {
         let path = file_path(result, d.span);
         let kind = match d.severity {
             Severity::Error => ReportKind::Error,
@@ -289,20 +295,24 @@ pub fn render_human(result: &CheckResult, diagnostics: &[Diagnostic], color: boo
                 report = report.with_note(format!("suggestion: {}", suggestion.title));
             }
         }
-        let mut sources = ariadne::sources(result.files.iter().map(|f| (f.path.clone(), f.text.to_string())));
         let _ = report.finish().write(&mut sources, &mut *out);
+    }
+    if diagnostics.len() > MAX_RENDERED {
+        let _ = writeln!(
+            out,
+            "... and {} more diagnostic(s) not shown (use --format json for all of them)",
+            diagnostics.len() - MAX_RENDERED
+        );
     }
 }
 
 /// ariadne counts characters, spans count bytes.
 pub fn char_range(result: &CheckResult, span: Span) -> std::ops::Range<usize> {
-    let text = result.file(span.file).map(|f| &*f.text).unwrap_or("");
-    let to_chars = |byte: usize| {
-        let byte = byte.min(text.len());
-        text.get(..byte).map(|s| s.chars().count()).unwrap_or(0)
+    let Some(file) = result.file(span.file) else {
+        return 0..0;
     };
-    let start = to_chars(span.start as usize);
-    let end = to_chars(span.end as usize).max(start);
+    let start = file.lines.char_offset(&file.text, span.start as usize);
+    let end = file.lines.char_offset(&file.text, span.end as usize).max(start);
     start..end
 }
 

@@ -98,6 +98,8 @@ pub(crate) struct Checker<'s> {
     source: &'s dyn FileSource,
     files: Vec<FileData>,
     by_path: BTreeMap<String, usize>,
+    /// Files that could not be read (kept so diagnostics can point at them).
+    unreadable: BTreeSet<usize>,
     diagnostics: Vec<Diagnostic>,
     references: Vec<Reference>,
     symbols: Vec<Symbol>,
@@ -164,6 +166,7 @@ impl<'s> Checker<'s> {
             source,
             files: Vec::new(),
             by_path: BTreeMap::new(),
+            unreadable: BTreeSet::new(),
             diagnostics: Vec::new(),
             references: Vec::new(),
             symbols: Vec::new(),
@@ -211,7 +214,8 @@ impl<'s> Checker<'s> {
     /// Loads a file by path, returning its index; reports read errors at `from`.
     fn load(&mut self, path: &str, from: Option<Span>) -> Option<usize> {
         if let Some(index) = self.by_path.get(path) {
-            return Some(*index);
+            // A file that could not be read was reported once already.
+            return (!self.unreadable.contains(index)).then_some(*index);
         }
         if let Some(name) = path
             .strip_prefix(STD_PREFIX)
@@ -230,6 +234,7 @@ impl<'s> Checker<'s> {
                     Some(span) => span,
                     None => {
                         let index = self.add_file(path.to_string(), String::new(), false);
+                        self.unreadable.insert(index);
                         Span::new(Self::file_id(index), 0, 0)
                     }
                 };
@@ -1772,6 +1777,20 @@ impl<'s> Checker<'s> {
         for (dest_id, use_span) in &self.allowlist_uses {
             let Some(dest) = self.destinations.get(dest_id.index()) else { continue };
             for endpoint in &dest.endpoints {
+                if let EndpointKind::Host(pattern) = &endpoint.kind {
+                    if values::is_too_broad(pattern) {
+                        found.push(
+                            Diagnostic::error(
+                                "E0026",
+                                endpoint.span,
+                                format!("the pattern `{pattern}` is so broad it means almost anything"),
+                            )
+                            .with_label("matches a whole top-level domain or every host")
+                            .with_secondary(*use_span, "allowed here")
+                            .with_help("name the registered domain at least: \"*.api.example.com\" or \"**.corp.example\""),
+                        );
+                    }
+                }
                 if let EndpointKind::Cidr(set) = &endpoint.kind {
                     let prefix = set.network.prefix_len();
                     if prefix == 0 && !set.except.is_empty() {
@@ -1851,12 +1870,7 @@ impl<'s> Checker<'s> {
             .files
             .iter()
             .enumerate()
-            .map(|(i, f)| LoadedFile {
-                id: Self::file_id(i),
-                path: f.path.clone(),
-                text: f.text.clone(),
-                is_stdlib: f.is_stdlib,
-            })
+            .map(|(i, f)| LoadedFile::new(Self::file_id(i), f.path.clone(), f.text.clone(), f.is_stdlib))
             .collect();
         let has_errors = self.diagnostics.iter().any(|d| d.is_error());
         let policy = (!has_errors).then(|| CheckedPolicy {

@@ -55,6 +55,26 @@ pub struct LoadedFile {
     pub path: String,
     pub text: Arc<str>,
     pub is_stdlib: bool,
+    /// Line starts of `text`, for position conversions.
+    pub lines: Arc<egress_syntax::LineIndex>,
+}
+
+impl LoadedFile {
+    pub fn new(id: FileId, path: String, text: Arc<str>, is_stdlib: bool) -> LoadedFile {
+        let lines = Arc::new(egress_syntax::LineIndex::new(&text));
+        LoadedFile {
+            id,
+            path,
+            text,
+            is_stdlib,
+            lines,
+        }
+    }
+
+    /// Zero-based (line, column in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        self.lines.line_col(&self.text, offset)
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -87,27 +87,21 @@ pub fn host_pattern(lit: &StrLit) -> Result<HostPattern, Diagnostic> {
         };
         labels.push(parsed);
     }
-    let pattern = HostPattern { labels };
-    if !pattern.is_exact() {
-        let exact = pattern
+    Ok(HostPattern { labels })
+}
+
+/// A wildcard pattern with fewer than two exact labels spans a whole top-level domain or
+/// every host: as an allowlist it means almost anything.
+pub fn is_too_broad(pattern: &HostPattern) -> bool {
+    !pattern.is_exact()
+        && pattern
             .labels
             .iter()
             .filter(|l| matches!(l, HostLabel::Exact(_)))
-            .count();
-        if exact < 2 {
-            return Err(Diagnostic::error(
-                "E0026",
-                span,
-                format!("the pattern `{raw}` is so broad it means almost anything"),
-            )
-            .with_label("matches a whole top-level domain or every host")
-            .with_help(
-                "name the registered domain at least: \"*.api.example.com\" or \"**.corp.example\"",
-            ));
-        }
-    }
-    Ok(pattern)
+            .count()
+            < 2
 }
+
 
 /// Parses a CIDR (an address alone means a single host: /32 or /128).
 pub fn cidr(lit: &CidrLit) -> Result<IpNet, Diagnostic> {
@@ -412,7 +406,8 @@ mod tests {
         let pp = host_pattern(&s("**.example.com")).unwrap();
         assert!(pp.matches("a.b.example.com"));
         assert!(!pp.matches("example.com"));
-        assert_eq!(host_pattern(&s("*.com")).unwrap_err().code, "E0026");
+        assert!(is_too_broad(&host_pattern(&s("*.com")).unwrap()));
+        assert!(!is_too_broad(&host_pattern(&s("*.example.com")).unwrap()));
         assert_eq!(host_pattern(&s("a.**.com")).unwrap_err().code, "E0025");
         assert_eq!(host_pattern(&s("192.0.2.1")).unwrap_err().code, "E0025");
     }

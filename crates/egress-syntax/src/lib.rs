@@ -51,7 +51,74 @@ impl Span {
     }
 }
 
+/// Line starts of a text, for fast offset → (line, column) and byte → character
+/// conversions on large files.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LineIndex {
+    /// Byte offset of each line start.
+    line_starts: Vec<usize>,
+    /// Character offset of each line start.
+    line_start_chars: Vec<usize>,
+}
+
+impl LineIndex {
+    pub fn new(text: &str) -> LineIndex {
+        let mut line_starts = vec![0];
+        let mut line_start_chars = vec![0];
+        let mut chars = 0;
+        for (i, c) in text.char_indices() {
+            chars += 1;
+            if c == '\n' {
+                line_starts.push(i + 1);
+                line_start_chars.push(chars);
+            }
+        }
+        LineIndex {
+            line_starts,
+            line_start_chars,
+        }
+    }
+
+    /// Zero-based (line, column in characters) of a byte offset.
+    pub fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
+        let offset = offset.min(text.len());
+        let line = self
+            .line_starts
+            .partition_point(|start| *start <= offset)
+            .saturating_sub(1);
+        let start = self.line_starts.get(line).copied().unwrap_or(0);
+        let column = text
+            .get(start..offset)
+            .map(|s| s.chars().count())
+            .unwrap_or(0);
+        (line, column)
+    }
+
+    /// The character offset of a byte offset.
+    pub fn char_offset(&self, text: &str, offset: usize) -> usize {
+        let (line, column) = self.line_col(text, offset);
+        self.line_start_chars.get(line).copied().unwrap_or(0) + column
+    }
+
+    /// The byte offset of a zero-based (line, column in characters).
+    pub fn offset(&self, text: &str, line: usize, column: usize) -> usize {
+        let Some(start) = self.line_starts.get(line).copied() else {
+            return text.len();
+        };
+        let rest = text.get(start..).unwrap_or("");
+        let mut offset = start;
+        for (count, c) in rest.chars().enumerate() {
+            if count == column || c == '\n' {
+                break;
+            }
+            offset += c.len_utf8();
+        }
+        offset
+    }
+}
+
 /// Converts a byte offset into a zero-based (line, column) pair, columns in characters.
+/// For many lookups in one text, build a [`LineIndex`] instead.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = text.get(..offset).unwrap_or(text);

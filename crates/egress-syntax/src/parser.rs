@@ -568,7 +568,12 @@ impl Converter<'_> {
                 self.block_braces_of(&pair);
                 let mut inner = significant(pair);
                 let name = self.ident(inner.next()?);
-                let members = inner.map(|p| self.ident(p)).collect();
+                let members = inner
+                    .map(|p| {
+                        self.line(&p);
+                        self.ident(p)
+                    })
+                    .collect();
                 let decl = NameSetDecl { name, members };
                 if rule == Rule::syscalls_decl {
                     ItemKind::Syscalls(decl)

@@ -44,12 +44,12 @@ pub fn run(args: Args) -> ExitCode {
             Err(diagnostics) => {
                 failed = true;
                 let result = egress_check::CheckResult {
-                    files: vec![LoadedFile {
-                        id: egress_syntax::FileId(0),
-                        path: path.display().to_string(),
-                        text: text.into(),
-                        is_stdlib: false,
-                    }],
+                    files: vec![LoadedFile::new(
+                        egress_syntax::FileId(0),
+                        path.display().to_string(),
+                        text.into(),
+                        false,
+                    )],
                     diagnostics: diagnostics.clone(),
                     policy: None,
                     symbols: Vec::new(),
