@@ -7,13 +7,17 @@ use egress_enforce::run::{run, LandlockMode, RunConfig};
 
 use crate::common::*;
 
-fn policy(allowed_tcp: u16, allowed_udp: u16) -> String {
+fn policy(allowed_tcp: u16, allowed_udp: u16, allowed_tcp6: u16) -> String {
     format!(
         r#"
 import std.sys
 destination local_api {{
     cidr 127.0.0.8/32
     port {allowed_tcp}
+}}
+destination local_api6 {{
+    cidr ::1/128
+    port {allowed_tcp6}
 }}
 destination local_dns {{
     cidr 127.0.0.8/32
@@ -23,7 +27,7 @@ destination local_dns {{
 // The probe binds its UDP socket explicitly (std's UdpSocket always does).
 syscalls udp_bind {{ bind }}
 capability client {{
-    connect local_api, local_dns
+    connect local_api, local_api6, local_dns
     syscalls sys.process_base, sys.network_client, udp_bind
 }}
 agent probe_bot {{
@@ -101,7 +105,9 @@ fn run_confines_a_child_like_the_policy_says() {
     let other_port = l.tcp("127.0.0.8:0");
     let dns = l.udp("127.0.0.8:0");
     let dns_other_addr = l.udp(&format!("127.0.0.10:{}", dns.port()));
-    let text = policy(api.port(), dns.port());
+    let api6 = l.tcp("[::1]:0");
+    let api6_other = l.tcp("[::1]:0");
+    let text = policy(api.port(), dns.port(), api6.port());
     let targets = vec![
         target("tcp", api),
         target("tcp", mapped(api)),
@@ -109,6 +115,9 @@ fn run_confines_a_child_like_the_policy_says() {
         target("tcp", other_port),
         target("udp", dns),
         target("udp", dns_other_addr),
+        target("tcp", api6),
+        target("tcp", api6_other),
+        target("udp", api6),
         "self:CapEff".to_string(),
         "self:CapBnd".to_string(),
         "self:NoNewPrivs".to_string(),
@@ -130,6 +139,10 @@ fn run_confines_a_child_like_the_policy_says() {
             (target("tcp", other_port), "EACCES"),
             (target("udp", dns), "ok"),
             (target("udp", dns_other_addr), "EPERM"),
+            (target("tcp", api6), "ok"),
+            (target("tcp", api6_other), "EACCES"),
+            // UDP to an IPv6 TCP-only destination: the program denies it.
+            (target("udp", api6), "EPERM"),
             ("self:CapEff".to_string(), "0000000000000000"),
             ("self:CapBnd".to_string(), "0000000000000000"),
             ("self:NoNewPrivs".to_string(), "1"),
@@ -137,7 +150,7 @@ fn run_confines_a_child_like_the_policy_says() {
         ],
     );
     assert_eq!(code, Some(0));
-    assert_eq!(ports, Some(1));
+    assert_eq!(ports, Some(2));
     assert!(denials
         .iter()
         .any(|d| d.destination == "127.0.0.9" && d.port == api.port() && d.protocol == "tcp"));
@@ -154,6 +167,7 @@ fn run_confines_a_child_like_the_policy_says() {
             (target("tcp", api), "ok"),
             (target("tcp", other_port), "EPERM"),
             (target("tcp", same_port_other_addr), "EPERM"),
+            (target("tcp", api6_other), "EPERM"),
         ],
     );
 }
