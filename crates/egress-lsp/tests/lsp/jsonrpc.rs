@@ -523,3 +523,73 @@ fn verifier_results_on_save_with_the_counterexample_path() {
     assert_eq!(codes(&published), Vec::<String>::new());
     assert!(client.shutdown().success());
 }
+
+#[test]
+fn positions_are_utf16_on_lines_with_wide_characters() {
+    let dir = TempDir::new("utf16");
+    // `😀` is 4 bytes in UTF-8 and 2 code units in UTF-16; `é` is 2 bytes and 1 unit.
+    let text = "/// Café 😀 service.\ndestination cp { host \"cp.example.internal\" port 443 }\ncapability c { connect cp } // 😀 x\n";
+    let main = dir.write("main.egress", text);
+    let main_uri = uri(&main);
+    let mut client = Client::start(&[]);
+    client.initialize(&dir.0);
+    client.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": main_uri, "languageId": "egress", "version": 1, "text": text } }),
+    );
+    client.wait_notification("textDocument/publishDiagnostics", |p| {
+        p["uri"] == main_uri.as_str()
+    });
+    // `cp` in `connect cp` is at UTF-16 column 23 of line 2.
+    let hover = client.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": main_uri }, "position": { "line": 2, "character": 24 } }),
+    );
+    assert!(
+        hover["contents"]["value"]
+            .as_str()
+            .unwrap()
+            .contains("Café 😀 service."),
+        "{hover}"
+    );
+    assert_eq!(
+        hover["range"]["start"],
+        json!({ "line": 2, "character": 23 })
+    );
+    // The doc comment token spans the whole first line in UTF-16 units: 20.
+    let tokens = client.request(
+        "textDocument/semanticTokens/full",
+        json!({ "textDocument": { "uri": main_uri } }),
+    );
+    assert_eq!(
+        &tokens["data"].as_array().unwrap()[..5],
+        &[json!(0), json!(0), json!(20), json!(1), json!(2)]
+    );
+    // An edit after the emoji lands where the client meant it: replacing the `x` (UTF-16
+    // column 34) with a new item leaves a clean file; one column off would not.
+    client.notify(
+        "textDocument/didChange",
+        json!({
+            "textDocument": { "uri": main_uri, "version": 2 },
+            "contentChanges": [{ "range": { "start": { "line": 2, "character": 34 }, "end": { "line": 2, "character": 35 } }, "text": "\ncapability d { connect cp }" }],
+        }),
+    );
+    let published = client.wait_notification("textDocument/publishDiagnostics", |p| {
+        p["uri"] == main_uri.as_str() && p["version"] == 2
+    });
+    assert_eq!(codes(&published), Vec::<String>::new(), "{published}");
+    let definition = client.request(
+        "textDocument/definition",
+        json!({ "textDocument": { "uri": main_uri }, "position": { "line": 2, "character": 23 } }),
+    );
+    assert_eq!(
+        definition["range"]["start"],
+        json!({ "line": 1, "character": 12 })
+    );
+    let symbols = client.request(
+        "textDocument/documentSymbol",
+        json!({ "textDocument": { "uri": main_uri } }),
+    );
+    assert_eq!(symbols.as_array().unwrap().len(), 3, "{symbols}");
+    assert!(client.shutdown().success());
+}
