@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
-use egress_verify::{render, Verdict, VerifyConfig};
+use egress_verify::{render, Engine, Verdict, VerifyConfig};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -177,4 +177,86 @@ fn examples_verify() {
         );
         assert_eq!(smt.verdict, Verdict::Verified, "{}", dir.display());
     }
+}
+
+#[test]
+fn warnings_are_reported() {
+    let text = r#"
+import std.dns
+destination api { host "api.example.com" port 443 }
+destination api_any { host "*.example.com" port 443 }
+destination spare { host "spare.example.com" port 443 }
+capability call { connect api, api_any, dns.kube_dns }
+capability unused_cap { connect api }
+agent bot { uses call }
+destination unused_db { cidr 10.9.9.0/24 port 5432 }
+zone z { agents bot approve api_any, spare, unused_db, dns.kube_dns }
+"#;
+    let result = egress_check::check_sources(&[("w.egress", text)]);
+    let policy = result
+        .policy
+        .as_ref()
+        .unwrap_or_else(|| panic!("{:#?}", result.diagnostics));
+    let report = egress_verify::verify(policy, &VerifyConfig::default());
+    assert_eq!(report.verdict, Verdict::Verified);
+    let codes: Vec<(&str, &str)> = report
+        .warnings
+        .iter()
+        .map(|w| (w.code, w.message.as_str()))
+        .collect();
+    insta::assert_debug_snapshot!("warnings", codes);
+}
+
+#[test]
+fn a_solver_timeout_is_unknown_never_verified() {
+    // The route `**.corp.example` is covered by `*.corp.example` and `**.*.corp.example` together, among
+    // 2,000 other approvals. The set algebra proves it; Z3 needs far more than 1 ms, and
+    // giving up must make the verdict `unknown`, never `verified`.
+    let mut text =
+        String::from("import std.dns\ndestination wide { host \"**.corp.example\" port 443 }\n");
+    text.push_str("destination one { host \"*.corp.example\" port 443 }\ndestination deeper { host \"**.*.corp.example\" port 443 }\n");
+    let mut names = vec![
+        "one".to_string(),
+        "deeper".to_string(),
+        "dns.kube_dns".to_string(),
+    ];
+    for i in 0..2000 {
+        text.push_str(&format!(
+            "destination s{i} {{ host \"*.s{i}.corp.example\" port 443 }}\n"
+        ));
+        names.push(format!("s{i}"));
+    }
+    text.push_str("capability call { connect wide, dns.kube_dns }\nagent bot { uses call }\n");
+    text.push_str(&format!(
+        "zone z {{ agents bot approve {} }}\n",
+        names.join(", ")
+    ));
+    let result = egress_check::check_sources(&[("t.egress", text.as_str())]);
+    let policy = result
+        .policy
+        .as_ref()
+        .unwrap_or_else(|| panic!("{:#?}", result.diagnostics));
+    let fast = egress_verify::verify(
+        policy,
+        &VerifyConfig {
+            warnings: false,
+            ..VerifyConfig::default()
+        },
+    );
+    assert_eq!(fast.verdict, Verdict::Verified, "{:#?}", fast.violations);
+    let smt = egress_verify::verify(
+        policy,
+        &VerifyConfig {
+            engine: Engine::Smt,
+            timeout_ms: 1,
+            warnings: false,
+            ..VerifyConfig::default()
+        },
+    );
+    assert_eq!(smt.verdict, Verdict::Unknown, "{:#?}", smt.properties);
+    assert_eq!(
+        smt.property("egress-approved").unwrap().status,
+        Verdict::Unknown
+    );
+    assert!(smt.warnings.iter().any(|w| w.code == "W0104"));
 }
