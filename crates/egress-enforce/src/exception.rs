@@ -794,11 +794,12 @@ fn install(
     let _state_lock =
         state::lock(&attachment).map_err(|e| ExceptionError::Failed(e.to_string()))?;
     let mut st = state::load(&attachment).map_err(|e| ExceptionError::Failed(e.to_string()))?;
+    let mut handle =
+        loader::open(&attachment).map_err(|e| ExceptionError::Failed(e.to_string()))?;
+    prune_expired(&mut st, &mut handle, config, now)?;
     let slot = st
         .free_slot()
         .ok_or_else(|| ExceptionError::Failed("no free exception slot".into()))?;
-    let mut handle =
-        loader::open(&attachment).map_err(|e| ExceptionError::Failed(e.to_string()))?;
     let wall_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -833,13 +834,53 @@ fn install(
     ledger.active_in = Some(attachment.clone());
     ledger.applications += 1;
     config.ledger.put(&claims.id, &ledger)?;
-    let _ = now;
     Ok(Installed {
         claims: claims.clone(),
         attachment,
         slot,
         rules,
     })
+}
+
+/// Drops exceptions whose lifetime ended while no `apply` process was watching them
+/// (it was killed): the program already refuses them; this frees their slots and entries
+/// and records the expiry.
+fn prune_expired(
+    st: &mut state::AttachmentState,
+    handle: &mut loader::Attachment,
+    config: &ApplyConfig,
+    now: u64,
+) -> Result<(), ExceptionError> {
+    let fail = |e: loader::EnforceError| ExceptionError::Failed(e.to_string());
+    let (expired, live): (Vec<ActiveException>, Vec<ActiveException>) =
+        st.exceptions.drain(..).partition(|e| e.expires_unix <= now);
+    st.exceptions = live;
+    if expired.is_empty() {
+        return Ok(());
+    }
+    for e in &expired {
+        let used = handle
+            .exception_slot(u32::from(e.slot))
+            .map(|s| s.used)
+            .unwrap_or(0);
+        handle
+            .set_exception_slot(u32::from(e.slot), ExceptionSlot::default())
+            .map_err(fail)?;
+        config.audit.append(&record(
+            "expire",
+            None,
+            json!({
+                "token_id": e.token_id,
+                "exception": e.exception,
+                "attachment": st.name,
+                "connections": used,
+                "note": "expired while no apply process was running",
+            }),
+        ))?;
+    }
+    let trie = st.desired_trie().map_err(fail)?;
+    handle.sync_rules(&trie).map_err(fail)?;
+    state::save(st).map_err(fail)
 }
 
 /// Removes an installed token's rules and records the connections it opened.
