@@ -11,8 +11,13 @@ fn main() {
         for entry in entries.flatten() {
             let path = entry.path();
             println!("cargo:rerun-if-changed={}", path.display());
-            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { continue };
-            if path.extension().is_some_and(|e| e == "md") && stem.len() == 5 && stem.starts_with(['E', 'W']) {
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            if path.extension().is_some_and(|e| e == "md")
+                && stem.len() == 5
+                && stem.starts_with(['E', 'W'])
+            {
                 pages.push((stem.to_string(), path.clone()));
             }
         }
@@ -20,7 +25,11 @@ fn main() {
     pages.sort();
     let mut code = String::from("/// (code, Markdown explanation) for every documented diagnostic code.\npub const EXPLANATIONS: &[(&str, &str)] = &[\n");
     for (name, path) in &pages {
-        let _ = writeln!(code, "    ({name:?}, include_str!({:?})),", path.display().to_string());
+        let _ = writeln!(
+            code,
+            "    ({name:?}, include_str!({:?})),",
+            path.display().to_string()
+        );
     }
     code.push_str("];\n");
     let out = std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into());

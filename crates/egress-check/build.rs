@@ -22,7 +22,11 @@ fn main() {
     modules.sort();
     let mut code = String::from("/// The embedded stdlib modules: (name, source).\npub const MODULES: &[(&str, &str)] = &[\n");
     for (name, path) in &modules {
-        let _ = writeln!(code, "    ({name:?}, include_str!({:?})),", path.display().to_string());
+        let _ = writeln!(
+            code,
+            "    ({name:?}, include_str!({:?})),",
+            path.display().to_string()
+        );
     }
     code.push_str("];\n");
     let out = std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into());

@@ -52,7 +52,9 @@ impl FileSource for DiskSource {
             .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
             .map_err(|e| ReadError::Io(e.to_string()))?;
         if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_FILE_BYTES {
-            return Err(ReadError::TooLarge(u64::try_from(bytes.len()).unwrap_or(u64::MAX)));
+            return Err(ReadError::TooLarge(
+                u64::try_from(bytes.len()).unwrap_or(u64::MAX),
+            ));
         }
         String::from_utf8(bytes).map_err(|_| ReadError::NotUtf8)
     }
@@ -79,7 +81,8 @@ fn normalize(path: &Path) -> PathBuf {
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, ExitCode> {
-    let cwd = std::env::current_dir().map_err(|e| usage_error(format!("cannot read the current directory: {e}")))?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| usage_error(format!("cannot read the current directory: {e}")))?;
     Ok(normalize(&cwd.join(path)))
 }
 
@@ -103,7 +106,13 @@ pub fn project_root(inputs: &[PathBuf], root: Option<&Path>) -> Result<PathBuf, 
     }
     let mut common = inputs
         .first()
-        .map(|p| if p.is_dir() { p.clone() } else { p.parent().map(Path::to_path_buf).unwrap_or_default() })
+        .map(|p| {
+            if p.is_dir() {
+                p.clone()
+            } else {
+                p.parent().map(Path::to_path_buf).unwrap_or_default()
+            }
+        })
         .unwrap_or(cwd);
     while !inputs.iter().all(|i| i.starts_with(&common)) {
         if !common.pop() {
@@ -165,12 +174,18 @@ pub fn find_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ExitCode> {
 
 /// Loads and checks the policies under `paths`. A directory that directly holds `.egress`
 /// files is one policy. Diagnostics are returned, not printed.
-pub fn load_policies(paths: &[PathBuf], root: Option<&Path>) -> Result<Vec<LoadedPolicy>, ExitCode> {
+pub fn load_policies(
+    paths: &[PathBuf],
+    root: Option<&Path>,
+) -> Result<Vec<LoadedPolicy>, ExitCode> {
     let files = find_files(paths)?;
     if files.is_empty() {
         return Err(usage_error("no `.egress` files found in the given paths"));
     }
-    let absolute_inputs: Vec<PathBuf> = paths.iter().map(|p| absolute(p)).collect::<Result<_, _>>()?;
+    let absolute_inputs: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| absolute(p))
+        .collect::<Result<_, _>>()?;
     let root = project_root(&absolute_inputs, root)?;
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for file in &files {
@@ -181,7 +196,10 @@ pub fn load_policies(paths: &[PathBuf], root: Option<&Path>) -> Result<Vec<Loade
                 root.display()
             )));
         };
-        let dir = rel.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_else(|| ".".into());
+        let dir = rel
+            .rsplit_once('/')
+            .map(|(d, _)| d.to_string())
+            .unwrap_or_else(|| ".".into());
         groups.entry(dir).or_default().push(rel);
     }
     let source = DiskSource { root };
@@ -205,7 +223,10 @@ pub fn line_col(result: &CheckResult, span: Span) -> ((usize, usize), (usize, us
 }
 
 pub fn file_path(result: &CheckResult, span: Span) -> String {
-    result.file(span.file).map(|f| f.path.clone()).unwrap_or_default()
+    result
+        .file(span.file)
+        .map(|f| f.path.clone())
+        .unwrap_or_default()
 }
 
 fn position_json((line, column): (usize, usize)) -> serde_json::Value {
@@ -263,9 +284,19 @@ pub fn use_color() -> bool {
 }
 
 /// Renders diagnostics of one check with ariadne into `out`.
-pub fn render_human(result: &CheckResult, diagnostics: &[Diagnostic], color: bool, out: &mut Vec<u8>) {
+pub fn render_human(
+    result: &CheckResult,
+    diagnostics: &[Diagnostic],
+    color: bool,
+    out: &mut Vec<u8>,
+) {
     use ariadne::{Config, Label, Report, ReportKind};
-    let mut sources = ariadne::sources(result.files.iter().map(|f| (f.path.clone(), f.text.to_string())));
+    let mut sources = ariadne::sources(
+        result
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), f.text.to_string())),
+    );
     for d in diagnostics.iter().take(MAX_RENDERED) {
         let path = file_path(result, d.span);
         let kind = match d.severity {
@@ -277,7 +308,11 @@ pub fn render_human(result: &CheckResult, diagnostics: &[Diagnostic], color: boo
             .with_config(Config::default().with_color(color))
             .with_code(d.code)
             .with_message(&d.message)
-            .with_label(Label::new((path.clone(), primary)).with_message(&d.label).with_order(0));
+            .with_label(
+                Label::new((path.clone(), primary))
+                    .with_message(&d.label)
+                    .with_order(0),
+            );
         for (i, label) in d.labels.iter().enumerate() {
             let label_path = file_path(result, label.span);
             report = report.with_label(
@@ -290,7 +325,10 @@ pub fn render_human(result: &CheckResult, diagnostics: &[Diagnostic], color: boo
             report = report.with_help(help);
         }
         if let Some(suggestion) = &d.suggestion {
-            let mentioned = d.help.as_ref().is_some_and(|h| h.contains(&suggestion.replacement));
+            let mentioned = d
+                .help
+                .as_ref()
+                .is_some_and(|h| h.contains(&suggestion.replacement));
             if !mentioned {
                 report = report.with_note(format!("suggestion: {}", suggestion.title));
             }
@@ -312,7 +350,10 @@ pub fn char_range(result: &CheckResult, span: Span) -> std::ops::Range<usize> {
         return 0..0;
     };
     let start = file.lines.char_offset(&file.text, span.start as usize);
-    let end = file.lines.char_offset(&file.text, span.end as usize).max(start);
+    let end = file
+        .lines
+        .char_offset(&file.text, span.end as usize)
+        .max(start);
     start..end
 }
 
@@ -326,9 +367,24 @@ pub fn print_diagnostics(policies: &[LoadedPolicy], format: Format) -> bool {
             let mut buffer = Vec::new();
             let (mut errors, mut warnings) = (0, 0);
             for policy in policies {
-                render_human(&policy.result, &policy.result.diagnostics, color, &mut buffer);
-                errors += policy.result.diagnostics.iter().filter(|d| d.is_error()).count();
-                warnings += policy.result.diagnostics.iter().filter(|d| !d.is_error()).count();
+                render_human(
+                    &policy.result,
+                    &policy.result.diagnostics,
+                    color,
+                    &mut buffer,
+                );
+                errors += policy
+                    .result
+                    .diagnostics
+                    .iter()
+                    .filter(|d| d.is_error())
+                    .count();
+                warnings += policy
+                    .result
+                    .diagnostics
+                    .iter()
+                    .filter(|d| !d.is_error())
+                    .count();
             }
             let mut stderr = std::io::stderr().lock();
             let _ = stderr.write_all(&buffer);
@@ -339,14 +395,22 @@ pub fn print_diagnostics(policies: &[LoadedPolicy], format: Format) -> bool {
         Format::Json | Format::Sarif => {
             let diagnostics: Vec<serde_json::Value> = policies
                 .iter()
-                .flat_map(|p| p.result.diagnostics.iter().map(|d| diagnostic_json(&p.result, d)))
+                .flat_map(|p| {
+                    p.result
+                        .diagnostics
+                        .iter()
+                        .map(|d| diagnostic_json(&p.result, d))
+                })
                 .collect();
             let value = if format == Format::Json {
                 serde_json::json!({ "diagnostics": diagnostics })
             } else {
                 sarif_from_diagnostics(policies)
             };
-            println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
         }
     }
     has_errors
@@ -358,7 +422,10 @@ pub fn sarif_from_diagnostics(policies: &[LoadedPolicy]) -> serde_json::Value {
     let mut results = Vec::new();
     for policy in policies {
         for d in &policy.result.diagnostics {
-            rules.insert(d.code, egress_syntax::diagnostic::code_title(d.code).unwrap_or(""));
+            rules.insert(
+                d.code,
+                egress_syntax::diagnostic::code_title(d.code).unwrap_or(""),
+            );
             let ((sl, sc), (el, ec)) = line_col(&policy.result, d.span);
             results.push(serde_json::json!({
                 "ruleId": d.code,
@@ -395,7 +462,10 @@ pub fn read_policy_file(path: &Path) -> Result<String, ExitCode> {
         usage_error(match e {
             ReadError::NotFound => format!("cannot find `{}`", path.display()),
             ReadError::NotUtf8 => format!("`{}` is not valid UTF-8 text", path.display()),
-            ReadError::TooLarge(n) => format!("`{}` is {n} bytes, over the {MAX_FILE_BYTES}-byte limit", path.display()),
+            ReadError::TooLarge(n) => format!(
+                "`{}` is {n} bytes, over the {MAX_FILE_BYTES}-byte limit",
+                path.display()
+            ),
             ReadError::Io(why) => format!("cannot read `{}`: {why}", path.display()),
         })
     })

@@ -309,20 +309,35 @@ impl<'s> Checker<'s> {
         let resolved = self.resolve_import_target(index, import);
         if resolved.is_none() {
             // Record the alias anyway, so uses of it are not reported a second time.
-            let alias = import.alias.as_ref().map(|a| a.text.clone()).or_else(|| match &import.path {
-                ImportPath::Module(ident) => ident.text.rsplit('.').next().map(str::to_string),
-                ImportPath::File(lit) => lit
-                    .value
-                    .rsplit('/')
-                    .next()
-                    .map(|s| s.trim_end_matches(".egress").replace(['.', ' '], "_")),
-            });
-            let span = import.alias.as_ref().map(|a| a.span).unwrap_or(match &import.path {
-                ImportPath::Module(ident) => ident.span,
-                ImportPath::File(lit) => lit.span,
-            });
+            let alias =
+                import
+                    .alias
+                    .as_ref()
+                    .map(|a| a.text.clone())
+                    .or_else(|| match &import.path {
+                        ImportPath::Module(ident) => {
+                            ident.text.rsplit('.').next().map(str::to_string)
+                        }
+                        ImportPath::File(lit) => lit
+                            .value
+                            .rsplit('/')
+                            .next()
+                            .map(|s| s.trim_end_matches(".egress").replace(['.', ' '], "_")),
+                    });
+            let span = import
+                .alias
+                .as_ref()
+                .map(|a| a.span)
+                .unwrap_or(match &import.path {
+                    ImportPath::Module(ident) => ident.span,
+                    ImportPath::File(lit) => lit.span,
+                });
             if let (Some(alias), Some(file)) = (alias, self.files.get_mut(index)) {
-                file.imports.entry(alias).or_insert(ImportInfo { target: None, span, used: true });
+                file.imports.entry(alias).or_insert(ImportInfo {
+                    target: None,
+                    span,
+                    used: true,
+                });
             }
         }
         resolved
@@ -363,8 +378,14 @@ impl<'s> Checker<'s> {
                         .iter()
                         .map(|(n, _)| format!("std.{n}"))
                         .collect();
-                    if let Some(best) = crate::suggest::closest(text, names.iter().map(|s| s.as_str())) {
-                        d = d.with_suggestion(ident.span, best.clone(), format!("did you mean `{best}`?"));
+                    if let Some(best) =
+                        crate::suggest::closest(text, names.iter().map(|s| s.as_str()))
+                    {
+                        d = d.with_suggestion(
+                            ident.span,
+                            best.clone(),
+                            format!("did you mean `{best}`?"),
+                        );
                     }
                     self.diagnostics.push(d);
                     return None;
@@ -378,9 +399,13 @@ impl<'s> Checker<'s> {
             ImportPath::File(lit) => {
                 if importer_std {
                     self.diagnostics.push(
-                        Diagnostic::error("E0015", lit.span, "stdlib modules cannot import project files")
-                            .with_label("not allowed here")
-                            .with_help("import other stdlib modules as `import std.NAME`"),
+                        Diagnostic::error(
+                            "E0015",
+                            lit.span,
+                            "stdlib modules cannot import project files",
+                        )
+                        .with_label("not allowed here")
+                        .with_help("import other stdlib modules as `import std.NAME`"),
                     );
                     return None;
                 }
@@ -488,20 +513,19 @@ impl<'s> Checker<'s> {
                                 }
                                 stack.push((to, 0));
                             }
-                            Some(1) => {
-                                if reported.insert(span) {
-                                    let position =
-                                        stack.iter().position(|(f, _)| *f == to).unwrap_or(0);
-                                    let mut chain: Vec<String> = stack
-                                        .get(position..)
-                                        .unwrap_or(&[])
-                                        .iter()
-                                        .filter_map(|(f, _)| self.files.get(*f).map(|x| x.path.clone()))
-                                        .collect();
-                                    if let Some(first) = self.files.get(to) {
-                                        chain.push(first.path.clone());
-                                    }
-                                    self.diagnostics.push(
+                            Some(1) if reported.insert(span) => {
+                                let position =
+                                    stack.iter().position(|(f, _)| *f == to).unwrap_or(0);
+                                let mut chain: Vec<String> = stack
+                                    .get(position..)
+                                    .unwrap_or(&[])
+                                    .iter()
+                                    .filter_map(|(f, _)| self.files.get(*f).map(|x| x.path.clone()))
+                                    .collect();
+                                if let Some(first) = self.files.get(to) {
+                                    chain.push(first.path.clone());
+                                }
+                                self.diagnostics.push(
                                         Diagnostic::error(
                                             "E0014",
                                             span,
@@ -510,7 +534,6 @@ impl<'s> Checker<'s> {
                                         .with_label("this import closes the cycle")
                                         .with_help("move the shared declarations into a module that both import"),
                                     );
-                                }
                             }
                             _ => {}
                         }
@@ -536,9 +559,20 @@ impl<'s> Checker<'s> {
         index
     }
 
-    fn declare(&mut self, file: usize, kind: Kind, ident: &Ident, item_span: Span, doc: Option<String>) {
+    fn declare(
+        &mut self,
+        file: usize,
+        kind: Kind,
+        ident: &Ident,
+        item_span: Span,
+        doc: Option<String>,
+    ) {
         let index = self.next_index(kind);
-        let module = self.files.get(file).map(|f| f.module.clone()).unwrap_or_default();
+        let module = self
+            .files
+            .get(file)
+            .map(|f| f.module.clone())
+            .unwrap_or_default();
         self.symbols.push(Symbol {
             kind: kind.name(),
             local: ident.text.clone(),
@@ -559,8 +593,13 @@ impl<'s> Checker<'s> {
                     format!("`{}` is declared twice in this module", ident.text),
                 )
                 .with_label(format!("second declaration, as {}", kind.article()))
-                .with_secondary(previous.name_span, format!("first declared here as {}", previous.kind.article()))
-                .with_help("names are unique within a module, whatever their kind: rename one of them"),
+                .with_secondary(
+                    previous.name_span,
+                    format!("first declared here as {}", previous.kind.article()),
+                )
+                .with_help(
+                    "names are unique within a module, whatever their kind: rename one of them",
+                ),
             );
             return;
         }
@@ -625,7 +664,11 @@ impl<'s> Checker<'s> {
     // Name resolution
 
     fn qualified(&self, file: usize, local: &str) -> String {
-        let module = self.files.get(file).map(|f| f.module.as_str()).unwrap_or("");
+        let module = self
+            .files
+            .get(file)
+            .map(|f| f.module.as_str())
+            .unwrap_or("");
         format!("{module}.{local}")
     }
 
@@ -642,7 +685,10 @@ impl<'s> Checker<'s> {
         let text = ident.text.as_str();
         let (target_file, local) = match text.split_once('.') {
             Some((alias, rest)) => {
-                let import = self.files.get_mut(file).and_then(|f| f.imports.get_mut(alias));
+                let import = self
+                    .files
+                    .get_mut(file)
+                    .and_then(|f| f.imports.get_mut(alias));
                 match import {
                     Some(info) => {
                         info.used = true;
@@ -654,7 +700,10 @@ impl<'s> Checker<'s> {
                     None => {
                         let help = if alias == "std" {
                             let module = rest.split('.').next().unwrap_or(rest);
-                            format!("import the module first: `import std.{module}`, then write `{}`", rest)
+                            format!(
+                                "import the module first: `import std.{module}`, then write `{}`",
+                                rest
+                            )
                         } else if stdlib_source(alias).is_some() {
                             format!("import the stdlib module first: `import std.{alias}`")
                         } else {
@@ -703,7 +752,10 @@ impl<'s> Checker<'s> {
                         ),
                     )
                     .with_label(format!("expected {}", want.article()))
-                    .with_secondary(decl.name_span, format!("declared as {} here", decl.kind.article()))
+                    .with_secondary(
+                        decl.name_span,
+                        format!("declared as {} here", decl.kind.article()),
+                    )
                     .with_help(format!("name {} here", want.article())),
                 );
                 None
@@ -715,14 +767,25 @@ impl<'s> Checker<'s> {
         }
     }
 
-    fn unknown_name(&mut self, file: usize, target_file: usize, ident: &Ident, local: &str, want: Kind) {
+    fn unknown_name(
+        &mut self,
+        file: usize,
+        target_file: usize,
+        ident: &Ident,
+        local: &str,
+        want: Kind,
+    ) {
         // Candidates: names of the wanted kind visible from `file`.
         let mut candidates: Vec<String> = Vec::new();
         if let Some(f) = self.files.get(target_file) {
             let prefix = if target_file == file {
                 String::new()
             } else {
-                ident.text.split_once('.').map(|(a, _)| format!("{a}.")).unwrap_or_default()
+                ident
+                    .text
+                    .split_once('.')
+                    .map(|(a, _)| format!("{a}."))
+                    .unwrap_or_default()
             };
             candidates.extend(
                 f.decls
@@ -752,20 +815,30 @@ impl<'s> Checker<'s> {
             format!("unknown {} `{}`", want.noun(), ident.text),
         )
         .with_label(format!("no {} of this name", want.noun()));
-        if let Some(best) = crate::suggest::closest(&ident.text, candidates.iter().map(|s| s.as_str())) {
+        if let Some(best) =
+            crate::suggest::closest(&ident.text, candidates.iter().map(|s| s.as_str()))
+        {
             diagnostic = diagnostic
                 .with_help(format!("did you mean `{best}`?"))
                 .with_suggestion(ident.span, best.clone(), format!("replace with `{best}`"));
         } else if let Some(qualified) = self.imported_qualified(file, local, want) {
             diagnostic = diagnostic
                 .with_help(format!("did you mean `{qualified}`?"))
-                .with_suggestion(ident.span, qualified.clone(), format!("replace with `{qualified}`"));
+                .with_suggestion(
+                    ident.span,
+                    qualified.clone(),
+                    format!("replace with `{qualified}`"),
+                );
         } else if let Some(elsewhere) = self.declared_elsewhere(file, local, want) {
-            let how = match elsewhere.strip_prefix(STD_PREFIX).and_then(|p| p.strip_suffix(".egress")) {
+            let how = match elsewhere
+                .strip_prefix(STD_PREFIX)
+                .and_then(|p| p.strip_suffix(".egress"))
+            {
                 Some(module) => format!("`import std.{module}` and write `{module}.{local}`"),
                 None => format!("import `{elsewhere}` into this file"),
             };
-            diagnostic = diagnostic.with_help(format!("`{local}` is declared in `{elsewhere}`: {how}"));
+            diagnostic =
+                diagnostic.with_help(format!("`{local}` is declared in `{elsewhere}`: {how}"));
         } else {
             diagnostic = diagnostic.with_help(format!(
                 "declare {} named `{local}` or import the module that declares it",
@@ -856,7 +929,8 @@ impl<'s> Checker<'s> {
         match (&item.kind, kind) {
             (ItemKind::Data(d), Kind::Data) => {
                 for name in &d.names {
-                    let id = DataClassId(u32::try_from(self.data_classes.len()).unwrap_or(u32::MAX));
+                    let id =
+                        DataClassId(u32::try_from(self.data_classes.len()).unwrap_or(u32::MAX));
                     self.data_classes.push(DataClass {
                         id,
                         name: self.name(file, name),
@@ -907,7 +981,11 @@ impl<'s> Checker<'s> {
                         }
                     }
                 }
-                ast::DestEntry::Cidr { span, network, except } => {
+                ast::DestEntry::Cidr {
+                    span,
+                    network,
+                    except,
+                } => {
                     let Ok(net) = values::cidr(network).map_err(|d| self.error(d)) else {
                         continue;
                     };
@@ -918,7 +996,8 @@ impl<'s> Checker<'s> {
                         };
                         let same_family = matches!(
                             (net, ex),
-                            (ipnet::IpNet::V4(_), ipnet::IpNet::V4(_)) | (ipnet::IpNet::V6(_), ipnet::IpNet::V6(_))
+                            (ipnet::IpNet::V4(_), ipnet::IpNet::V4(_))
+                                | (ipnet::IpNet::V6(_), ipnet::IpNet::V6(_))
                         );
                         if !same_family {
                             self.error(
@@ -929,7 +1008,9 @@ impl<'s> Checker<'s> {
                                 )
                                 .with_label("other family")
                                 .with_secondary(network.span, "the network")
-                                .with_help("IPv4 and IPv6 never overlap: put IPv6 in its own `cidr` entry"),
+                                .with_help(
+                                    "IPv4 and IPv6 never overlap: put IPv6 in its own `cidr` entry",
+                                ),
                             );
                             continue;
                         }
@@ -963,7 +1044,10 @@ impl<'s> Checker<'s> {
                     excluded.sort();
                     excluded.dedup();
                     endpoints.push(Endpoint {
-                        kind: EndpointKind::Cidr(CidrSet { network: net, except: excluded }),
+                        kind: EndpointKind::Cidr(CidrSet {
+                            network: net,
+                            except: excluded,
+                        }),
                         span: *span,
                     });
                 }
@@ -997,8 +1081,14 @@ impl<'s> Checker<'s> {
                                 )
                                 .with_label("not a protocol")
                                 .with_help("the protocols are `tcp` and `udp`");
-                                if let Some(best) = crate::suggest::closest(other, ["tcp", "udp"].into_iter()) {
-                                    d = d.with_suggestion(ident.span, best.clone(), format!("replace with `{best}`"));
+                                if let Some(best) =
+                                    crate::suggest::closest(other, ["tcp", "udp"].into_iter())
+                                {
+                                    d = d.with_suggestion(
+                                        ident.span,
+                                        best.clone(),
+                                        format!("replace with `{best}`"),
+                                    );
                                 }
                                 self.error(d);
                             }
@@ -1010,12 +1100,18 @@ impl<'s> Checker<'s> {
         let has_endpoint_entries = body.entries.iter().any(|e| {
             matches!(
                 e,
-                ast::DestEntry::Hosts { .. } | ast::DestEntry::Cidr { .. } | ast::DestEntry::Workload(_)
+                ast::DestEntry::Hosts { .. }
+                    | ast::DestEntry::Cidr { .. }
+                    | ast::DestEntry::Workload(_)
             )
         });
         let name_span = name.span;
         if !has_endpoint_entries {
-            let what = if inline { "this destination".to_string() } else { format!("destination `{}`", name.local) };
+            let what = if inline {
+                "this destination".to_string()
+            } else {
+                format!("destination `{}`", name.local)
+            };
             self.error(
                 Diagnostic::error("E0017", if inline { body.span } else { name_span }, format!("{what} names no host, cidr or workload"))
                     .with_label("reaches nothing")
@@ -1024,9 +1120,15 @@ impl<'s> Checker<'s> {
         }
         if !saw_ports {
             self.error(
-                Diagnostic::error("E0029", if inline { body.span } else { name_span }, "this destination names no ports")
-                    .with_label("no `port` entry")
-                    .with_help("default deny covers ports too: add `port 443` (or the ports actually needed)"),
+                Diagnostic::error(
+                    "E0029",
+                    if inline { body.span } else { name_span },
+                    "this destination names no ports",
+                )
+                .with_label("no `port` entry")
+                .with_help(
+                    "default deny covers ports too: add `port 443` (or the ports actually needed)",
+                ),
             );
         }
         ports.sort();
@@ -1076,10 +1178,14 @@ impl<'s> Checker<'s> {
             if let Some(previous) = first.get(&k) {
                 let previous = *previous;
                 self.error(
-                    Diagnostic::error("E0016", key.span, format!("the label `{k}` is given twice in this selector"))
-                        .with_label("repeated label")
-                        .with_secondary(previous, "first given here")
-                        .with_help("a selector gives each label key once"),
+                    Diagnostic::error(
+                        "E0016",
+                        key.span,
+                        format!("the label `{k}` is given twice in this selector"),
+                    )
+                    .with_label("repeated label")
+                    .with_secondary(previous, "first given here")
+                    .with_help("a selector gives each label key once"),
                 );
                 ok = false;
                 continue;
@@ -1102,15 +1208,27 @@ impl<'s> Checker<'s> {
                     local,
                     span: body.span,
                 };
-                Some((self.destination(name, body, body.span, None, true), body.span))
+                Some((
+                    self.destination(name, body, body.span, None, true),
+                    body.span,
+                ))
             }
         }
     }
 
-    fn syscall_group(&mut self, file: usize, d: &ast::NameSetDecl, span: Span, doc: Option<String>) {
+    fn syscall_group(
+        &mut self,
+        file: usize,
+        d: &ast::NameSetDecl,
+        span: Span,
+        doc: Option<String>,
+    ) {
         let mut syscalls = Vec::new();
         for member in &d.members {
-            if crate::syscalls::SYSCALLS.binary_search(&member.text.as_str()).is_ok() {
+            if crate::syscalls::SYSCALLS
+                .binary_search(&member.text.as_str())
+                .is_ok()
+            {
                 syscalls.push(member.text.clone());
             } else {
                 let mut diag = Diagnostic::error(
@@ -1119,9 +1237,17 @@ impl<'s> Checker<'s> {
                     format!("`{}` is not a Linux syscall", member.text),
                 )
                 .with_label("unknown syscall")
-                .with_help("use the kernel's syscall names as in `asm/unistd.h` (x86_64 and aarch64)");
-                if let Some(best) = crate::suggest::closest(&member.text, crate::syscalls::SYSCALLS.iter().copied()) {
-                    diag = diag.with_suggestion(member.span, best.clone(), format!("did you mean `{best}`?"));
+                .with_help(
+                    "use the kernel's syscall names as in `asm/unistd.h` (x86_64 and aarch64)",
+                );
+                if let Some(best) =
+                    crate::suggest::closest(&member.text, crate::syscalls::SYSCALLS.iter().copied())
+                {
+                    diag = diag.with_suggestion(
+                        member.span,
+                        best.clone(),
+                        format!("did you mean `{best}`?"),
+                    );
                 }
                 self.error(diag);
             }
@@ -1147,9 +1273,15 @@ impl<'s> Checker<'s> {
                 format!("`{}` is not a Linux capability", ident.text),
             )
             .with_label("unknown capability")
-            .with_help("Linux capabilities are named as in capabilities(7), e.g. `CAP_NET_BIND_SERVICE`");
+            .with_help(
+                "Linux capabilities are named as in capabilities(7), e.g. `CAP_NET_BIND_SERVICE`",
+            );
             if let Some(best) = crate::suggest::closest(&ident.text, LINUX_CAPS.iter().copied()) {
-                diag = diag.with_suggestion(ident.span, best.clone(), format!("did you mean `{best}`?"));
+                diag = diag.with_suggestion(
+                    ident.span,
+                    best.clone(),
+                    format!("did you mean `{best}`?"),
+                );
             }
             self.error(diag);
         }
@@ -1202,7 +1334,12 @@ impl<'s> Checker<'s> {
                     match values::duration(value) {
                         Ok(secs) => {
                             if secs > MAX_EXCEPTION_TTL_SECS {
-                                self.error(ttl_over(value.span, secs, MAX_EXCEPTION_TTL_SECS, "the language's ceiling"));
+                                self.error(ttl_over(
+                                    value.span,
+                                    secs,
+                                    MAX_EXCEPTION_TTL_SECS,
+                                    "the language's ceiling",
+                                ));
                             }
                             max_ttl = Some((secs, *span));
                         }
@@ -1212,10 +1349,20 @@ impl<'s> Checker<'s> {
             }
         }
         if key_seen.is_none() {
-            self.missing_entry(d.name.span, "this authority", "key", "add `key \"ed25519:<base64 public key>\"`; `egc exception keygen` makes one");
+            self.missing_entry(
+                d.name.span,
+                "this authority",
+                "key",
+                "add `key \"ed25519:<base64 public key>\"`; `egc exception keygen` makes one",
+            );
         }
         if ttl_seen.is_none() {
-            self.missing_entry(d.name.span, "this authority", "max_ttl", "add the longest token lifetime it may sign, e.g. `max_ttl 1h`");
+            self.missing_entry(
+                d.name.span,
+                "this authority",
+                "max_ttl",
+                "add the longest token lifetime it may sign, e.g. `max_ttl 1h`",
+            );
         }
         let id = AuthorityId(u32::try_from(self.authorities.len()).unwrap_or(u32::MAX));
         self.authorities.push(Authority {
@@ -1228,7 +1375,13 @@ impl<'s> Checker<'s> {
         });
     }
 
-    fn capability(&mut self, file: usize, d: &ast::CapabilityDecl, span: Span, doc: Option<String>) {
+    fn capability(
+        &mut self,
+        file: usize,
+        d: &ast::CapabilityDecl,
+        span: Span,
+        doc: Option<String>,
+    ) {
         let mut connects = Vec::new();
         let mut syscall_groups = Vec::new();
         let mut linux_caps = Vec::new();
@@ -1240,7 +1393,10 @@ impl<'s> Checker<'s> {
                         if let Some(i) = self.resolve(file, ident, Kind::Destination) {
                             let dest = DestId(i);
                             self.allowlist_uses.entry(dest).or_insert(ident.span);
-                            connects.push(Connect { dest, span: ident.span });
+                            connects.push(Connect {
+                                dest,
+                                span: ident.span,
+                            });
                         }
                     }
                     ast::CapEntryKind::Syscalls => {
@@ -1251,20 +1407,35 @@ impl<'s> Checker<'s> {
                     ast::CapEntryKind::Grant => {
                         if ident.text.starts_with("CAP_") && !ident.text.contains('.') {
                             if let Some(cap) = self.linux_cap(ident) {
-                                linux_caps.push(CapGrant { cap, span: ident.span, via: None });
+                                linux_caps.push(CapGrant {
+                                    cap,
+                                    span: ident.span,
+                                    via: None,
+                                });
                             }
                         } else if let Some(i) = self.resolve(file, ident, Kind::CapSet) {
                             let set = CapSetId(i);
-                            let caps = self.cap_sets.get(set.index()).map(|s| s.caps.clone()).unwrap_or_default();
+                            let caps = self
+                                .cap_sets
+                                .get(set.index())
+                                .map(|s| s.caps.clone())
+                                .unwrap_or_default();
                             for cap in caps {
-                                linux_caps.push(CapGrant { cap, span: ident.span, via: Some(set) });
+                                linux_caps.push(CapGrant {
+                                    cap,
+                                    span: ident.span,
+                                    via: Some(set),
+                                });
                             }
                         }
                     }
                     ast::CapEntryKind::Workflows => {
                         // Workflows are built later; resolve the name now, the id is stable.
                         if let Some(i) = self.resolve(file, ident, Kind::Workflow) {
-                            workflows.push(Ref { id: WorkflowId(i), span: ident.span });
+                            workflows.push(Ref {
+                                id: WorkflowId(i),
+                                span: ident.span,
+                            });
                         }
                     }
                 }
@@ -1315,35 +1486,51 @@ impl<'s> Checker<'s> {
                     Ok(v) => identity.cgroup = Some(v),
                     Err(diag) => self.error(diag),
                 },
-                ast::AgentEntry::Uid { value, .. } => match value.value.and_then(|v| u32::try_from(v).ok()) {
-                    Some(v) => identity.uid = Some(v),
-                    None => self.error(
-                        Diagnostic::error("E0042", value.span, format!("`{}` is not a valid uid", value.text))
+                ast::AgentEntry::Uid { value, .. } => {
+                    match value.value.and_then(|v| u32::try_from(v).ok()) {
+                        Some(v) => identity.uid = Some(v),
+                        None => self.error(
+                            Diagnostic::error(
+                                "E0042",
+                                value.span,
+                                format!("`{}` is not a valid uid", value.text),
+                            )
                             .with_label("out of range")
                             .with_help("a uid is a number from 0 to 4294967295"),
-                    ),
-                },
+                        ),
+                    }
+                }
                 ast::AgentEntry::Uses { names, .. } => {
                     for ident in names {
                         if let Some(i) = self.resolve(file, ident, Kind::Capability) {
-                            capabilities.push(Ref { id: CapId(i), span: ident.span });
+                            capabilities.push(Ref {
+                                id: CapId(i),
+                                span: ident.span,
+                            });
                         }
                     }
                 }
                 ast::AgentEntry::Handles { names, .. } => {
                     for ident in names {
                         if let Some(i) = self.resolve(file, ident, Kind::Data) {
-                            handles.push(Ref { id: DataClassId(i), span: ident.span });
+                            handles.push(Ref {
+                                id: DataClassId(i),
+                                span: ident.span,
+                            });
                         }
                     }
                 }
-                ast::AgentEntry::Invokes { callees, passing, .. } => {
+                ast::AgentEntry::Invokes {
+                    callees, passing, ..
+                } => {
                     let passing = passing.as_ref().map(|names| {
                         names
                             .iter()
                             .filter_map(|ident| {
-                                self.resolve(file, ident, Kind::Data)
-                                    .map(|i| Ref { id: DataClassId(i), span: ident.span })
+                                self.resolve(file, ident, Kind::Data).map(|i| Ref {
+                                    id: DataClassId(i),
+                                    span: ident.span,
+                                })
                             })
                             .collect::<Vec<_>>()
                     });
@@ -1402,10 +1589,16 @@ impl<'s> Checker<'s> {
                         let mut diag = Diagnostic::error(
                             "E0037",
                             ident.span,
-                            format!("agent `{agent_name}` does not use capability `{}`", ident.text),
+                            format!(
+                                "agent `{agent_name}` does not use capability `{}`",
+                                ident.text
+                            ),
                         )
                         .with_label("not one of the agent's capabilities")
-                        .with_help(format!("add `uses {}` to agent `{agent_name}`, or use one of its capabilities", ident.text));
+                        .with_help(format!(
+                            "add `uses {}` to agent `{agent_name}`, or use one of its capabilities",
+                            ident.text
+                        ));
                         if let Some(s) = agent_span {
                             diag = diag.with_secondary(s, "the agent is declared here");
                         }
@@ -1415,19 +1608,25 @@ impl<'s> Checker<'s> {
                     steps.push(Step {
                         span: step.span,
                         agent,
-                        action: StepAction::Uses(Ref { id: cap, span: ident.span }),
+                        action: StepAction::Uses(Ref {
+                            id: cap,
+                            span: ident.span,
+                        }),
                     });
                 }
                 ast::StepActionAst::Invokes { callee, passing } => {
-                    let Some(callee_id) = self.resolve(file, callee, Kind::Agent).map(AgentId) else {
+                    let Some(callee_id) = self.resolve(file, callee, Kind::Agent).map(AgentId)
+                    else {
                         continue;
                     };
                     let passing: Vec<Ref<DataClassId>> = passing
                         .iter()
                         .flatten()
                         .filter_map(|ident| {
-                            self.resolve(file, ident, Kind::Data)
-                                .map(|i| Ref { id: DataClassId(i), span: ident.span })
+                            self.resolve(file, ident, Kind::Data).map(|i| Ref {
+                                id: DataClassId(i),
+                                span: ident.span,
+                            })
                         })
                         .collect();
                     let may = self
@@ -1450,7 +1649,10 @@ impl<'s> Checker<'s> {
                         span: step.span,
                         agent,
                         action: StepAction::Invokes {
-                            callee: Ref { id: callee_id, span: callee.span },
+                            callee: Ref {
+                                id: callee_id,
+                                span: callee.span,
+                            },
                             passing,
                         },
                     });
@@ -1474,8 +1676,10 @@ impl<'s> Checker<'s> {
                 names
                     .iter()
                     .filter_map(|ident| {
-                        self.resolve(file, ident, Kind::Agent)
-                            .map(|i| Ref { id: AgentId(i), span: ident.span })
+                        self.resolve(file, ident, Kind::Agent).map(|i| Ref {
+                            id: AgentId(i),
+                            span: ident.span,
+                        })
                     })
                     .collect(),
             ),
@@ -1509,7 +1713,9 @@ impl<'s> Checker<'s> {
             }
             seen.insert(what, entry_span);
             match entry {
-                ast::ExceptionEntry::Agents { agents: a, .. } => agents = Some(self.agents_list(file, a)),
+                ast::ExceptionEntry::Agents { agents: a, .. } => {
+                    agents = Some(self.agents_list(file, a))
+                }
                 ast::ExceptionEntry::To { dest, .. } => {
                     to = self.dest_expr(file, dest, &owner);
                     if let Some((id, s)) = to {
@@ -1517,9 +1723,10 @@ impl<'s> Checker<'s> {
                     }
                 }
                 ast::ExceptionEntry::Approver { name, .. } => {
-                    approver = self
-                        .resolve(file, name, Kind::Authority)
-                        .map(|i| Ref { id: AuthorityId(i), span: name.span });
+                    approver = self.resolve(file, name, Kind::Authority).map(|i| Ref {
+                        id: AuthorityId(i),
+                        span: name.span,
+                    });
                 }
                 ast::ExceptionEntry::MaxTtl { value, .. } => match values::duration(value) {
                     Ok(secs) => max_ttl = Some((secs, value.span)),
@@ -1557,9 +1764,15 @@ impl<'s> Checker<'s> {
         let name_span = d.name.span;
         if !seen.contains_key("audit") {
             self.error(
-                Diagnostic::error("E0031", name_span, format!("exception `{owner}` has no audit sink"))
-                    .with_label("unaudited exception")
-                    .with_help("every exception must say where its use is audited: add `audit DESTINATION`"),
+                Diagnostic::error(
+                    "E0031",
+                    name_span,
+                    format!("exception `{owner}` has no audit sink"),
+                )
+                .with_label("unaudited exception")
+                .with_help(
+                    "every exception must say where its use is audited: add `audit DESTINATION`",
+                ),
             );
         }
         for (what, help) in [
@@ -1586,11 +1799,22 @@ impl<'s> Checker<'s> {
         }
         if let Some((secs, ttl_span)) = max_ttl {
             if secs > MAX_EXCEPTION_TTL_SECS {
-                self.error(ttl_over(ttl_span, secs, MAX_EXCEPTION_TTL_SECS, "the language's ceiling"));
+                self.error(ttl_over(
+                    ttl_span,
+                    secs,
+                    MAX_EXCEPTION_TTL_SECS,
+                    "the language's ceiling",
+                ));
             }
         }
-        let (Some(agents), Some(to), Some(approver), Some((max_ttl_secs, max_ttl_span)), Some(audit), Some(legal_basis)) =
-            (agents, to, approver, max_ttl, audit, legal_basis)
+        let (
+            Some(agents),
+            Some(to),
+            Some(approver),
+            Some((max_ttl_secs, max_ttl_span)),
+            Some(audit),
+            Some(legal_basis),
+        ) = (agents, to, approver, max_ttl, audit, legal_basis)
         else {
             return;
         };
@@ -1598,7 +1822,10 @@ impl<'s> Checker<'s> {
             ZoneAgents::All(_) => self
                 .agents
                 .iter()
-                .map(|a| Ref { id: a.id, span: a.name.span })
+                .map(|a| Ref {
+                    id: a.id,
+                    span: a.name.span,
+                })
                 .collect(),
             ZoneAgents::Listed(list) => list,
         };
@@ -1609,12 +1836,18 @@ impl<'s> Checker<'s> {
             span,
             doc,
             agents,
-            to: Ref { id: to.0, span: to.1 },
+            to: Ref {
+                id: to.0,
+                span: to.1,
+            },
             approver,
             max_ttl_secs,
             max_ttl_span,
             max_uses,
-            audit: Ref { id: audit.0, span: audit.1 },
+            audit: Ref {
+                id: audit.0,
+                span: audit.1,
+            },
             legal_basis,
         });
     }
@@ -1650,27 +1883,44 @@ impl<'s> Checker<'s> {
                         if let Some(i) = self.resolve(file, ident, Kind::Destination) {
                             let dest = DestId(i);
                             self.allowlist_uses.entry(dest).or_insert(ident.span);
-                            approve.push(Ref { id: dest, span: ident.span });
+                            approve.push(Ref {
+                                id: dest,
+                                span: ident.span,
+                            });
                         }
                     }
                 }
                 ast::ZoneEntry::Clear { span, class, to } => {
-                    let class = self.resolve(file, class, Kind::Data).map(|i| Ref { id: DataClassId(i), span: class.span });
+                    let class = self.resolve(file, class, Kind::Data).map(|i| Ref {
+                        id: DataClassId(i),
+                        span: class.span,
+                    });
                     let to: Vec<Ref<DestId>> = to
                         .iter()
                         .filter_map(|ident| {
-                            self.resolve(file, ident, Kind::Destination)
-                                .map(|i| Ref { id: DestId(i), span: ident.span })
+                            self.resolve(file, ident, Kind::Destination).map(|i| Ref {
+                                id: DestId(i),
+                                span: ident.span,
+                            })
                         })
                         .collect();
                     if let Some(class) = class {
-                        clearances.push(Clearance { class, to, span: *span });
+                        clearances.push(Clearance {
+                            class,
+                            to,
+                            span: *span,
+                        });
                     }
                 }
             }
         }
         let Some(agents) = agents else {
-            self.missing_entry(d.name.span, &format!("zone `{}`", d.name.text), "agents", "say whose approvals these are: `agents invoice_bot, ledger` or `agents *`");
+            self.missing_entry(
+                d.name.span,
+                &format!("zone `{}`", d.name.text),
+                "agents",
+                "say whose approvals these are: `agents invoice_bot, ledger` or `agents *`",
+            );
             return;
         };
         let id = ZoneId(u32::try_from(self.zones.len()).unwrap_or(u32::MAX));
@@ -1691,12 +1941,22 @@ impl<'s> Checker<'s> {
         let owner = d.name.text.clone();
         for claim in &d.claims {
             match claim {
-                ast::ClaimAst::Agent { span, agent, can, dest } => {
+                ast::ClaimAst::Agent {
+                    span,
+                    agent,
+                    can,
+                    dest,
+                } => {
                     let who = match agent {
                         ast::AgentRef::All(s) => Some(AgentSel::All(*s)),
-                        ast::AgentRef::Named(ident) => self
-                            .resolve(file, ident, Kind::Agent)
-                            .map(|i| AgentSel::One(Ref { id: AgentId(i), span: ident.span })),
+                        ast::AgentRef::Named(ident) => {
+                            self.resolve(file, ident, Kind::Agent).map(|i| {
+                                AgentSel::One(Ref {
+                                    id: AgentId(i),
+                                    span: ident.span,
+                                })
+                            })
+                        }
                     };
                     let dest = self.dest_expr(file, dest, &owner);
                     if let (Some(agent), Some((id, dspan))) = (who, dest) {
@@ -1710,12 +1970,18 @@ impl<'s> Checker<'s> {
                     }
                 }
                 ast::ClaimAst::Data { span, class, dest } => {
-                    let class = self.resolve(file, class, Kind::Data).map(|i| Ref { id: DataClassId(i), span: class.span });
+                    let class = self.resolve(file, class, Kind::Data).map(|i| Ref {
+                        id: DataClassId(i),
+                        span: class.span,
+                    });
                     let dest = self.dest_expr(file, dest, &owner);
                     if let (Some(class), Some((id, dspan))) = (class, dest) {
                         claims.push(Claim {
                             span: *span,
-                            kind: ClaimKind::NeverReaches { class, dest: Ref { id, span: dspan } },
+                            kind: ClaimKind::NeverReaches {
+                                class,
+                                dest: Ref { id, span: dspan },
+                            },
                         });
                     }
                 }
@@ -1737,14 +2003,17 @@ impl<'s> Checker<'s> {
         let mut warnings = Vec::new();
         for agent in &self.agents {
             for used in &agent.capabilities {
-                let Some(cap) = self.capabilities.get(used.id.index()) else { continue };
+                let Some(cap) = self.capabilities.get(used.id.index()) else {
+                    continue;
+                };
                 if cap.workflows.is_empty() {
                     continue;
                 }
                 let stepped = cap.workflows.iter().any(|w| {
                     self.workflows.get(w.id.index()).is_some_and(|wf| {
                         wf.steps.iter().any(|s| {
-                            s.agent == agent.id && matches!(&s.action, StepAction::Uses(c) if c.id == cap.id)
+                            s.agent == agent.id
+                                && matches!(&s.action, StepAction::Uses(c) if c.id == cap.id)
                         })
                     })
                 });
@@ -1775,7 +2044,9 @@ impl<'s> Checker<'s> {
     fn check_allowlists(&mut self) {
         let mut found = Vec::new();
         for (dest_id, use_span) in &self.allowlist_uses {
-            let Some(dest) = self.destinations.get(dest_id.index()) else { continue };
+            let Some(dest) = self.destinations.get(dest_id.index()) else {
+                continue;
+            };
             for endpoint in &dest.endpoints {
                 if let EndpointKind::Host(pattern) = &endpoint.kind {
                     if values::is_too_broad(pattern) {
@@ -1815,7 +2086,9 @@ impl<'s> Checker<'s> {
                             .with_secondary(*use_span, "allowed here")
                             .with_help("name the specific networks the agent needs"),
                         );
-                    } else if (set.network.addr().is_ipv4() && prefix < 8) || (set.network.addr().is_ipv6() && prefix < 16) {
+                    } else if (set.network.addr().is_ipv4() && prefix < 8)
+                        || (set.network.addr().is_ipv6() && prefix < 16)
+                    {
                         found.push(
                             Diagnostic::warning(
                                 "W0003",
@@ -1854,9 +2127,13 @@ impl<'s> Checker<'s> {
             for (alias, info) in &file.imports {
                 if !info.used && info.target.is_some() {
                     found.push(
-                        Diagnostic::warning("W0001", info.span, format!("the import `{alias}` is never used"))
-                            .with_label("unused")
-                            .with_help("remove the import"),
+                        Diagnostic::warning(
+                            "W0001",
+                            info.span,
+                            format!("the import `{alias}` is never used"),
+                        )
+                        .with_label("unused")
+                        .with_help("remove the import"),
                     );
                 }
             }
@@ -1870,7 +2147,14 @@ impl<'s> Checker<'s> {
             .files
             .iter()
             .enumerate()
-            .map(|(i, f)| LoadedFile::new(Self::file_id(i), f.path.clone(), f.text.clone(), f.is_stdlib))
+            .map(|(i, f)| {
+                LoadedFile::new(
+                    Self::file_id(i),
+                    f.path.clone(),
+                    f.text.clone(),
+                    f.is_stdlib,
+                )
+            })
             .collect();
         let has_errors = self.diagnostics.iter().any(|d| d.is_error());
         let policy = (!has_errors).then(|| CheckedPolicy {
@@ -1898,8 +2182,9 @@ impl<'s> Checker<'s> {
             asserts: std::mem::take(&mut self.asserts),
             _sealed: Sealed::default(),
         });
-        self.symbols.sort_by(|a, b| (a.name_span, &a.qualified).cmp(&(b.name_span, &b.qualified)));
-        self.references.sort_by(|a, b| (a.span, a.target).cmp(&(b.span, b.target)));
+        self.symbols
+            .sort_by(|a, b| (a.name_span, &a.qualified).cmp(&(b.name_span, &b.qualified)));
+        self.references.sort_by_key(|a| (a.span, a.target));
         self.references.dedup();
         CheckResult {
             files,
@@ -1922,7 +2207,10 @@ fn ttl_over(span: Span, secs: u64, limit: u64, what: &str) -> Diagnostic {
         ),
     )
     .with_label("too long")
-    .with_help(format!("lower `max_ttl` to {} or less", values::format_duration(limit)))
+    .with_help(format!(
+        "lower `max_ttl` to {} or less",
+        values::format_duration(limit)
+    ))
 }
 
 fn stdlib_list() -> String {

@@ -284,7 +284,8 @@ fn match_labels(pattern: &[HostLabel], host: &[&str]) -> bool {
                 return false;
             }
             let skip = host.len() - fixed;
-            host.get(skip..).is_some_and(|tail| match_labels(rest, tail))
+            host.get(skip..)
+                .is_some_and(|tail| match_labels(rest, tail))
         }
     }
 }

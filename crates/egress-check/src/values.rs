@@ -102,7 +102,6 @@ pub fn is_too_broad(pattern: &HostPattern) -> bool {
             < 2
 }
 
-
 /// Parses a CIDR (an address alone means a single host: /32 or /128).
 pub fn cidr(lit: &CidrLit) -> Result<IpNet, Diagnostic> {
     let text = lit.text.as_str();
@@ -121,7 +120,10 @@ pub fn cidr(lit: &CidrLit) -> Result<IpNet, Diagnostic> {
                     format!("the prefix length /{prefix} is over {max}"),
                 )
                 .with_label("prefix too long")
-                .with_help(format!("an IPv{} prefix length is 0 to {max}", if max == 32 { 4 } else { 6 })));
+                .with_help(format!(
+                    "an IPv{} prefix length is 0 to {max}",
+                    if max == 32 { 4 } else { 6 }
+                )));
             }
         }
         return Err(Diagnostic::error(
@@ -134,16 +136,14 @@ pub fn cidr(lit: &CidrLit) -> Result<IpNet, Diagnostic> {
     };
     if net.trunc() != net {
         let fixed = net.trunc().to_string();
-        return Err(Diagnostic::error(
-            "E0022",
-            lit.span,
-            format!("`{text}` has host bits set"),
-        )
-        .with_label(format!("the network is {fixed}"))
-        .with_help(format!(
-            "write the network address `{fixed}`, or a longer prefix if one host was meant"
-        ))
-        .with_suggestion(lit.span, fixed.clone(), format!("replace with `{fixed}`")));
+        return Err(
+            Diagnostic::error("E0022", lit.span, format!("`{text}` has host bits set"))
+                .with_label(format!("the network is {fixed}"))
+                .with_help(format!(
+                    "write the network address `{fixed}`, or a longer prefix if one host was meant"
+                ))
+                .with_suggestion(lit.span, fixed.clone(), format!("replace with `{fixed}`")),
+        );
     }
     Ok(net)
 }
@@ -212,11 +212,11 @@ pub fn duration(lit: &DurationLit) -> Result<u64, Diagnostic> {
 }
 
 pub fn format_duration(secs: u64) -> String {
-    if secs % 86400 == 0 {
+    if secs.is_multiple_of(86400) {
         format!("{}d", secs / 86400)
-    } else if secs % 3600 == 0 {
+    } else if secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")
@@ -272,9 +272,9 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
 pub fn image_digest(lit: &StrLit) -> Result<String, Diagnostic> {
     let value = lit.value.as_str();
     let digest = value.rsplit_once('@').map(|(_, d)| d).unwrap_or(value);
-    let ok = digest
-        .strip_prefix("sha256:")
-        .is_some_and(|hex| hex.len() == 64 && hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')));
+    let ok = digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f'))
+    });
     if ok {
         Ok(value.to_string())
     } else {
@@ -338,9 +338,8 @@ pub fn label_key(lit: &StrLit) -> Result<String, Diagnostic> {
     let prefix_ok = prefix.is_none_or(|p| {
         !p.is_empty()
             && p.len() <= 253
-            && p.split('.').all(|l| {
-                !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            })
+            && p.split('.')
+                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
     });
     if prefix_ok && label_name_ok(name, false) {
         Ok(value.to_string())
@@ -374,8 +373,14 @@ fn label_name_ok(name: &str, allow_empty: bool) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 fn selector_error(span: Span, message: String, help: &str) -> Diagnostic {

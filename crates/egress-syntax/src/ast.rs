@@ -219,11 +219,26 @@ pub struct AgentDecl {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum AgentEntry {
     Workload(WorkloadAst),
-    Image { span: Span, value: StrLit },
-    Cgroup { span: Span, value: StrLit },
-    Uid { span: Span, value: NumLit },
-    Uses { span: Span, names: Vec<Ident> },
-    Handles { span: Span, names: Vec<Ident> },
+    Image {
+        span: Span,
+        value: StrLit,
+    },
+    Cgroup {
+        span: Span,
+        value: StrLit,
+    },
+    Uid {
+        span: Span,
+        value: NumLit,
+    },
+    Uses {
+        span: Span,
+        names: Vec<Ident>,
+    },
+    Handles {
+        span: Span,
+        names: Vec<Ident>,
+    },
     Invokes {
         span: Span,
         callees: Vec<Ident>,

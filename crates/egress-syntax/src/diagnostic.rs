@@ -159,8 +159,14 @@ pub const CODES: &[(&str, &str)] = &[
     ("E0034", "unknown Linux capability"),
     ("E0035", "invalid image digest or cgroup path"),
     ("E0036", "invalid authority key"),
-    ("E0037", "workflow step uses a capability its agent does not have"),
-    ("E0038", "workflow step invokes an agent its agent may not invoke"),
+    (
+        "E0037",
+        "workflow step uses a capability its agent does not have",
+    ),
+    (
+        "E0038",
+        "workflow step invokes an agent its agent may not invoke",
+    ),
     ("E0039", "invalid escape or string value"),
     ("E0040", "invalid workload selector"),
     ("E0041", "unknown syscall"),

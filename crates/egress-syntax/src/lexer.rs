@@ -165,7 +165,10 @@ mod tests {
             kinds("cidr 10.0.0.0/8 except 2001:db8::/32 port 443, 8000-8080 std.dns.kube_dns 15m"),
             vec![Ident, Cidr, Ident, Cidr, Ident, Number, Comma, PortRange, Ident, Duration]
         );
-        assert_eq!(kinds("/// doc\n// c\n\"x\" \"open"), vec![DocComment, Comment, String, UnterminatedString]);
+        assert_eq!(
+            kinds("/// doc\n// c\n\"x\" \"open"),
+            vec![DocComment, Comment, String, UnterminatedString]
+        );
         assert_eq!(kinds("fe80::1/10"), vec![Cidr]);
         assert_eq!(kinds("§§ x"), vec![Error, Ident]);
     }

@@ -184,7 +184,12 @@ impl<'a> ItemParser<'a> {
             }
             let text = token.text(self.source);
             let text = text.strip_prefix("///").unwrap_or(text);
-            doc_lines.push(text.strip_prefix(' ').unwrap_or(text).trim_end().to_string());
+            doc_lines.push(
+                text.strip_prefix(' ')
+                    .unwrap_or(text)
+                    .trim_end()
+                    .to_string(),
+            );
             keyword_index += 1;
         }
         // Skip plain comments before the keyword too (they are formatting trivia).
@@ -311,8 +316,14 @@ impl<'a> ItemParser<'a> {
             .find(|t| t.end > offset && !t.kind.is_trivia())
             .copied();
         let (span, found_text) = match found {
-            Some(t) => (Span::new(self.file, t.start, t.end), describe_token(&t, self.source)),
-            None => (Span::new(self.file, offset, offset), "the end of the file".to_string()),
+            Some(t) => (
+                Span::new(self.file, t.start, t.end),
+                describe_token(&t, self.source),
+            ),
+            None => (
+                Span::new(self.file, offset, offset),
+                "the end of the file".to_string(),
+            ),
         };
         let expected = match &error.variant {
             pest::error::ErrorVariant::ParsingError { positives, .. } => {
@@ -341,7 +352,11 @@ impl<'a> ItemParser<'a> {
                     .filter(|t| t.kind == TokenKind::Ident)
                     .map(|t| format!("{item_keyword} `{}`", t.text(self.source)))
                     .unwrap_or_else(|| format!("this {item_keyword}"));
-                let next = if end < self.tokens.len() { "before the next item" } else { "before the end of the file" };
+                let next = if end < self.tokens.len() {
+                    "before the next item"
+                } else {
+                    "before the end of the file"
+                };
                 self.diagnostics.push(
                     Diagnostic::error(
                         "E0001",
@@ -489,7 +504,11 @@ impl Converter<'_> {
     fn span(&self, pair: &P<'_>) -> Span {
         let s = pair.as_span();
         let trimmed = trim_trailing_trivia(pair.as_str());
-        Span::new(self.file, self.base + s.start(), self.base + s.start() + trimmed.len())
+        Span::new(
+            self.file,
+            self.base + s.start(),
+            self.base + s.start() + trimmed.len(),
+        )
     }
 
     fn line(&mut self, pair: &P<'_>) {
@@ -1003,7 +1022,10 @@ fn trim_trailing_trivia(text: &str) -> &str {
         let line = current.get(line_start..).unwrap_or("");
         match comment_start(line) {
             Some(offset) if line_start + offset > 0 => {
-                current = current.get(..line_start + offset).unwrap_or(current).trim_end();
+                current = current
+                    .get(..line_start + offset)
+                    .unwrap_or(current)
+                    .trim_end();
             }
             _ => return current,
         }

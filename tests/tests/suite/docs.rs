@@ -4,7 +4,9 @@
 use egc_tests::repo_root;
 
 fn markdown_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -51,7 +53,9 @@ fn egress_blocks_in_docs_parse() {
     files.sort();
     let mut checked = 0;
     for file in files {
-        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
         for (info, code, line) in blocks(&text) {
             let tags: Vec<&str> = info.split(',').map(str::trim).collect();
             if tags.first() != Some(&"egress") || tags.contains(&"ignore") {
@@ -64,9 +68,18 @@ fn egress_blocks_in_docs_parse() {
                 .filter(|d| matches!(d.code, "E0001" | "E0002" | "E0003"))
                 .collect();
             if tags.contains(&"fail") {
-                assert!(result.has_errors(), "{}:{line}: block marked `fail` checks clean", file.display());
+                assert!(
+                    result.has_errors(),
+                    "{}:{line}: block marked `fail` checks clean",
+                    file.display()
+                );
             } else {
-                assert!(parse_errors.is_empty(), "{}:{line}: {:?}", file.display(), parse_errors);
+                assert!(
+                    parse_errors.is_empty(),
+                    "{}:{line}: {:?}",
+                    file.display(),
+                    parse_errors
+                );
             }
             checked += 1;
         }

@@ -10,7 +10,11 @@ use proptest::prelude::*;
 /// The syntax tree as JSON without spans, for comparisons across layouts.
 fn shape(source: &str) -> serde_json::Value {
     let parsed = parse(FileId(0), source);
-    assert!(!parsed.has_errors(), "does not parse: {:?}", parsed.diagnostics);
+    assert!(
+        !parsed.has_errors(),
+        "does not parse: {:?}",
+        parsed.diagnostics
+    );
     let mut value = serde_json::to_value(&parsed.ast).unwrap();
     strip_spans(&mut value);
     value
@@ -18,7 +22,10 @@ fn shape(source: &str) -> serde_json::Value {
 
 fn is_span(value: &serde_json::Value) -> bool {
     value.as_object().is_some_and(|map| {
-        map.len() == 3 && map.contains_key("file") && map.contains_key("start") && map.contains_key("end")
+        map.len() == 3
+            && map.contains_key("file")
+            && map.contains_key("start")
+            && map.contains_key("end")
     })
 }
 
@@ -47,18 +54,35 @@ fn corpus() -> Vec<(String, String)> {
     files.extend(egress_files(&root.join("crates/egc/src/cmd/init")));
     files
         .into_iter()
-        .map(|f| (f.display().to_string(), std::fs::read_to_string(&f).unwrap()))
+        .map(|f| {
+            (
+                f.display().to_string(),
+                std::fs::read_to_string(&f).unwrap(),
+            )
+        })
         .collect()
 }
 
 #[test]
 fn examples_and_stdlib_round_trip_and_are_formatted() {
     let corpus = corpus();
-    assert!(corpus.len() >= 10, "expected examples and stdlib files, found {}", corpus.len());
+    assert!(
+        corpus.len() >= 10,
+        "expected examples and stdlib files, found {}",
+        corpus.len()
+    );
     for (path, source) in corpus {
         let formatted = format_source(&source).unwrap_or_else(|d| panic!("{path}: {d:?}"));
-        assert_eq!(shape(&source), shape(&formatted), "{path}: formatting changed the tree");
-        assert_eq!(format_source(&formatted).unwrap(), formatted, "{path}: not idempotent");
+        assert_eq!(
+            shape(&source),
+            shape(&formatted),
+            "{path}: formatting changed the tree"
+        );
+        assert_eq!(
+            format_source(&formatted).unwrap(),
+            formatted,
+            "{path}: not idempotent"
+        );
         assert_eq!(formatted, source, "{path}: not formatted; run `egc fmt`");
     }
 }

@@ -11,10 +11,17 @@ fn ui_cases() {
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.is_dir() && p.file_name().unwrap() != "snapshots" || p.extension().is_some_and(|e| e == "egress"))
+        .filter(|p| {
+            p.is_dir() && p.file_name().unwrap() != "snapshots"
+                || p.extension().is_some_and(|e| e == "egress")
+        })
         .collect();
     cases.sort();
-    assert!(cases.len() >= 30, "expected at least 30 ui cases, found {}", cases.len());
+    assert!(
+        cases.len() >= 30,
+        "expected at least 30 ui cases, found {}",
+        cases.len()
+    );
     let mut seen_codes = std::collections::BTreeSet::new();
     for case in cases {
         let name = case.file_stem().unwrap().to_string_lossy().into_owned();
@@ -34,11 +41,21 @@ fn ui_cases() {
             assert!(
                 result.diagnostics.iter().any(|d| d.code == code),
                 "{name}: expected {code}, got {:?}",
-                result.diagnostics.iter().map(|d| d.code).collect::<Vec<_>>()
+                result
+                    .diagnostics
+                    .iter()
+                    .map(|d| d.code)
+                    .collect::<Vec<_>>()
             );
         }
-        assert!(result.has_errors(), "{name}: every ui case must fail the check");
-        assert!(result.policy.is_none(), "{name}: no policy may be built with errors");
+        assert!(
+            result.has_errors(),
+            "{name}: every ui case must fail the check"
+        );
+        assert!(
+            result.policy.is_none(),
+            "{name}: no policy may be built with errors"
+        );
         seen_codes.extend(result.diagnostics.iter().map(|d| d.code));
         insta::with_settings!({
             snapshot_path => dir.join("snapshots"),
@@ -51,9 +68,16 @@ fn ui_cases() {
     // Every checker and parser code has at least one case.
     for (code, _) in egress_syntax::diagnostic::CODES {
         // Codes from E0100 on belong to later stages (backends, verifier).
-        if code.get(1..).and_then(|n| n.parse::<u32>().ok()).is_none_or(|n| n >= 100) {
+        if code
+            .get(1..)
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_none_or(|n| n >= 100)
+        {
             continue;
         }
-        assert!(seen_codes.contains(code), "no tests/ui case produces {code}");
+        assert!(
+            seen_codes.contains(code),
+            "no tests/ui case produces {code}"
+        );
     }
 }

@@ -29,8 +29,14 @@ pub fn run(args: Args) -> ExitCode {
         ExitCode::from(1)
     } else {
         if args.format == Format::Human {
-            let files: usize = policies.iter().map(|p| p.result.files.iter().filter(|f| !f.is_stdlib).count()).sum();
-            eprintln!("checked {} policies ({files} files): no errors", policies.len());
+            let files: usize = policies
+                .iter()
+                .map(|p| p.result.files.iter().filter(|f| !f.is_stdlib).count())
+                .sum();
+            eprintln!(
+                "checked {} policies ({files} files): no errors",
+                policies.len()
+            );
         }
         ExitCode::SUCCESS
     }

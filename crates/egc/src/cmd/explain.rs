@@ -18,7 +18,10 @@ pub fn run(args: Args) -> ExitCode {
             ExitCode::SUCCESS
         }
         None => {
-            let known: Vec<&str> = egress_syntax::diagnostic::CODES.iter().map(|(c, _)| *c).collect();
+            let known: Vec<&str> = egress_syntax::diagnostic::CODES
+                .iter()
+                .map(|(c, _)| *c)
+                .collect();
             crate::common::usage_error(format!(
                 "unknown code `{}`; known codes: {}",
                 args.code,

@@ -1,10 +1,10 @@
 //! One module per subcommand.
 
 pub mod build;
-pub mod enforce;
-pub mod exception;
 pub mod check;
 pub mod diff;
+pub mod enforce;
+pub mod exception;
 pub mod explain;
 pub mod fmt;
 pub mod init;
