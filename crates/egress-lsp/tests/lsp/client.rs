@@ -18,6 +18,24 @@ pub fn server_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_egress-lsp"))
 }
 
+/// The command that starts the server: `egc lsp` when an `egc` binary at least as new as
+/// the test's `egress-lsp` sits next to it (as after `cargo test --workspace`, which
+/// builds the CLI for its own tests), else `egress-lsp`, which runs the same
+/// `egress_lsp::run_stdio`. Both speak LSP over stdio.
+pub fn server_command() -> Command {
+    let lsp = server_binary();
+    let egc = lsp.with_file_name(format!("egc{}", std::env::consts::EXE_SUFFIX));
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified(&egc), modified(&lsp)) {
+        (Some(egc_time), Some(lsp_time)) if egc_time >= lsp_time => {
+            let mut command = Command::new(egc);
+            command.arg("lsp");
+            command
+        }
+        _ => Command::new(lsp),
+    }
+}
+
 /// A fresh directory for one test, removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -60,7 +78,8 @@ pub struct Client {
 
 impl Client {
     pub fn start(envs: &[(&str, &str)]) -> Client {
-        let mut command = Command::new(server_binary());
+        let mut command = server_command();
+        eprintln!("starting {command:?}");
         command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

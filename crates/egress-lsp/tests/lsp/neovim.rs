@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::client::{server_binary, TempDir};
+use crate::client::{server_command, TempDir};
 
 const POLICY: &str = r#"/// The control plane agents report to.
 destination control_plane {
@@ -40,12 +40,17 @@ fn neovim_shows_the_diagnostic_from_the_server() {
     std::fs::create_dir_all(dir.0.join(".git")).unwrap();
     let policy = dir.write("policies/main.egress", POLICY);
     let out = dir.0.join("diagnostics.json");
+    let server = server_command();
+    let server_args: Vec<String> = server
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let mut child = Command::new("nvim")
         .args(["--headless", "-n", "-i", "NONE", "-u"])
         .arg(editors_nvim().join("test_init.lua"))
         .arg(&policy)
-        .env("EGRESS_LSP_CMD", server_binary())
-        .env("EGRESS_LSP_ARGS", "")
+        .env("EGRESS_LSP_CMD", server.get_program())
+        .env("EGRESS_LSP_ARGS", server_args.join(" "))
         .env("EGRESS_TEST_OUT", &out)
         .env("EGRESS_TEST_TIMEOUT_MS", "20000")
         .env("XDG_STATE_HOME", dir.0.join("state"))
