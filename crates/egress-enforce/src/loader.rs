@@ -373,6 +373,17 @@ impl Attachment {
             .map_err(bpf_err("write `exceptions`"))
     }
 
+    /// Opens the four pinned links; the program stays attached while they are held.
+    pub fn hold_links(&self) -> Result<Vec<std::os::fd::OwnedFd>, EnforceError> {
+        HOOKS
+            .iter()
+            .map(|(hook_name, _, _)| {
+                sys::obj_get(&self.dir.join(format!("link_{hook_name}")))
+                    .map_err(io_err(format!("open link {hook_name}")))
+            })
+            .collect()
+    }
+
     /// The kernel's view of the four links.
     pub fn links(&self) -> Vec<LinkStatus> {
         HOOKS

@@ -46,6 +46,10 @@ pub struct RunConfig {
     pub landlock: LandlockMode,
     pub program: OsString,
     pub args: Vec<OsString>,
+    /// Run the command as this uid (its primary group from the user database); granted
+    /// Linux capabilities are kept as ambient capabilities. `None`: keep the caller's
+    /// uid (root keeps DAC ownership of files; see the book's limits).
+    pub uid: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -152,6 +156,9 @@ pub fn run(config: RunConfig, on_denial: &mut dyn FnMut(&Denial)) -> Result<RunR
     })?;
     let attachment = loader::open(&name)?;
     let mut events = attachment.events()?;
+    // Hold the links open for the whole run: removing their pins (which a root child
+    // could do) then does not detach the program.
+    let _links = attachment.hold_links()?;
 
     let keep_caps: Vec<LinuxCap> = config
         .maps
@@ -164,6 +171,10 @@ pub fn run(config: RunConfig, on_denial: &mut dyn FnMut(&Denial)) -> Result<RunR
         keep_caps: Some(keep_caps),
         landlock: landlock_ruleset,
         seccomp: config.seccomp,
+        cgroup_namespace: true,
+        user: config
+            .uid
+            .map(|uid| (uid, crate::sandbox::primary_gid(uid))),
     };
     let mut command = Command::new(&config.program);
     command.args(&config.args);

@@ -40,10 +40,17 @@ pub struct Confinement {
     pub landlock: Option<crate::landlock::PreparedRuleset>,
     /// A compiled seccomp filter, installed last.
     pub seccomp: Option<seccompiler::BpfProgram>,
+    /// Put the child in a new cgroup namespace rooted at its cgroup, so it cannot move
+    /// itself out of the cgroup (and out of the eBPF program's reach).
+    pub cgroup_namespace: bool,
+    /// Run as this (uid, gid) with no supplementary groups. Granted capabilities are
+    /// kept across the switch (and exec) as ambient capabilities.
+    pub user: Option<(u32, u32)>,
 }
 
 const PR_CAPBSET_DROP: libc::c_int = 24;
 const PR_CAP_AMBIENT: libc::c_int = 47;
+const PR_CAP_AMBIENT_RAISE: libc::c_ulong = 2;
 const PR_CAP_AMBIENT_CLEAR_ALL: libc::c_ulong = 4;
 const LAST_CAP: u32 = 63;
 
@@ -73,6 +80,8 @@ impl Confinement {
             keep_caps,
             landlock,
             seccomp,
+            cgroup_namespace,
+            user,
         } = self;
         let cgroup_fd = cgroup.map(|c| c.procs);
         let keep_mask: Option<u64> = keep_caps.map(|caps| {
@@ -96,11 +105,23 @@ impl Confinement {
                         return Err(last_os_error());
                     }
                 }
+                if cgroup_namespace && libc::unshare(libc::CLONE_NEWCGROUP) != 0 {
+                    return Err(last_os_error());
+                }
                 if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                     return Err(last_os_error());
                 }
                 if let Some(mask) = keep_mask {
-                    drop_caps(mask)?;
+                    drop_bounding(mask)?;
+                }
+                if let Some((uid, gid)) = user {
+                    switch_user(uid, gid)?;
+                }
+                if let Some(mask) = keep_mask {
+                    set_caps(mask)?;
+                    if user.is_some_and(|(uid, _)| uid != 0) {
+                        raise_ambient(mask)?;
+                    }
                 }
                 if let Some(fd) = &landlock_fd {
                     crate::landlock::restrict_self_raw(fd.as_raw_fd())?;
@@ -117,9 +138,49 @@ impl Confinement {
     }
 }
 
-/// Drops every capability not in `keep` from the bounding, ambient, inheritable,
-/// permitted and effective sets. Async-signal-safe.
-fn drop_caps(keep: u64) -> io::Result<()> {
+/// Switches to `uid`/`gid` with no supplementary groups, keeping the permitted
+/// capabilities (PR_SET_KEEPCAPS) so [`set_caps`] can keep the granted ones.
+fn switch_user(uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: plain system calls with integer arguments (setgroups with an empty list).
+    unsafe {
+        if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0
+            || libc::setgroups(0, std::ptr::null()) != 0
+            || libc::setresgid(gid, gid, gid) != 0
+            || libc::setresuid(uid, uid, uid) != 0
+        {
+            return Err(last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Raises every kept capability into the ambient set, so it survives `exec` for a
+/// non-root user.
+fn raise_ambient(keep: u64) -> io::Result<()> {
+    for cap in 0..=LAST_CAP {
+        if keep & (1u64 << cap) == 0 {
+            continue;
+        }
+        // SAFETY: prctl with integer arguments.
+        let ret = unsafe {
+            libc::prctl(
+                PR_CAP_AMBIENT,
+                PR_CAP_AMBIENT_RAISE,
+                libc::c_ulong::from(cap),
+                0,
+                0,
+            )
+        };
+        if ret != 0 {
+            return Err(last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Drops every capability not in `keep` from the bounding set (needs CAP_SETPCAP, so
+/// it runs before any user switch). Async-signal-safe.
+fn drop_bounding(keep: u64) -> io::Result<()> {
     for cap in 0..=LAST_CAP {
         if keep & (1u64 << cap) != 0 {
             continue;
@@ -134,6 +195,12 @@ fn drop_caps(keep: u64) -> io::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Clears the ambient set and keeps only `keep` in the inheritable, permitted and
+/// effective sets. Async-signal-safe.
+fn set_caps(keep: u64) -> io::Result<()> {
     // SAFETY: prctl with integer arguments.
     let ret = unsafe { libc::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
     if ret != 0 {
@@ -162,9 +229,9 @@ fn drop_caps(keep: u64) -> io::Result<()> {
     let low = keep as u32;
     let high = (keep >> 32) as u32;
     for (slot, mask) in data.iter_mut().zip([low, high]) {
-        slot.effective &= mask;
         slot.permitted &= mask;
-        slot.inheritable &= mask;
+        slot.effective = slot.permitted;
+        slot.inheritable = slot.permitted;
     }
     // SAFETY: capset reads two CapData structs for version 3.
     let ret = unsafe {
@@ -178,4 +245,27 @@ fn drop_caps(keep: u64) -> io::Result<()> {
         return Err(last_os_error());
     }
     Ok(())
+}
+
+/// The primary group of `uid` from the user database (the uid itself when unknown).
+pub fn primary_gid(uid: u32) -> u32 {
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: passwd is plain data; zeroed is a valid initial value.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r writes into `pwd` and `buf` (of the length given) only.
+    let ret = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if ret == 0 && !result.is_null() {
+        pwd.pw_gid
+    } else {
+        uid
+    }
 }

@@ -28,6 +28,15 @@ pub struct Args {
     /// Do not install the agent's seccomp profile (loudly weaker; for debugging).
     #[arg(long)]
     pub no_seccomp: bool,
+    /// Run the command as this uid (default: the agent's `uid`, else the user who ran
+    /// sudo). Granted Linux capabilities are kept as ambient capabilities.
+    #[arg(long)]
+    pub uid: Option<u32>,
+    /// Allow running the command as root. A root command owns the cgroup and bpffs files
+    /// and could leave its cgroup or remove the program's pins, so this is refused
+    /// unless asked for.
+    #[arg(long)]
+    pub allow_root: bool,
     /// `json` prints a summary object (denials, counters) to stderr at exit.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
@@ -70,6 +79,22 @@ pub fn run(args: Args) -> ExitCode {
             }
         }
     };
+    let uid = args
+        .uid
+        .or(agent.identity.uid)
+        .or_else(|| std::env::var("SUDO_UID").ok().and_then(|u| u.parse().ok()));
+    let uid = match uid {
+        Some(0) | None if !args.allow_root => {
+            return common::usage_error(
+                "egc run would run the command as root, which could leave its cgroup; give the agent a `uid`, pass --uid, run through sudo from a user account, or pass --allow-root",
+            )
+        }
+        Some(0) | None => {
+            eprintln!("egc: warning: --allow-root: the command runs as root and could leave its cgroup or remove the program's pins");
+            None
+        }
+        Some(uid) => Some(uid),
+    };
     let landlock = if args.no_landlock {
         LandlockMode::Off
     } else if args.require_landlock {
@@ -89,6 +114,7 @@ pub fn run(args: Args) -> ExitCode {
         landlock,
         program,
         args: command.collect(),
+        uid,
     };
     let human = args.format == Format::Human;
     let mut on_denial = |d: &egress_enforce::loader::Denial| {

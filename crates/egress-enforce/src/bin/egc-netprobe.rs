@@ -6,6 +6,7 @@
 //! `[IPv6]` address, or `[::ffff:a.b.c.d]` (IPv4-mapped, sent from an IPv6 socket).
 //! `bench:ADDR:PORT:N` connects N times and prints the mean and p50/p99 latency.
 //! `self:FIELD` prints a field of /proc/self/status (e.g. `self:CapEff`).
+//! `write:PATH` writes "0" to PATH (e.g. a `cgroup.procs`, to try to leave a cgroup).
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -31,6 +32,7 @@ fn errno_name(error: &std::io::Error) -> String {
     match error.raw_os_error() {
         Some(1) => "EPERM".into(),
         Some(13) => "EACCES".into(),
+        Some(2) => "ENOENT".into(),
         Some(111) => "ECONNREFUSED".into(),
         Some(110) => "ETIMEDOUT".into(),
         Some(n) => format!("errno-{n}"),
@@ -47,6 +49,13 @@ fn probe(target: &str) -> String {
     }
     if kind == "self" {
         return self_status(target, rest);
+    }
+    if kind == "write" {
+        let outcome = match std::fs::write(rest, "0") {
+            Ok(()) => "ok".to_string(),
+            Err(e) => errno_name(&e),
+        };
+        return format!("{{\"target\":{target:?},\"result\":{outcome:?}}}");
     }
     let addr: SocketAddr = match rest.parse() {
         Ok(a) => a,
