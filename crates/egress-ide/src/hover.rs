@@ -124,53 +124,73 @@ fn describe_destination(out: &mut String, destination: &Destination) {
     );
 }
 
-/// How each agent can reach a destination: through which capability (and workflow), or
-/// which exception.
+/// How each agent can reach (part of) a destination: every route of the agent (a
+/// capability, a capability in a workflow, an exception) whose connections meet it, with
+/// a concrete connection in common when the route is to another destination.
 fn reachers(policy: &CheckedPolicy, dest: DestId) -> Vec<String> {
+    use egress_verify::sets::ConnectionSet;
+    use egress_verify::Via;
+    let Some(destination) = policy.destination(dest) else {
+        return Vec::new();
+    };
+    let target = ConnectionSet::from_destination(destination);
     let mut out: BTreeSet<String> = BTreeSet::new();
     for agent in &policy.agents {
-        for granted in &agent.capabilities {
-            let Some(cap) = policy.capability(granted.id) else {
-                continue;
+        for (route, set) in egress_verify::allowed_connections(policy, agent.id) {
+            let via = match route.via {
+                Via::Capability(cap) => format!(
+                    "capability `{}`",
+                    policy
+                        .capability(cap)
+                        .map(|c| c.name.local.as_str())
+                        .unwrap_or("?")
+                ),
+                Via::Workflow { workflow, cap } => format!(
+                    "capability `{}`, only in workflow `{}`",
+                    policy
+                        .capability(cap)
+                        .map(|c| c.name.local.as_str())
+                        .unwrap_or("?"),
+                    policy
+                        .workflow(workflow)
+                        .map(|w| w.name.local.as_str())
+                        .unwrap_or("?")
+                ),
+                Via::Exception(exception) => {
+                    let exception = policy.exception(exception);
+                    let approver = exception
+                        .and_then(|e| policy.authority(e.approver.id))
+                        .map(|a| a.name.local.as_str())
+                        .unwrap_or("?");
+                    format!(
+                        "exception `{}` (approved by `{approver}`, token lifetime at most {})",
+                        exception.map(|e| e.name.local.as_str()).unwrap_or("?"),
+                        egress_check::format_duration(
+                            exception.map(|e| e.max_ttl_secs).unwrap_or(0)
+                        )
+                    )
+                }
             };
-            if !cap.connects.iter().any(|c| c.dest == dest) {
+            if route.dest == dest {
+                out.insert(format!("`{}` via {via}", agent.name.local));
                 continue;
             }
-            if cap.workflows.is_empty() {
-                out.insert(format!(
-                    "`{}` via capability `{}`",
-                    agent.name.local, cap.name.local
-                ));
-            } else {
-                let workflows: Vec<&str> = cap
-                    .workflows
-                    .iter()
-                    .filter_map(|w| policy.workflow(w.id))
-                    .map(|w| w.name.local.as_str())
-                    .collect();
-                out.insert(format!(
-                    "`{}` via capability `{}`, only in workflow {}",
-                    agent.name.local,
-                    cap.name.local,
-                    names(workflows)
-                ));
-            }
-        }
-    }
-    for exception in &policy.exceptions {
-        if exception.to.id != dest {
-            continue;
-        }
-        let approver = policy
-            .authority(exception.approver.id)
-            .map(|a| a.name.local.clone())
-            .unwrap_or_default();
-        for agent in &exception.agents {
-            if let Some(agent) = policy.agent(agent.id) {
-                out.insert(format!(
-                    "`{}` via exception `{}` (approved by `{}`, token lifetime at most {}s)",
-                    agent.name.local, exception.name.local, approver, exception.max_ttl_secs
-                ));
+            match set.intersection_witness(&target) {
+                Ok(Some(witness)) => {
+                    out.insert(format!(
+                        "`{}` via {via} to `{}`, which overlaps it (e.g. `{witness}`)",
+                        agent.name.local,
+                        dest_name(policy, route.dest)
+                    ));
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    out.insert(format!(
+                        "`{}` via {via} to `{}`, which may overlap it (undecided within the search budget)",
+                        agent.name.local,
+                        dest_name(policy, route.dest)
+                    ));
+                }
             }
         }
     }

@@ -606,3 +606,50 @@ fn hover_explains_keywords() {
     let start = at(MAIN, "connect", 0, 0);
     assert_eq!(hover.range, TextRange::new(start, start + 7));
 }
+
+#[test]
+fn hover_on_a_destination_names_agents_that_reach_it_through_a_wider_one() {
+    let text = r#"destination control_plane {
+    host "cp.corp.internal"
+    port 443
+}
+
+destination everything_internal {
+    host "**.corp.internal"
+    port 1-1024
+}
+
+capability wide {
+    connect everything_internal
+}
+
+agent crawler {
+    uses wide
+}
+
+zone z {
+    agents crawler
+    approve everything_internal
+}
+"#;
+    let vfs = MemoryVfs::new();
+    vfs.write("/ws/p/main.egress", text);
+    let host = AnalysisHost::new(Arc::new(vfs), vec![PathBuf::from("/ws")]);
+    let path = Path::new("/ws/p/main.egress");
+    let analysis = host.snapshot();
+    assert!(
+        analysis.diagnostics(path).is_empty(),
+        "{:#?}",
+        analysis.diagnostics(path)
+    );
+    let hover = analysis
+        .hover(path, at(text, "control_plane", 0, 1))
+        .unwrap();
+    assert!(
+        hover.markdown.contains(
+            "`crawler` via capability `wide` to `everything_internal`, which overlaps it (e.g. `cp.corp.internal:443/tcp`)"
+        ),
+        "{}",
+        hover.markdown
+    );
+}
