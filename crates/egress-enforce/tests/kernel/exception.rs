@@ -173,8 +173,8 @@ fn a_granted_exception_opens_exactly_its_destination_until_expiry() {
         matches!(exception::apply(&policy, &token_a, &config), Err(ExceptionError::Refused(m)) if m.contains("use limit"))
     );
 
-    // Token B: 127.0.0.13, 2 seconds. Opens, then the kernel closes it at expiry.
-    let (token_b, claims_b) = grant(&key, 2, &exc_b.to_string()).unwrap();
+    // Token B: 127.0.0.13, 4 seconds (at least 3 s, since claims count whole seconds). Opens, then the kernel closes it at expiry.
+    let (token_b, claims_b) = grant(&key, 4, &exc_b.to_string()).unwrap();
     exception::audit_grant(&config.audit, &claims_b, &policy).unwrap();
     let installed_b = exception::apply(&policy, &token_b, &config).unwrap();
     expect(
