@@ -593,3 +593,44 @@ fn positions_are_utf16_on_lines_with_wide_characters() {
     assert_eq!(symbols.as_array().unwrap().len(), 3, "{symbols}");
     assert!(client.shutdown().success());
 }
+
+#[test]
+fn cancel_request_answers_request_cancelled() {
+    let dir = TempDir::new("cancel-request");
+    // A policy large enough that the hover is still waiting for its check (hundreds of
+    // milliseconds) when the cancellation arrives (microseconds later).
+    let mut text = String::new();
+    for i in 0..2000 {
+        text.push_str(&format!(
+            "destination d{i} {{\n    host \"h{i}.example.internal\"\n    port 443\n}}\n"
+        ));
+    }
+    let main = dir.write("main.egress", &text);
+    let main_uri = uri(&main);
+    let mut client = Client::start(&[]);
+    client.initialize(&dir.0);
+    client.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": main_uri, "languageId": "egress", "version": 1, "text": text } }),
+    );
+    let id = client.request_async(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": main_uri }, "position": { "line": 0, "character": 13 } }),
+    );
+    client.notify("$/cancelRequest", json!({ "id": id }));
+    let response = client.response(id);
+    assert_eq!(response["error"]["code"], -32800, "{response}");
+    // The server goes on serving.
+    let hover = client.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": main_uri }, "position": { "line": 0, "character": 13 } }),
+    );
+    assert!(
+        hover["contents"]["value"]
+            .as_str()
+            .unwrap()
+            .contains("destination main.d0"),
+        "{hover}"
+    );
+    assert!(client.shutdown().success());
+}
