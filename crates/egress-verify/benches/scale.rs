@@ -9,7 +9,8 @@
 //!    exact set algebra and by Z3 (finite-domain labels), both for a candidate that is
 //!    within (a proof) and one that is not (a counterexample).
 //!
-//! Arguments: `--one N` runs one policy size; `--sizes 100,1000` and `--endpoints 10,100`
+//! Arguments: `--strings N` also measures the Z3 string/regex encoding up to N endpoints;
+//! `--one N` runs one policy size; `--sizes 100,1000` and `--endpoints 10,100`
 //! choose sizes; `--quick` runs only the small sizes.
 
 #![allow(
@@ -124,7 +125,7 @@ fn boundary_candidate(n: usize, leak: bool) -> (Vec<ConnBox>, Vec<ConnBox>) {
     (boundary, candidate)
 }
 
-fn endpoints_bench(n: usize, with_z3: bool) {
+fn endpoints_bench(n: usize, with_z3: bool, with_strings: bool) {
     for leak in [false, true] {
         let (boundary, candidate) = boundary_candidate(n, leak);
         let refs: Vec<&ConnBox> = boundary.iter().collect();
@@ -154,8 +155,30 @@ fn endpoints_bench(n: usize, with_z3: bool) {
         } else {
             "not run".to_string()
         };
+        let strings = if with_strings {
+            let hosts = |bs: &[ConnBox]| -> Vec<HostPattern> {
+                bs.iter()
+                    .filter_map(|b| match &b.target {
+                        TargetSet::Host(p) => Some(p.clone()),
+                        _ => None,
+                    })
+                    .collect()
+            };
+            let (cand, bound) = (hosts(&candidate), hosts(&boundary));
+            let cand_refs: Vec<&HostPattern> = cand.iter().collect();
+            let bound_refs: Vec<&HostPattern> = bound.iter().collect();
+            let t = Instant::now();
+            let answer = match smt::solve_hosts_as_strings(&cand_refs, &bound_refs, 120_000) {
+                Ok(None) => "within".to_string(),
+                Ok(Some(h)) => format!("counterexample {h}"),
+                Err(why) => format!("unknown: {why}"),
+            };
+            format!("{:.1} ms ({answer})", t.elapsed().as_secs_f64() * 1000.0)
+        } else {
+            "not run".to_string()
+        };
         println!(
-            "ENDPOINTS n={n} question={} fast_ms={fast_ms:.2} fast_answer={} z3={z3}",
+            "ENDPOINTS n={n} question={} fast_ms={fast_ms:.2} fast_answer={} z3={z3} z3_strings={strings}",
             if leak { "counterexample" } else { "within" },
             fast_witness.map_or("within".to_string(), |w| format!("witness {w}")),
         );
@@ -200,8 +223,10 @@ fn main() {
             Err(e) => println!("ERROR {n}: {e}"),
         }
     }
+    // The string/regex encoding only with `--strings N` (sizes up to N): it is the slow one.
+    let strings_up_to = list("--strings", &[0]).first().copied().unwrap_or(0);
     for n in endpoints {
         // Z3 is run for every size; a 120 s limit per question bounds the largest.
-        endpoints_bench(n, true);
+        endpoints_bench(n, true, n <= strings_up_to);
     }
 }

@@ -450,6 +450,78 @@ fn decode(model: &z3::Model<'_>, v: &Vars<'_>, d: &Domains) -> SmtAnswer {
     })
 }
 
+/// The string encoding the performance notes measured, kept for comparison only: the
+/// host as a Z3 string and each pattern as a regular expression (`*` one label, `**` one
+/// or more labels). Is some host in a pattern of `any_of` and in none of `none_of`?
+/// Returns the witness host. Never used by the verifier: it is slow.
+pub fn solve_hosts_as_strings(
+    any_of: &[&HostPattern],
+    none_of: &[&HostPattern],
+    timeout_ms: u64,
+) -> Result<Option<String>, String> {
+    use z3::ast::{Regexp, String as ZString};
+    let cfg = Config::new();
+    let ctx = Context::new(&cfg);
+    let solver = Solver::new(&ctx);
+    let mut params = Params::new(&ctx);
+    params.set_u32(
+        "timeout",
+        u32::try_from(timeout_ms.max(1)).unwrap_or(u32::MAX),
+    );
+    solver.set_params(&params);
+    let label = Regexp::union(
+        &ctx,
+        &[
+            &Regexp::range(&ctx, &'a', &'z'),
+            &Regexp::range(&ctx, &'0', &'9'),
+            &Regexp::literal(&ctx, "-"),
+        ],
+    )
+    .plus();
+    let regex = |p: &HostPattern| {
+        let mut parts: Vec<Regexp<'_>> = Vec::new();
+        for (i, l) in p.labels.iter().enumerate() {
+            if i > 0 {
+                parts.push(Regexp::literal(&ctx, "."));
+            }
+            match l {
+                HostLabel::Exact(s) => parts.push(Regexp::literal(&ctx, s)),
+                HostLabel::One => parts.push(label.clone()),
+                HostLabel::OneOrMore => parts.push(Regexp::concat(
+                    &ctx,
+                    &[
+                        &label,
+                        &Regexp::concat(&ctx, &[&Regexp::literal(&ctx, "."), &label]).star(),
+                    ],
+                )),
+            }
+        }
+        let refs: Vec<&Regexp<'_>> = parts.iter().collect();
+        Regexp::concat(&ctx, &refs)
+    };
+    let host = ZString::new_const(&ctx, "host");
+    let any: Vec<Bool<'_>> = any_of
+        .iter()
+        .map(|p| host.regex_matches(&regex(p)))
+        .collect();
+    let any_refs: Vec<&Bool<'_>> = any.iter().collect();
+    solver.assert(&Bool::or(&ctx, &any_refs));
+    for p in none_of {
+        solver.assert(&host.regex_matches(&regex(p)).not());
+    }
+    match solver.check() {
+        SatResult::Unsat => Ok(None),
+        SatResult::Unknown => Err(solver
+            .get_reason_unknown()
+            .unwrap_or_else(|| "unknown".to_string())),
+        SatResult::Sat => Ok(solver
+            .get_model()
+            .and_then(|m| m.eval(&host, true))
+            .and_then(|h| h.as_string())
+            .or(Some(String::new()))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
