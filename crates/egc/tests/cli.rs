@@ -216,3 +216,68 @@ fn imports_may_not_leave_the_project_root() {
     );
     let _ = o; // With an explicit wider root the import is allowed; behaviour covered by tests/ui.
 }
+
+fn read_tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push((
+                    path.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&path).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn build_is_deterministic_and_writes_nothing_on_failure() {
+    let dir = temp_dir("build");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    for out in [&a, &b] {
+        let o = egc(
+            &[
+                "build",
+                "examples/gdpr-erasure",
+                "--target",
+                "all",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &repo(),
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    let (ta, tb) = (read_tree(&a), read_tree(&b));
+    assert!(ta.iter().any(|(p, _)| p.starts_with("ebpf")), "{ta:?}");
+    assert!(ta.iter().any(|(p, _)| p.starts_with("k8s")));
+    assert_eq!(ta, tb, "two builds differ");
+    // A policy with a check error writes nothing.
+    let bad = temp_dir("build-bad");
+    std::fs::write(
+        bad.join("main.egress"),
+        "capability c {\n    connect nowhere\n}\n",
+    )
+    .unwrap();
+    let out = dir.join("c");
+    let o = egc(
+        &[
+            "build",
+            ".",
+            "--target",
+            "all",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &bad,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!out.exists(), "a failed build wrote output");
+}

@@ -1,4 +1,4 @@
-//! `egc build PATH... --target k8s|cilium|seccomp|nftables|all --out DIR`: lower checked
+//! `egc build PATH... --target k8s|cilium|seccomp|nftables|ebpf|all --out DIR`: lower checked
 //! and verified policies to enforcement artifacts, each proven faithful by translation
 //! validation (skip with `--no-validate`).
 //!
@@ -29,6 +29,8 @@ pub enum TargetArg {
     Seccomp,
     /// An nftables ruleset (`nft -f`).
     Nftables,
+    /// eBPF map contents per agent for `egc enforce apply` (layout `egc-ebpf-maps/1`).
+    Ebpf,
     /// Every target.
     All,
 }
@@ -75,10 +77,16 @@ fn parse_version(text: &str) -> Result<(u32, u32), String> {
 /// The file that marks a directory as `egc build` output, so it may be replaced.
 const MARKER: &str = ".egc-build";
 
+fn wants_ebpf(args: &[TargetArg]) -> bool {
+    args.iter()
+        .any(|a| matches!(a, TargetArg::Ebpf | TargetArg::All))
+}
+
 fn targets_of(args: &[TargetArg]) -> Vec<Target> {
     let mut out: Vec<Target> = Vec::new();
     for a in args {
         match a {
+            TargetArg::Ebpf => {}
             TargetArg::All => out.extend(Target::ALL),
             TargetArg::K8s => out.push(Target::K8s),
             TargetArg::Cilium => out.push(Target::Cilium),
@@ -142,6 +150,45 @@ pub fn run(args: Args) -> ExitCode {
             continue;
         };
         let mut result = p.result.clone();
+        let base = if several {
+            PathBuf::from(&p.dir)
+        } else {
+            PathBuf::new()
+        };
+        let mut ebpf_warnings = Vec::new();
+        if wants_ebpf(&args.target) {
+            // Host names and workloads cannot be enforced at the socket: they stay closed
+            // and each narrowing is reported, as for the other targets.
+            let ebpf_config = egress_enforce::maps::LowerConfig {
+                deny_unenforceable: true,
+                ..Default::default()
+            };
+            match egress_enforce::maps::lower_all(policy, &ebpf_config) {
+                Ok((maps, warnings)) => {
+                    for (name, text) in maps {
+                        files.insert(base.join("ebpf").join(name), text);
+                    }
+                    ebpf_warnings = warnings;
+                }
+                Err(diags) => {
+                    failed = true;
+                    result.diagnostics = diags;
+                    reported.push(LoadedPolicy {
+                        dir: p.dir.clone(),
+                        result,
+                    });
+                    continue;
+                }
+            }
+        }
+        if targets.is_empty() {
+            result.diagnostics = ebpf_warnings;
+            reported.push(LoadedPolicy {
+                dir: p.dir.clone(),
+                result,
+            });
+            continue;
+        }
         match egress_lower::build(policy, &targets, &config, !args.no_validate) {
             Ok(build) => {
                 validated += build
@@ -150,14 +197,11 @@ pub fn run(args: Args) -> ExitCode {
                     .map(|r| r.agents_checked)
                     .sum::<usize>();
                 for (name, text) in build.files {
-                    let base = if several {
-                        PathBuf::from(&p.dir)
-                    } else {
-                        PathBuf::new()
-                    };
                     files.insert(base.join(name), text);
                 }
                 result.diagnostics = build.warnings;
+                result.diagnostics.extend(ebpf_warnings);
+                egress_syntax::diagnostic::sort_diagnostics(&mut result.diagnostics);
             }
             Err(diags) => {
                 failed = true;
@@ -178,7 +222,10 @@ pub fn run(args: Args) -> ExitCode {
         return common::usage_error(e);
     }
     if args.format == Format::Human {
-        let names: Vec<&str> = targets.iter().map(|t| t.as_str()).collect();
+        let mut names: Vec<&str> = targets.iter().map(|t| t.as_str()).collect();
+        if wants_ebpf(&args.target) {
+            names.push("ebpf");
+        }
         let validation = if args.no_validate {
             "not validated".to_string()
         } else {
