@@ -445,7 +445,6 @@ pub fn sarif_from_diagnostics(policies: &[LoadedPolicy]) -> serde_json::Value {
         .map(|(id, title)| serde_json::json!({ "id": id, "shortDescription": { "text": title }, "helpUri": format!("https://example.com/egc/diagnostics/{id}") }))
         .collect();
     serde_json::json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
         "runs": [{
             "tool": { "driver": { "name": "egc", "version": env!("CARGO_PKG_VERSION"), "informationUri": "https://example.com/egc", "rules": rules } },
