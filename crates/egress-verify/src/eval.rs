@@ -184,6 +184,8 @@ pub fn routes_indexed(policy: &CheckedPolicy, index: &RouteIndex, agent: AgentId
         }
     }
     let no_steps = Vec::new();
+    // One route per (workflow, capability), however many steps use it.
+    let mut seen_steps: BTreeSet<(WorkflowId, CapId)> = BTreeSet::new();
     for (wi, si) in index.steps.get(agent.index()).unwrap_or(&no_steps) {
         let Some(workflow) = policy.workflows.get(*wi) else {
             continue;
@@ -198,7 +200,7 @@ pub fn routes_indexed(policy: &CheckedPolicy, index: &RouteIndex, agent: AgentId
             let Some(cap) = policy.capability(cap_ref.id) else {
                 continue;
             };
-            if unconditional.contains(&cap.id) {
+            if unconditional.contains(&cap.id) || !seen_steps.insert((workflow.id, cap.id)) {
                 continue;
             }
             if !cap.workflows.is_empty() && !cap.workflows.iter().any(|w| w.id == workflow.id) {
