@@ -290,10 +290,15 @@ pub fn image_digest(lit: &StrLit) -> Result<String, Diagnostic> {
 
 pub fn cgroup_path(lit: &StrLit) -> Result<String, Diagnostic> {
     let value = lit.value.as_str();
+    let trimmed = value.trim_end_matches('/');
     let ok = value.starts_with('/')
-        && !value.contains('\0')
-        && !value.split('/').any(|c| c == ".." || c == ".")
-        && value.len() > 1;
+        && trimmed.len() > 1
+        && trimmed.split('/').skip(1).all(|c| {
+            !c.is_empty()
+                && c != "."
+                && c != ".."
+                && c.chars().all(|ch| ch.is_ascii_alphanumeric() || "._-@:+".contains(ch))
+        });
     if ok {
         Ok(value.trim_end_matches('/').to_string())
     } else {
@@ -303,7 +308,7 @@ pub fn cgroup_path(lit: &StrLit) -> Result<String, Diagnostic> {
             format!("`{value}` is not a cgroup v2 path"),
         )
         .with_label("expected an absolute path below the cgroup root")
-        .with_help("write a path such as \"/agents/invoice-bot\", relative to /sys/fs/cgroup, without `.` or `..`"))
+        .with_help("write a path such as \"/agents/invoice-bot\", relative to /sys/fs/cgroup: names of letters, digits, `.`, `_`, `-`, `@`, `:` or `+`, without empty, `.` or `..` components"))
     }
 }
 

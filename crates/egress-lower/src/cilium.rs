@@ -279,7 +279,7 @@ pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts,
                             )
                             .with_label("no exact Cilium matchPattern")
                             .with_help(
-                                "pass `--cilium-version 1.19` if the cluster runs Cilium 1.19 or later; otherwise list the label depths you need (`*.x.example`, `*.*.x.example`), or enforce with `egc enforce`",
+                                "pass `--cilium-version 1.19` if the cluster runs Cilium 1.19 or later; otherwise list the label depths you need (`*.x.example`, `*.*.x.example`)",
                             ),
                         ),
                     },

@@ -220,7 +220,7 @@ pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts,
                     ),
                 )
                 .with_label("no `syscalls` in any capability it uses")
-                .with_help("add a stdlib baseline, e.g. `syscalls syscalls.base` in a capability the agent uses"),
+                .with_help("add a stdlib baseline, e.g. `syscalls sys.process_base` (after `import std.sys`) in a capability the agent uses"),
             );
             continue;
         }

@@ -227,7 +227,6 @@ pub fn sarif(reports: &[(&CheckResult, &Report)]) -> Value {
         })
         .collect();
     json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
         "runs": [{
             "tool": { "driver": {
