@@ -297,7 +297,8 @@ pub fn cgroup_path(lit: &StrLit) -> Result<String, Diagnostic> {
             !c.is_empty()
                 && c != "."
                 && c != ".."
-                && c.chars().all(|ch| ch.is_ascii_alphanumeric() || "._-@:+".contains(ch))
+                && c.chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "._-@:+".contains(ch))
         });
     if ok {
         Ok(value.trim_end_matches('/').to_string())

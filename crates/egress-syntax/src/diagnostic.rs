@@ -178,26 +178,53 @@ pub const CODES: &[(&str, &str)] = &[
     // Backends (egress-lower).
     ("E0100", "host-name destination the target cannot express"),
     ("E0101", "workload destination the target cannot express"),
-    ("E0102", "wildcard host pattern Cilium cannot express exactly"),
-    ("E0103", "agent left out of a target that cannot identify it"),
-    ("E0104", "workflow-only capability left out of a static artifact"),
+    (
+        "E0102",
+        "wildcard host pattern Cilium cannot express exactly",
+    ),
+    (
+        "E0103",
+        "agent left out of a target that cannot identify it",
+    ),
+    (
+        "E0104",
+        "workflow-only capability left out of a static artifact",
+    ),
     ("E0105", "exception path left out of a static artifact"),
-    ("E0106", "agents whose selectors overlap would add up to a wider set"),
-    ("E0107", "host-name destinations without a DNS rule the target can inspect"),
+    (
+        "E0106",
+        "agents whose selectors overlap would add up to a wider set",
+    ),
+    (
+        "E0107",
+        "host-name destinations without a DNS rule the target can inspect",
+    ),
     ("E0108", "agent without syscall groups"),
     ("E0109", "io_uring syscalls removed from a seccomp profile"),
-    ("E0110", "raw or packet sockets not granted explicitly stay closed"),
+    (
+        "E0110",
+        "raw or packet sockets not granted explicitly stay closed",
+    ),
     ("E0111", "artifact cannot be decoded for validation"),
     ("E0112", "nftables cgroup path or uid cannot be expressed"),
     ("E0120", "artifact allows more than the policy"),
-    ("E0121", "artifact allows less than the policy without saying so"),
+    (
+        "E0121",
+        "artifact allows less than the policy without saying so",
+    ),
     ("E0122", "translation validation too large to decide"),
     // Runtime enforcement (egress-enforce).
-    ("E0150", "too many port rules for one address prefix in the eBPF program"),
+    (
+        "E0150",
+        "too many port rules for one address prefix in the eBPF program",
+    ),
     ("E0151", "unknown agent for runtime enforcement"),
     // Verifier warnings (egress-verify).
     ("W0101", "capability not used by any agent or workflow step"),
-    ("W0102", "destination shadowed by another in the same capability"),
+    (
+        "W0102",
+        "destination shadowed by another in the same capability",
+    ),
     ("W0103", "approval that no agent of the zone uses"),
     ("W0104", "property could not be decided"),
 ];
