@@ -53,7 +53,7 @@ pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts,
                         )
                         .with_label("host names cannot be matched by NetworkPolicy")
                         .with_help(
-                            "NetworkPolicy matches IP blocks and pods only. Targets that can express host names: `cilium` (toFQDNs) and run-time enforcement (`egc enforce`). Build those targets, or replace the host with a `cidr` the provider publishes",
+                            "NetworkPolicy matches IP blocks and pods only. Targets that can express host names: `cilium` (toFQDNs). Build that target, or replace the host with a `cidr` the provider publishes",
                         ),
                     ),
                     EndpointKind::Cidr(cidr) => peers.push(NetworkPolicyPeer {

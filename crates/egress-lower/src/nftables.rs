@@ -177,7 +177,7 @@ pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts,
                                 ),
                             )
                             .with_label("host names cannot be matched by a packet filter")
-                            .with_help("targets that can express host names: `cilium` (toFQDNs) and run-time enforcement (`egc enforce`); or replace the host with a `cidr`"),
+                            .with_help("targets that can express host names: `cilium` (toFQDNs); or replace the host with a `cidr`"),
                         );
                     }
                     EndpointKind::Workload(sel) => {
