@@ -30,22 +30,9 @@ use crate::rules::{compile, protocol_from_number, AllowRule, TrieContents, TrieP
 /// The layout identifier written into every maps file.
 pub const FORMAT: &str = "egc-ebpf-maps/1";
 
-/// Diagnostic codes of this crate, with one-line titles. E0100, E0101 and E0104 are
-/// shared with `egress-lower` (same meaning: the target cannot express it).
-pub const CODES: &[(&str, &str)] = &[
-    (
-        "E0150",
-        "too many port rules for one address prefix in the eBPF program",
-    ),
-    ("E0151", "unknown agent for runtime enforcement"),
-];
-
-pub fn code_title(code: &str) -> Option<&'static str> {
-    CODES
-        .iter()
-        .find(|(c, _)| c.eq_ignore_ascii_case(code))
-        .map(|(_, t)| *t)
-}
+/// Codes of this crate (E0150, E0151; E0100, E0101 and E0104 shared with `egress-lower`)
+/// are registered, with their titles, in the one registry every stage shares.
+pub use egress_syntax::diagnostic::code_title;
 
 /// Settings for [`lower_with`]. The default is the strict one.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

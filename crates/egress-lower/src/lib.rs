@@ -8,7 +8,7 @@
 //! the lowering (as a warning), wider is an error.
 //!
 //! **API boundary:** [`lower`], [`validate`], [`build`], [`Target`], [`TargetConfig`],
-//! [`Artifacts`] and [`CODES`]. No I/O: artifacts are returned as file names and bytes.
+//! [`Artifacts`]; codes are registered in `egress_syntax::diagnostic::CODES`. No I/O: artifacts are returned as file names and bytes.
 //!
 //! **Architecture invariant:** nothing here widens silently. What a target cannot express
 //! exactly is refused with a coded diagnostic or narrowed with a coded warning.
@@ -242,66 +242,8 @@ pub fn build(
     Ok(out)
 }
 
-/// Diagnostic codes of this crate (E0100–E0149), with one-line titles.
-pub const CODES: &[(&str, &str)] = &[
-    ("E0100", "host-name destination the target cannot express"),
-    ("E0101", "workload destination the target cannot express"),
-    (
-        "E0102",
-        "wildcard host pattern Cilium cannot express exactly",
-    ),
-    (
-        "E0103",
-        "agent left out of a target that cannot identify it (warning)",
-    ),
-    (
-        "E0104",
-        "workflow-only capability left out of a static artifact (narrowing)",
-    ),
-    (
-        "E0105",
-        "exception path left out of a static artifact (narrowing)",
-    ),
-    (
-        "E0106",
-        "agents whose selectors overlap would add up to a wider set",
-    ),
-    (
-        "E0107",
-        "host-name destinations without a DNS rule the target can inspect",
-    ),
-    (
-        "E0108",
-        "agent without syscall groups: a seccomp profile would deny every syscall",
-    ),
-    (
-        "E0109",
-        "io_uring syscalls removed from a seccomp profile (narrowing)",
-    ),
-    (
-        "E0110",
-        "raw or packet sockets not granted explicitly stay closed (narrowing)",
-    ),
-    ("E0111", "artifact cannot be decoded for validation"),
-    ("E0112", "nftables cgroup path or uid cannot be expressed"),
-    (
-        "E0120",
-        "artifact allows more than the policy (translation validation)",
-    ),
-    (
-        "E0121",
-        "artifact allows less than the policy without saying so (translation validation)",
-    ),
-    ("E0122", "translation validation too large to decide"),
-];
-
-/// The title of one of this crate's codes.
-pub fn code_title(code: &str) -> Option<&'static str> {
-    CODES
-        .iter()
-        .find(|(c, _)| c.eq_ignore_ascii_case(code))
-        .map(|(_, t)| *t)
-}
+/// Titles of this crate's codes live in the one registry every stage shares.
+pub use egress_syntax::diagnostic::code_title;
 
 /// A span for diagnostics about the policy as a whole: the first file's start.
 pub(crate) fn policy_span(policy: &CheckedPolicy) -> Span {

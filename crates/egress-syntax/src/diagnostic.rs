@@ -236,3 +236,16 @@ pub fn code_title(code: &str) -> Option<&'static str> {
         .find(|(c, _)| c.eq_ignore_ascii_case(code))
         .map(|(_, title)| *title)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn codes_are_unique_and_well_formed() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (code, title) in super::CODES {
+            assert!(seen.insert(*code), "{code} is registered twice");
+            assert!(code.len() == 5 && code.starts_with(['E', 'W']), "{code}");
+            assert!(!title.is_empty(), "{code} has no title");
+        }
+    }
+}
