@@ -1,0 +1,64 @@
+//! Parser and checker on arbitrary bytes, as `egc check` sees them: the input is split at
+//! NUL bytes into up to three files (`main.egress`, the root, and `lib.egress` and
+//! `sub/mod.egress`, which it may import), so imports, cycles and non-UTF-8 files are
+//! reached too. Every diagnostic must have a registered code and a span inside its file;
+//! the diagnostics must render (human, JSON, SARIF); a policy that checks is verified.
+#![no_main]
+
+use std::collections::BTreeMap;
+
+use egress_check::{FileSource, ReadError};
+use libfuzzer_sys::fuzz_target;
+
+struct Files(BTreeMap<&'static str, Vec<u8>>);
+
+impl FileSource for Files {
+    fn read(&self, path: &str) -> Result<String, ReadError> {
+        let bytes = self.0.get(path).ok_or(ReadError::NotFound)?;
+        String::from_utf8(bytes.clone()).map_err(|_| ReadError::NotUtf8)
+    }
+}
+
+/// Diagnostics rendered for people per input.
+const RENDERED: usize = 8;
+
+const NAMES: [&str; 3] = ["main.egress", "lib.egress", "sub/mod.egress"];
+
+fuzz_target!(|data: &[u8]| {
+    let files = Files(
+        NAMES
+            .iter()
+            .copied()
+            .zip(data.splitn(NAMES.len(), |b| *b == 0).map(<[u8]>::to_vec))
+            .collect(),
+    );
+    let result = egress_check::check(&files, &["main.egress".to_string()]);
+    egc_fuzz::check_diagnostics(&result);
+
+    // Rendering, as `egc check` does for people (the first few: ariadne is slow, and the
+    // span checks above already hold for every diagnostic) and machines.
+    let mut out = Vec::new();
+    let shown = result.diagnostics.len().min(RENDERED);
+    egc::common::render_human(&result, &result.diagnostics[..shown], false, &mut out);
+    for d in &result.diagnostics {
+        let _ = egc::common::diagnostic_json(&result, d);
+    }
+    let policies = [egc::common::LoadedPolicy {
+        dir: ".".to_string(),
+        result,
+    }];
+    let _ = egc::common::sarif_from_diagnostics(&policies);
+
+    // A policy that checks goes on to the verifier (Z3 only where the exact search gives up,
+    // with a short time limit).
+    let result = &policies[0].result;
+    if let Some(policy) = &result.policy {
+        let config = egress_verify::VerifyConfig {
+            timeout_ms: 2_000,
+            ..egress_verify::VerifyConfig::default()
+        };
+        let report = egress_verify::verify(policy, &config);
+        let _ = egress_verify::render::json(&[(result, &report)]);
+        let _ = egress_verify::render::sarif(&[(result, &report)]);
+    }
+});
