@@ -38,6 +38,10 @@
 #define CNT_DENIED_EXC_EXHAUSTED 6
 #define CNT_EVENTS_DROPPED 7
 #define CNT_ALLOWED_VIA_EXCEPTION 8
+#define CNT_DENIED_SOCKET 9
+#define CNT_DENIED_SOCKOPT 10
+#define CNT_DROPPED_PACKETS 11
+#define CNT_DENIED_UNSPECIFIED 12
 #define CNT_MAX 16
 
 // Denial reasons.
@@ -46,12 +50,34 @@
 #define REASON_PROTOCOL 3
 #define REASON_EXC_EXPIRED 4
 #define REASON_EXC_EXHAUSTED 5
+#define REASON_SOCKET_KIND 6      // an inet socket other than TCP or UDP (ping, raw, SCTP, MPTCP)
+#define REASON_SOCKOPT 7          // a routing header or IP options asked for with setsockopt
+#define REASON_PACKET_OPTIONS 8   // a packet carrying IPv4 options or IPv6 extension headers
+#define REASON_UNSPECIFIED 9      // 0.0.0.0/8, :: or ::ffff:0.0.0.0/104: the local host
+#define REASON_EXC_ENDED 10       // a packet of a connection whose exception has ended
 
 // Hooks.
 #define HOOK_CONNECT4 1
 #define HOOK_CONNECT6 2
 #define HOOK_SENDMSG4 3
 #define HOOK_SENDMSG6 4
+#define HOOK_SOCK_CREATE 5
+#define HOOK_SETSOCKOPT 6
+#define HOOK_EGRESS 7
+
+// config.flags
+#define FLAG_ALLOW_RAW 1          // the agent holds an approved CAP_NET_RAW: raw and ping sockets
+
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+#define SOCK_RAW 3
+#define IPPROTO_ICMPV6 58
+#define SOL_IP 0
+#define SOL_IPV6 41
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
 
 struct lpm_key {
 	__u32 prefixlen;
@@ -126,6 +152,26 @@ struct {
 	__type(value, struct config);
 } config SEC(".maps");
 
+// Sockets connected through an exception, by socket cookie: the slot that admitted each,
+// so the egress gate can end the connection when the exception ends. Only exception
+// connections are recorded (user space removes a slot's entries when it frees the
+// slot); when the map is full, an exception connect is refused rather than left
+// unwatched.
+#define SOCKETS_MAX_ENTRIES 65536
+
+struct sock_state {
+	__u16 exception_slot;
+	__u8 reported;
+	__u8 pad[5];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SOCKETS_MAX_ENTRIES);
+	__type(key, __u64);
+	__type(value, struct sock_state);
+} sockets SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
@@ -143,6 +189,46 @@ static __always_inline __u32 agent_id(void)
 	__u32 zero = 0;
 	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
 	return cfg ? cfg->agent_id : 0;
+}
+
+static __always_inline __u32 config_flags(void)
+{
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
+	return cfg ? cfg->flags : 0;
+}
+
+// Reports a denial on the ring buffer. `with_task`: the hook runs in the task's context
+// (pid, uid and comm are meaningful); the egress gate may run in softirq context.
+static __always_inline void report(const __u8 *addr, __u8 protocol, __u16 port, __u8 reason,
+				   __u8 hook, int with_task)
+{
+	struct deny_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
+	if (!event) {
+		count(CNT_EVENTS_DROPPED);
+		return;
+	}
+	event->boot_ns = bpf_ktime_get_boot_ns();
+	event->agent_id = agent_id();
+	event->pid = 0;
+	event->uid = 0;
+	__builtin_memset(event->comm, 0, sizeof(event->comm));
+	if (with_task) {
+		__u64 pid_tgid = bpf_get_current_pid_tgid();
+		__u64 uid_gid = bpf_get_current_uid_gid();
+		event->pid = pid_tgid >> 32;
+		event->uid = (__u32)uid_gid;
+		bpf_get_current_comm(event->comm, sizeof(event->comm));
+	}
+	event->port = port;
+	event->protocol = protocol;
+	event->reason = reason;
+	event->hook = hook;
+	event->pad[0] = 0;
+	event->pad[1] = 0;
+	event->pad[2] = 0;
+	__builtin_memcpy(event->addr, addr, 16);
+	bpf_ringbuf_submit(event, 0);
 }
 
 static __always_inline int deny(struct lpm_key *key, __u8 protocol, __u16 port, __u8 reason,
@@ -165,39 +251,57 @@ static __always_inline int deny(struct lpm_key *key, __u8 protocol, __u16 port, 
 	case REASON_EXC_EXHAUSTED:
 		count(CNT_DENIED_EXC_EXHAUSTED);
 		break;
+	case REASON_UNSPECIFIED:
+		count(CNT_DENIED_UNSPECIFIED);
+		break;
 	}
-	struct deny_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
-	if (!event) {
-		count(CNT_EVENTS_DROPPED);
-		return 0;
-	}
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u64 uid_gid = bpf_get_current_uid_gid();
-	event->boot_ns = bpf_ktime_get_boot_ns();
-	event->agent_id = agent_id();
-	event->pid = pid_tgid >> 32;
-	event->uid = (__u32)uid_gid;
-	event->port = port;
-	event->protocol = protocol;
-	event->reason = reason;
-	event->hook = hook;
-	event->pad[0] = 0;
-	event->pad[1] = 0;
-	event->pad[2] = 0;
-	__builtin_memcpy(event->addr, key->addr, 16);
-	bpf_get_current_comm(event->comm, sizeof(event->comm));
-	bpf_ringbuf_submit(event, 0);
+	report(key->addr, protocol, port, reason, hook, 1);
 	return 0;
 }
 
+// 0.0.0.0/8 (stored IPv4-mapped) and ::.
+static __always_inline int is_unspecified(const __u8 *addr)
+{
+	__u8 high = 0;
+	for (int i = 0; i < 10; i++)
+		high |= addr[i];
+	if (high != 0)
+		return 0;
+	if (addr[10] == 0xff && addr[11] == 0xff)
+		return addr[12] == 0;
+	if (addr[10] != 0 || addr[11] != 0)
+		return 0;
+	return (addr[12] | addr[13] | addr[14] | addr[15]) == 0;
+}
+
+// Records which exception slot admitted a connecting socket (0: a policy rule, which
+// forgets an earlier slot of a socket connected again). Returns 0 when an exception
+// connection cannot be recorded (the map is full): the caller refuses it.
+static __always_inline int remember_slot(struct bpf_sock_addr *ctx, __u16 slot)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	if (slot == 0) {
+		bpf_map_delete_elem(&sockets, &cookie);
+		return 1;
+	}
+	struct sock_state state = {};
+	state.exception_slot = slot;
+	return bpf_map_update_elem(&sockets, &cookie, &state, BPF_ANY) == 0;
+}
+
 // Returns 1 to allow, 0 to deny (the kernel turns 0 into EPERM).
-static __always_inline int decide(struct bpf_sock_addr *ctx, struct lpm_key *key, __u8 hook)
+static __always_inline int decide(struct bpf_sock_addr *ctx, struct lpm_key *key, __u8 hook,
+				  int connecting)
 {
 	__u8 protocol = (__u8)ctx->protocol;
 	__u16 port = bpf_ntohs((__u16)ctx->user_port);
 
 	if (protocol != IPPROTO_TCP && protocol != IPPROTO_UDP)
 		return deny(key, protocol, port, REASON_PROTOCOL, hook);
+
+	// The unspecified address reaches the local host whatever the rules say.
+	if (is_unspecified(key->addr))
+		return deny(key, protocol, port, REASON_UNSPECIFIED, hook);
 
 	struct rule_set *set = bpf_map_lookup_elem(&rules, key);
 	if (!set)
@@ -213,6 +317,8 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, struct lpm_key *key
 			continue;
 		if (rule->exception_slot == 0) {
 			count(CNT_ALLOWED);
+			if (connecting)
+				remember_slot(ctx, 0);
 			return 1;
 		}
 		__u32 slot_index = rule->exception_slot;
@@ -225,6 +331,10 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, struct lpm_key *key
 		}
 		__u64 before = __sync_fetch_and_add(&slot->used, 1);
 		if (slot->max_uses != 0 && before >= slot->max_uses) {
+			reason = REASON_EXC_EXHAUSTED;
+			continue;
+		}
+		if (connecting && !remember_slot(ctx, rule->exception_slot)) {
 			reason = REASON_EXC_EXHAUSTED;
 			continue;
 		}
@@ -260,7 +370,7 @@ int egc_connect4(struct bpf_sock_addr *ctx)
 {
 	struct lpm_key key;
 	key_from_ip4(&key, ctx->user_ip4);
-	return decide(ctx, &key, HOOK_CONNECT4);
+	return decide(ctx, &key, HOOK_CONNECT4, 1);
 }
 
 SEC("cgroup/connect6")
@@ -268,7 +378,7 @@ int egc_connect6(struct bpf_sock_addr *ctx)
 {
 	struct lpm_key key;
 	key_from_ip6(&key, ctx);
-	return decide(ctx, &key, HOOK_CONNECT6);
+	return decide(ctx, &key, HOOK_CONNECT6, 1);
 }
 
 SEC("cgroup/sendmsg4")
@@ -276,7 +386,7 @@ int egc_sendmsg4(struct bpf_sock_addr *ctx)
 {
 	struct lpm_key key;
 	key_from_ip4(&key, ctx->user_ip4);
-	return decide(ctx, &key, HOOK_SENDMSG4);
+	return decide(ctx, &key, HOOK_SENDMSG4, 0);
 }
 
 SEC("cgroup/sendmsg6")
@@ -284,7 +394,130 @@ int egc_sendmsg6(struct bpf_sock_addr *ctx)
 {
 	struct lpm_key key;
 	key_from_ip6(&key, ctx);
-	return decide(ctx, &key, HOOK_SENDMSG6);
+	return decide(ctx, &key, HOOK_SENDMSG6, 0);
+}
+
+// Inet sockets other than TCP and UDP never pass the connect hooks (raw and packet
+// sockets, ICMP "ping" datagram sockets, SCTP, MPTCP, UDP-Lite): refuse to create them,
+// unless the agent holds an approved CAP_NET_RAW (then raw and ping sockets only).
+SEC("cgroup/sock_create")
+int egc_sock_create(struct bpf_sock *ctx)
+{
+	__u32 family = ctx->family;
+	if (family != AF_INET && family != AF_INET6)
+		return 1;
+	__u32 type = ctx->type;
+	__u32 protocol = ctx->protocol;
+	if (type == SOCK_STREAM && protocol == IPPROTO_TCP)
+		return 1;
+	if (type == SOCK_DGRAM && protocol == IPPROTO_UDP)
+		return 1;
+	if ((config_flags() & FLAG_ALLOW_RAW) &&
+	    (type == SOCK_RAW || (type == SOCK_DGRAM && (protocol == IPPROTO_ICMP ||
+							 protocol == IPPROTO_ICMPV6))))
+		return 1;
+	__u8 zero[16] = {};
+	count(CNT_DENIED);
+	count(CNT_DENIED_SOCKET);
+	report(zero, (__u8)protocol, (__u16)type, REASON_SOCKET_KIND, HOOK_SOCK_CREATE, 1);
+	return 0;
+}
+
+// Socket options that route a packet through other addresses than the one the connect
+// hook judged (IPv6 routing headers, IPv4 source routes), or that carry extension headers.
+static __always_inline int routing_option(__s32 level, __s32 optname)
+{
+	if (level == SOL_IP)
+		return optname == 4 /* IP_OPTIONS */ || optname == 7 /* IP_RETOPTS */;
+	if (level == SOL_IPV6)
+		return optname == 3 /* IPV6_2292HOPOPTS */ || optname == 4 /* IPV6_2292DSTOPTS */ ||
+		       optname == 5 /* IPV6_2292RTHDR */ || optname == 6 /* IPV6_2292PKTOPTIONS */ ||
+		       optname == 54 /* IPV6_HOPOPTS */ || optname == 55 /* IPV6_RTHDRDSTOPTS */ ||
+		       optname == 57 /* IPV6_RTHDR */ || optname == 59 /* IPV6_DSTOPTS */;
+	return 0;
+}
+
+SEC("cgroup/setsockopt")
+int egc_setsockopt(struct bpf_sockopt *ctx)
+{
+	__s32 level = ctx->level;
+	__s32 optname = ctx->optname;
+	if (!routing_option(level, optname))
+		return 1;
+	__u8 zero[16] = {};
+	count(CNT_DENIED);
+	count(CNT_DENIED_SOCKOPT);
+	report(zero, (__u8)level, (__u16)optname, REASON_SOCKOPT, HOOK_SETSOCKOPT, 1);
+	return 0;
+}
+
+// The second gate, on every packet the cgroup sends: no IPv4 options and no IPv6
+// routing, hop-by-hop or destination-options header (routing headers can also be passed
+// per packet as control messages, which no socket option hook sees), and no packet of a
+// connection whose exception has expired or been revoked.
+SEC("cgroup_skb/egress")
+int egc_egress(struct __sk_buff *skb)
+{
+	__u8 addr[16] = {};
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		__u8 first = 0;
+		if (bpf_skb_load_bytes(skb, 0, &first, 1) < 0)
+			return 1;
+		if ((first & 0x0f) > 5) {
+			__u32 daddr = 0;
+			bpf_skb_load_bytes(skb, 16, &daddr, 4);
+			addr[10] = 0xff;
+			addr[11] = 0xff;
+			__builtin_memcpy(&addr[12], &daddr, 4);
+			count(CNT_DROPPED_PACKETS);
+			report(addr, 0, 0, REASON_PACKET_OPTIONS, HOOK_EGRESS, 0);
+			return 0;
+		}
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		__u8 next = 0;
+		if (bpf_skb_load_bytes(skb, 6, &next, 1) < 0)
+			return 1;
+		if (next == 0 /* hop-by-hop */ || next == 43 /* routing */ ||
+		    next == 60 /* destination options */) {
+			bpf_skb_load_bytes(skb, 24, addr, 16);
+			count(CNT_DROPPED_PACKETS);
+			report(addr, next, 0, REASON_PACKET_OPTIONS, HOOK_EGRESS, 0);
+			return 0;
+		}
+	}
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	struct sock_state *state = bpf_map_lookup_elem(&sockets, &cookie);
+	if (!state || state->exception_slot == 0)
+		return 1;
+	__u32 slot_index = state->exception_slot;
+	struct exception_slot *slot = bpf_map_lookup_elem(&exceptions, &slot_index);
+	if (slot && bpf_ktime_get_boot_ns() < slot->expires_boot_ns)
+		return 1;
+	count(CNT_DROPPED_PACKETS);
+	if (!state->reported) {
+		state->reported = 1;
+		struct bpf_sock *sk = skb->sk;
+		if (sk)
+			sk = bpf_sk_fullsock(sk);
+		if (sk) {
+			__u32 ip4 = sk->dst_ip4;
+			if (sk->family == AF_INET) {
+				addr[10] = 0xff;
+				addr[11] = 0xff;
+				__builtin_memcpy(&addr[12], &ip4, 4);
+			} else {
+				__u32 words[4];
+				words[0] = sk->dst_ip6[0];
+				words[1] = sk->dst_ip6[1];
+				words[2] = sk->dst_ip6[2];
+				words[3] = sk->dst_ip6[3];
+				__builtin_memcpy(addr, words, 16);
+			}
+			report(addr, (__u8)sk->protocol, bpf_ntohs(sk->dst_port),
+			       REASON_EXC_ENDED, HOOK_EGRESS, 0);
+		}
+	}
+	return 0;
 }
 
 char LICENSE[] SEC("license") = "GPL";

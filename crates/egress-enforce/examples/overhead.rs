@@ -67,6 +67,7 @@ fn main() {
                     name: name.clone(),
                     agent_id: 1,
                     cgroup: path.clone(),
+                    flags: 0,
                 },
                 &trie,
             )

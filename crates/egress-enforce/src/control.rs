@@ -82,6 +82,11 @@ pub fn apply(request: &ApplyRequest<'_>) -> Result<Applied, EnforceError> {
             name: request.name.to_string(),
             agent_id: request.maps.agent_id,
             cgroup: request.cgroup.to_path_buf(),
+            flags: if request.maps.linux_caps.iter().any(|c| c == "CAP_NET_RAW") {
+                loader::FLAG_ALLOW_RAW
+            } else {
+                0
+            },
         },
         &trie,
     )?;

@@ -26,6 +26,10 @@ pub mod counter {
     pub const DENIED_EXCEPTION_EXHAUSTED: u32 = 6;
     pub const EVENTS_DROPPED: u32 = 7;
     pub const ALLOWED_VIA_EXCEPTION: u32 = 8;
+    pub const DENIED_SOCKET: u32 = 9;
+    pub const DENIED_SOCKOPT: u32 = 10;
+    pub const DROPPED_PACKETS: u32 = 11;
+    pub const DENIED_UNSPECIFIED: u32 = 12;
     /// Number of slots in the array.
     pub const MAX: u32 = 16;
     /// Names in index order, as shown by `egc enforce status`.
@@ -39,6 +43,10 @@ pub mod counter {
         (DENIED_EXCEPTION_EXHAUSTED, "denied_exception_exhausted"),
         (EVENTS_DROPPED, "events_dropped"),
         (ALLOWED_VIA_EXCEPTION, "allowed_via_exception"),
+        (DENIED_SOCKET, "denied_socket_kind"),
+        (DENIED_SOCKOPT, "denied_socket_option"),
+        (DROPPED_PACKETS, "dropped_packets"),
+        (DENIED_UNSPECIFIED, "denied_unspecified_address"),
     ];
 }
 
@@ -147,6 +155,11 @@ pub mod reason {
     pub const PROTOCOL: u8 = 3;
     pub const EXCEPTION_EXPIRED: u8 = 4;
     pub const EXCEPTION_EXHAUSTED: u8 = 5;
+    pub const SOCKET_KIND: u8 = 6;
+    pub const SOCKOPT: u8 = 7;
+    pub const PACKET_OPTIONS: u8 = 8;
+    pub const UNSPECIFIED: u8 = 9;
+    pub const EXCEPTION_ENDED: u8 = 10;
 
     pub fn name(reason: u8) -> &'static str {
         match reason {
@@ -155,6 +168,11 @@ pub mod reason {
             PROTOCOL => "protocol-not-tcp-or-udp",
             EXCEPTION_EXPIRED => "exception-expired",
             EXCEPTION_EXHAUSTED => "exception-uses-exhausted",
+            SOCKET_KIND => "socket-not-tcp-or-udp",
+            SOCKOPT => "routing-socket-option",
+            PACKET_OPTIONS => "packet-with-ip-options-or-routing-header",
+            UNSPECIFIED => "unspecified-address",
+            EXCEPTION_ENDED => "exception-ended-connection-cut",
             _ => "unknown",
         }
     }
@@ -167,6 +185,9 @@ pub mod hook {
             2 => "connect6",
             3 => "sendmsg4",
             4 => "sendmsg6",
+            5 => "sock_create",
+            6 => "setsockopt",
+            7 => "egress",
             _ => "unknown",
         }
     }

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, Map, MapData, PerCpuArray, RingBuf};
-use aya::programs::CgroupSockAddr;
+use aya::programs::{CgroupSkb, CgroupSock, CgroupSockAddr, CgroupSockopt};
 use aya::{Ebpf, EbpfLoader};
 use serde::Serialize;
 
@@ -47,15 +47,77 @@ pub fn pin_root() -> PathBuf {
     Path::new(BPFFS).join("egc")
 }
 
-/// The hooks, the program that serves each, and the kernel attach type.
-pub const HOOKS: &[(&str, &str, u32)] = &[
-    ("connect4", "egc_connect4", sys::BPF_CGROUP_INET4_CONNECT),
-    ("connect6", "egc_connect6", sys::BPF_CGROUP_INET6_CONNECT),
-    ("sendmsg4", "egc_sendmsg4", sys::BPF_CGROUP_UDP4_SENDMSG),
-    ("sendmsg6", "egc_sendmsg6", sys::BPF_CGROUP_UDP6_SENDMSG),
+/// The kind of eBPF program behind a hook (aya loads each kind with its own type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgramKind {
+    SockAddr,
+    Sock,
+    Sockopt,
+    Skb,
+}
+
+/// The hooks, the program that serves each, the kernel attach type and the program kind.
+///
+/// - `connect4`/`connect6`/`sendmsg4`/`sendmsg6`: the destination of every connection and
+///   unconnected datagram is judged against the rules.
+/// - `sock_create`: inet sockets other than TCP and UDP (raw, ping, SCTP, MPTCP) are
+///   refused, since they never pass the connect hooks.
+/// - `setsockopt`: IPv6 routing headers and IPv4 source routes are refused.
+/// - `egress`: every packet is checked again: no IP options or IPv6 routing headers (also
+///   when passed per packet), and no packet of a connection whose exception has ended.
+pub const HOOKS: &[(&str, &str, u32, ProgramKind)] = &[
+    (
+        "connect4",
+        "egc_connect4",
+        sys::BPF_CGROUP_INET4_CONNECT,
+        ProgramKind::SockAddr,
+    ),
+    (
+        "connect6",
+        "egc_connect6",
+        sys::BPF_CGROUP_INET6_CONNECT,
+        ProgramKind::SockAddr,
+    ),
+    (
+        "sendmsg4",
+        "egc_sendmsg4",
+        sys::BPF_CGROUP_UDP4_SENDMSG,
+        ProgramKind::SockAddr,
+    ),
+    (
+        "sendmsg6",
+        "egc_sendmsg6",
+        sys::BPF_CGROUP_UDP6_SENDMSG,
+        ProgramKind::SockAddr,
+    ),
+    (
+        "sock_create",
+        "egc_sock_create",
+        sys::BPF_CGROUP_INET_SOCK_CREATE,
+        ProgramKind::Sock,
+    ),
+    (
+        "setsockopt",
+        "egc_setsockopt",
+        sys::BPF_CGROUP_SETSOCKOPT,
+        ProgramKind::Sockopt,
+    ),
+    (
+        "egress",
+        "egc_egress",
+        sys::BPF_CGROUP_INET_EGRESS,
+        ProgramKind::Skb,
+    ),
 ];
 
-const MAPS: &[&str] = &["rules", "counters", "exceptions", "config", "events"];
+const MAPS: &[&str] = &[
+    "rules",
+    "counters",
+    "exceptions",
+    "config",
+    "events",
+    "sockets",
+];
 
 #[derive(Debug)]
 pub enum EnforceError {
@@ -115,6 +177,10 @@ pub fn ensure_bpffs() -> Result<(), EnforceError> {
     fs::create_dir_all(pin_root()).map_err(io_err(format!("create {}", pin_root().display())))
 }
 
+/// `config.flags`: the agent holds an approved `CAP_NET_RAW`, so raw and ping sockets
+/// may be created (they bypass the connect hooks; the verifier requires the approval).
+pub const FLAG_ALLOW_RAW: u32 = 1;
+
 /// What to attach.
 #[derive(Clone, Debug)]
 pub struct AttachConfig {
@@ -124,6 +190,8 @@ pub struct AttachConfig {
     pub agent_id: u32,
     /// The cgroup v2 directory to attach to.
     pub cgroup: PathBuf,
+    /// `FLAG_*` bits for the program's `config` map.
+    pub flags: u32,
 }
 
 /// An open attachment: its maps, opened from their pins.
@@ -175,7 +243,7 @@ fn attach_into(
             Array::try_from(map).map_err(bpf_err("map `config`"))?;
         let value = Config {
             agent_id: config.agent_id,
-            flags: 0,
+            flags: config.flags,
         };
         array.set(0, value, 0).map_err(bpf_err("write `config`"))?;
     }
@@ -198,15 +266,36 @@ fn attach_into(
         map.pin(dir.join(name))
             .map_err(|e| EnforceError::Bpf(format!("pin map `{name}`: {e}")))?;
     }
-    for (hook_name, program, attach_type) in HOOKS {
-        let prog: &mut CgroupSockAddr = ebpf
+    for (hook_name, program, attach_type, kind) in HOOKS {
+        let prog = ebpf
             .program_mut(program)
-            .ok_or_else(|| EnforceError::Bpf(format!("program `{program}` missing")))?
-            .try_into()
-            .map_err(bpf_err("program type"))?;
-        prog.load()
-            .map_err(|e| EnforceError::Bpf(format!("load `{program}`: {}", verifier_log(&e))))?;
-        let prog_fd = prog.fd().map_err(bpf_err("program fd"))?;
+            .ok_or_else(|| EnforceError::Bpf(format!("program `{program}` missing")))?;
+        let load_error = |e: aya::programs::ProgramError| {
+            EnforceError::Bpf(format!("load `{program}`: {}", verifier_log(&e)))
+        };
+        let prog_fd = match kind {
+            ProgramKind::SockAddr => {
+                let prog: &mut CgroupSockAddr = prog.try_into().map_err(bpf_err("program type"))?;
+                prog.load().map_err(load_error)?;
+                prog.fd().map_err(bpf_err("program fd"))?.try_clone()
+            }
+            ProgramKind::Sock => {
+                let prog: &mut CgroupSock = prog.try_into().map_err(bpf_err("program type"))?;
+                prog.load().map_err(load_error)?;
+                prog.fd().map_err(bpf_err("program fd"))?.try_clone()
+            }
+            ProgramKind::Sockopt => {
+                let prog: &mut CgroupSockopt = prog.try_into().map_err(bpf_err("program type"))?;
+                prog.load().map_err(load_error)?;
+                prog.fd().map_err(bpf_err("program fd"))?.try_clone()
+            }
+            ProgramKind::Skb => {
+                let prog: &mut CgroupSkb = prog.try_into().map_err(bpf_err("program type"))?;
+                prog.load().map_err(load_error)?;
+                prog.fd().map_err(bpf_err("program fd"))?.try_clone()
+            }
+        }
+        .map_err(bpf_err("program fd"))?;
         let link = sys::link_create_cgroup(prog_fd.as_fd(), cgroup.as_fd(), *attach_type).map_err(
             io_err(format!("attach `{program}` to {}", config.cgroup.display())),
         )?;
@@ -265,7 +354,7 @@ pub fn list() -> Vec<String> {
 
 fn remove_pins(dir: &Path) -> io::Result<()> {
     // Detach links explicitly first: someone may hold a descriptor to one.
-    for (hook_name, _, _) in HOOKS {
+    for (hook_name, _, _, _) in HOOKS {
         let link = dir.join(format!("link_{hook_name}"));
         if let Ok(fd) = sys::obj_get(&link) {
             let _ = sys::link_detach(fd.as_fd());
@@ -373,22 +462,22 @@ impl Attachment {
             .map_err(bpf_err("write `exceptions`"))
     }
 
-    /// Opens the four pinned links; the program stays attached while they are held.
+    /// Opens the pinned links; the program stays attached while they are held.
     pub fn hold_links(&self) -> Result<Vec<std::os::fd::OwnedFd>, EnforceError> {
         HOOKS
             .iter()
-            .map(|(hook_name, _, _)| {
+            .map(|(hook_name, _, _, _)| {
                 sys::obj_get(&self.dir.join(format!("link_{hook_name}")))
                     .map_err(io_err(format!("open link {hook_name}")))
             })
             .collect()
     }
 
-    /// The kernel's view of the four links.
+    /// The kernel's view of the links.
     pub fn links(&self) -> Vec<LinkStatus> {
         HOOKS
             .iter()
-            .map(|(hook_name, _, _)| {
+            .map(|(hook_name, _, _, _)| {
                 let info = sys::obj_get(&self.dir.join(format!("link_{hook_name}")))
                     .and_then(|fd| sys::cgroup_link_info(fd.as_fd()));
                 match info {

@@ -1,5 +1,6 @@
-//! Starting a child process confined by an agent's policy: cgroup (with the eBPF program
-//! attached by the caller), capabilities, Landlock network rules and seccomp.
+//! Starting a child process confined by an agent's policy: a new session with no
+//! controlling terminal, no inherited descriptors beyond stdio, cgroup (with the eBPF
+//! program attached by the caller), capabilities, Landlock and seccomp.
 //!
 //! Everything that allocates happens in the parent before `fork`; the code that runs in
 //! the child between `fork` and `exec` only makes system calls.
@@ -46,6 +47,62 @@ pub struct Confinement {
     /// Run as this (uid, gid) with no supplementary groups. Granted capabilities are
     /// kept across the switch (and exec) as ambient capabilities.
     pub user: Option<(u32, u32)>,
+    /// Start a new session (`setsid`): the child has no controlling terminal, so it
+    /// cannot push input into the caller's terminal (`TIOCSTI`) or signal its job.
+    pub new_session: bool,
+    /// Mark every inherited descriptor above stdio close-on-exec, so only stdio and the
+    /// descriptors passed on purpose reach the command.
+    pub close_inherited: bool,
+    /// Pathname unix sockets the child connects to as its final user, before Landlock
+    /// and seccomp, each placed at the descriptor number reserved for it.
+    pub unix_sockets: Vec<UnixSocketPass>,
+    /// Extra seccomp filters, installed before the main one (the most restrictive answer
+    /// of all filters wins).
+    pub extra_seccomp: Vec<seccompiler::BpfProgram>,
+}
+
+/// A pathname unix socket the child connects to and keeps at a fixed descriptor.
+pub struct UnixSocketPass {
+    /// The path as given in the policy.
+    pub path: String,
+    address: libc::sockaddr_un,
+    address_len: libc::socklen_t,
+    /// A descriptor reserved in the parent (open on /dev/null) whose number the
+    /// connected socket takes in the child.
+    reserved: OwnedFd,
+}
+
+impl UnixSocketPass {
+    /// Prepares `path` (absolute, shorter than `sun_path`) and reserves a descriptor.
+    pub fn new(path: &str) -> io::Result<UnixSocketPass> {
+        // SAFETY: sockaddr_un is plain data; zeroed is valid.
+        let mut address: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        address.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let bytes = path.as_bytes();
+        if !path.starts_with('/') || bytes.contains(&0) || bytes.len() >= address.sun_path.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("unix socket path {path:?}: must be absolute and under 108 bytes"),
+            ));
+        }
+        for (slot, byte) in address.sun_path.iter_mut().zip(bytes) {
+            *slot = *byte as libc::c_char;
+        }
+        let address_len =
+            (std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1) as libc::socklen_t;
+        let reserved = OwnedFd::from(std::fs::File::open("/dev/null")?);
+        Ok(UnixSocketPass {
+            path: path.to_string(),
+            address,
+            address_len,
+            reserved,
+        })
+    }
+
+    /// The descriptor number the command finds the connected socket at.
+    pub fn fd(&self) -> i32 {
+        self.reserved.as_raw_fd()
+    }
 }
 
 const PR_CAPBSET_DROP: libc::c_int = 24;
@@ -82,6 +139,10 @@ impl Confinement {
             seccomp,
             cgroup_namespace,
             user,
+            new_session,
+            close_inherited,
+            unix_sockets,
+            extra_seccomp,
         } = self;
         let cgroup_fd = cgroup.map(|c| c.procs);
         let keep_mask: Option<u64> = keep_caps.map(|caps| {
@@ -96,8 +157,24 @@ impl Confinement {
             command.pre_exec(move || {
                 // The launcher ignores interactive signals while it waits; the child
                 // must not inherit that.
-                for signal in [libc::SIGINT, libc::SIGQUIT] {
+                for signal in [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP] {
                     libc::signal(signal, libc::SIG_DFL);
+                }
+                if close_inherited {
+                    // Everything above stdio is closed at exec; the descriptors this
+                    // closure still needs stay usable until then.
+                    let ret = libc::syscall(
+                        libc::SYS_close_range,
+                        3u32,
+                        u32::MAX,
+                        libc::CLOSE_RANGE_CLOEXEC,
+                    );
+                    if ret != 0 {
+                        return Err(last_os_error());
+                    }
+                }
+                if new_session && libc::setsid() < 0 {
+                    return Err(last_os_error());
                 }
                 if let Some(fd) = &cgroup_fd {
                     let ret = libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1);
@@ -126,7 +203,12 @@ impl Confinement {
                 if let Some(fd) = &landlock_fd {
                     crate::landlock::restrict_self_raw(fd.as_raw_fd())?;
                 }
-                if let Some(program) = &seccomp {
+                for socket in &unix_sockets {
+                    connect_unix(socket)?;
+                }
+                // The extra filters allow by default, so they go first: the agent's
+                // allowlist may refuse the calls that install a filter.
+                for program in extra_seccomp.iter().chain(seccomp.iter()) {
                     seccompiler::apply_filter(program).map_err(|e| match e {
                         seccompiler::Error::Seccomp(io) => io,
                         _ => io::Error::other("seccomp"),
@@ -136,6 +218,31 @@ impl Confinement {
             });
         }
     }
+}
+
+/// Connects to a pathname unix socket (as the child's final user, so the file's
+/// permissions are checked for the agent, not for egc) and moves the connection to the
+/// reserved descriptor number, without close-on-exec. Async-signal-safe.
+fn connect_unix(socket: &UnixSocketPass) -> io::Result<()> {
+    // SAFETY: plain system calls on data prepared before fork.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(last_os_error());
+        }
+        let address = (&socket.address as *const libc::sockaddr_un).cast::<libc::sockaddr>();
+        if libc::connect(fd, address, socket.address_len) != 0 {
+            let err = last_os_error();
+            libc::close(fd);
+            return Err(err);
+        }
+        let target = socket.reserved.as_raw_fd();
+        if libc::dup2(fd, target) < 0 {
+            return Err(last_os_error());
+        }
+        libc::close(fd);
+    }
+    Ok(())
 }
 
 /// Switches to `uid`/`gid` with no supplementary groups, keeping the permitted

@@ -1,8 +1,9 @@
 //! A seccomp allowlist built from an agent's syscall groups.
 //!
-//! [`for_agent`] installs the same profile `egc build --target seccomp` writes
-//! (`egress_lower::seccomp`): the agent's syscalls allowed, `socket` filtered by its
-//! arguments (AF_UNIX always; AF_INET/AF_INET6 only for the socket types of the
+//! [`for_agent`] installs the profile `egc build --target seccomp` writes
+//! (`egress_lower::seccomp`), narrowed for `egc run`: the agent's syscalls allowed, `socket`
+//! filtered by its arguments (never AF_UNIX, since named unix sockets are passed in;
+//! AF_INET/AF_INET6 only for the socket types of the
 //! protocols the agent uses; raw and packet sockets only with a literal
 //! `grant CAP_NET_RAW`), io_uring never, and every other syscall failing with `EPERM`
 //! (`SCMP_ACT_ERRNO`), so a blocked call is visible to the agent instead of killing it.
@@ -14,8 +15,8 @@ use std::str::FromStr;
 
 use egress_check::{Agent, CheckedPolicy, Protocol};
 use egress_lower::seccomp::{
-    Expectation, AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX, IPPROTO_TCP, IPPROTO_UDP,
-    NETLINK_ROUTE, SOCK_DGRAM, SOCK_RAW, SOCK_STREAM, SOCK_TYPE_MASK,
+    Expectation, AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, IPPROTO_TCP, IPPROTO_UDP, NETLINK_ROUTE,
+    SOCK_DGRAM, SOCK_RAW, SOCK_STREAM, SOCK_TYPE_MASK,
 };
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
@@ -122,8 +123,13 @@ fn socket_rule(conditions: &[(u8, Option<u64>, u64)]) -> Result<SeccompRule, Sec
 }
 
 /// The `socket(2)` argument rules of an expectation (any one allows the call).
+///
+/// Unlike the static profile, `egc run` never lets the command create an `AF_UNIX`
+/// socket: the pathname sockets a policy names are connected by the launcher and passed
+/// in, so a local proxy, resolver or container runtime socket that the policy does not
+/// name is out of reach, and so are abstract sockets.
 fn socket_rules(exp: &Expectation) -> Result<Vec<SeccompRule>, SeccompError> {
-    let mut rules = vec![socket_rule(&[(0, None, AF_UNIX)])?];
+    let mut rules = Vec::new();
     for family in [AF_INET, AF_INET6] {
         if exp.network {
             for protocol in &exp.protocols {
@@ -157,6 +163,35 @@ fn socket_rules(exp: &Expectation) -> Result<Vec<SeccompRule>, SeccompError> {
         rules.push(socket_rule(&[(0, None, AF_PACKET)])?);
     }
     Ok(rules)
+}
+
+/// Terminal ioctls a confined command may never use, whatever its syscall groups say:
+/// `TIOCSTI` pushes input into a terminal (the caller's shell would run it, unconfined,
+/// after the command exits) and `TIOCLINUX` can paste the console selection the same way.
+pub const TERMINAL_IOCTLS: &[(u64, &str)] = &[(0x5412, "TIOCSTI"), (0x541C, "TIOCLINUX")];
+
+/// A second filter, installed after the agent's: `ioctl` with a request in
+/// [`TERMINAL_IOCTLS`] fails with `EPERM`, every other call is left to the first filter.
+/// The request is compared on its low 32 bits, as the kernel reads it (an `unsigned int`),
+/// so high bits set by a caller do not slip past.
+pub fn terminal_filter() -> Result<BpfProgram, SeccompError> {
+    let rules = TERMINAL_IOCTLS
+        .iter()
+        .map(|(request, _)| {
+            SeccompRule::new(vec![condition(1, SeccompCmpOp::Eq, *request)?])
+                .map_err(|e| SeccompError::Compile(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut map = BTreeMap::new();
+    map.insert(i64::from(Sysno::ioctl.id()), rules);
+    let filter = SeccompFilter::new(
+        map,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        target_arch()?,
+    )
+    .map_err(|e| SeccompError::Compile(e.to_string()))?;
+    BpfProgram::try_from(filter).map_err(|e| SeccompError::Compile(e.to_string()))
 }
 
 /// A compiled filter and the syscall names this architecture does not have.

@@ -15,6 +15,9 @@ const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_LINK_DETACH: libc::c_long = 34;
 
+pub const BPF_CGROUP_INET_EGRESS: u32 = 1;
+pub const BPF_CGROUP_INET_SOCK_CREATE: u32 = 2;
+pub const BPF_CGROUP_SETSOCKOPT: u32 = 22;
 pub const BPF_CGROUP_INET4_CONNECT: u32 = 10;
 pub const BPF_CGROUP_INET6_CONNECT: u32 = 11;
 pub const BPF_CGROUP_UDP4_SENDMSG: u32 = 14;

@@ -10,7 +10,9 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use egress_enforce::run::{run as run_confined, LandlockMode, RunConfig};
+use std::path::PathBuf;
+
+use egress_enforce::run::{run as run_confined, LandlockMode, RunConfig, RunUser};
 
 use crate::cmd::enforce::{absolute, agent_maps, describe_denial, require_root, PolicyArgs};
 use crate::common::{self, Format};
@@ -22,9 +24,26 @@ pub struct Args {
     /// Refuse to run unless the kernel supports Landlock network rules (ABI >= 4).
     #[arg(long, conflicts_with = "no_landlock")]
     pub require_landlock: bool,
-    /// Do not use Landlock (the eBPF program still enforces addresses and ports).
+    /// Do not use Landlock (only with --dynamic-user: without Landlock a command running
+    /// as a user that has other processes could take them over).
     #[arg(long)]
     pub no_landlock: bool,
+    /// Use at most this Landlock ABI, as on an older kernel (to see what a weaker host
+    /// enforces).
+    #[arg(long, value_name = "N")]
+    pub landlock_abi: Option<i64>,
+    /// Run the command as a fresh uid that no process and no account uses (with a new,
+    /// empty home directory). It cannot touch the invoking user's processes or files,
+    /// and cannot write the work directory unless it is writable by everyone.
+    #[arg(long, conflicts_with_all = ["uid", "allow_root"])]
+    pub dynamic_user: bool,
+    /// Let the command also write beneath PATH (repeatable). By default it may write
+    /// the work directory (unless that is the home directory), /tmp, /var/tmp and /dev/shm.
+    #[arg(long, value_name = "PATH")]
+    pub allow_write: Vec<PathBuf>,
+    /// Keep the work directory read-only.
+    #[arg(long)]
+    pub read_only_work_dir: bool,
     /// Do not install the agent's seccomp profile (loudly weaker; for debugging).
     #[arg(long)]
     pub no_seccomp: bool,
@@ -79,21 +98,25 @@ pub fn run(args: Args) -> ExitCode {
             }
         }
     };
-    let uid = args
-        .uid
-        .or(agent.identity.uid)
-        .or_else(|| std::env::var("SUDO_UID").ok().and_then(|u| u.parse().ok()));
-    let uid = match uid {
-        Some(0) | None if !args.allow_root => {
-            return common::usage_error(
-                "egc run would run the command as root, which could leave its cgroup; give the agent a `uid`, pass --uid, run through sudo from a user account, or pass --allow-root",
-            )
+    let user = if args.dynamic_user {
+        RunUser::Dynamic
+    } else {
+        let uid = args
+            .uid
+            .or(agent.identity.uid)
+            .or_else(|| std::env::var("SUDO_UID").ok().and_then(|u| u.parse().ok()));
+        match uid {
+            Some(0) | None if !args.allow_root => {
+                return common::usage_error(
+                    "egc run would run the command as root, which could leave its cgroup; give the agent a `uid`, pass --uid or --dynamic-user, run through sudo from a user account, or pass --allow-root",
+                )
+            }
+            Some(0) | None => {
+                eprintln!("egc: warning: --allow-root: the command runs as root; Landlock keeps it away from egc's state, audit log and ledger, but root owns the files it may write");
+                RunUser::Root
+            }
+            Some(uid) => RunUser::Uid(uid),
         }
-        Some(0) | None => {
-            eprintln!("egc: warning: --allow-root: the command runs as root and could leave its cgroup or remove the program's pins");
-            None
-        }
-        Some(uid) => Some(uid),
     };
     let landlock = if args.no_landlock {
         LandlockMode::Off
@@ -107,14 +130,20 @@ pub fn run(args: Args) -> ExitCode {
         return common::usage_error("no command given after `--`");
     };
     let agent_name = maps.agent_name.clone();
+    let extra_tcp_ports = egress_enforce::run::exception_tcp_ports(&policy, agent);
     let config = RunConfig {
         maps,
         policy: Some(absolute(&args.policy.path)),
         seccomp,
         landlock,
+        landlock_max_abi: args.landlock_abi,
+        extra_tcp_ports,
+        writable: args.allow_write.clone(),
+        write_work_dir: !args.read_only_work_dir,
+        unix_sockets: Vec::new(),
         program,
         args: command.collect(),
-        uid,
+        user,
     };
     let human = args.format == Format::Human;
     let mut on_denial = |d: &egress_enforce::loader::Denial| {
@@ -124,11 +153,10 @@ pub fn run(args: Args) -> ExitCode {
     };
     match run_confined(config, &mut on_denial) {
         Ok(report) => {
-            if human && landlock == LandlockMode::Auto && report.landlock_ports.is_none() {
-                eprintln!(
-                    "egc: note: Landlock ABI {} has no network rules; the eBPF program alone enforces ports",
-                    report.landlock_abi
-                );
+            if human {
+                for missing in &report.landlock.missing {
+                    eprintln!("egc: warning: weaker confinement: {missing}");
+                }
             }
             if !human {
                 eprintln!("{}", serde_json::to_string(&report).unwrap_or_default());

@@ -68,6 +68,7 @@ impl TestAttachment {
                 name: name.to_string(),
                 agent_id: 7,
                 cgroup: cgroup.path.clone(),
+                flags: 0,
             },
             &contents,
         )

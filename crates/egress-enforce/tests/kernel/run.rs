@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 
 use egress_enforce::maps::{lower_with, LowerConfig};
-use egress_enforce::run::{run, LandlockMode, RunConfig};
+use egress_enforce::run::{run, LandlockMode, RunConfig, RunUser};
 
 use crate::common::*;
 
@@ -40,7 +40,7 @@ agent probe_bot {{
 fn run_probe(
     text: &str,
     landlock: LandlockMode,
-    uid: Option<u32>,
+    user: RunUser,
     targets: &[String],
 ) -> (
     std::collections::BTreeMap<String, String>,
@@ -64,9 +64,14 @@ fn run_probe(
         policy: None,
         seccomp: Some(filter.program),
         landlock,
+        landlock_max_abi: None,
+        extra_tcp_ports: Vec::new(),
+        writable: Vec::new(),
+        write_work_dir: false,
+        unix_sockets: Vec::new(),
         program: probe_bin().into(),
         args: targets.iter().map(OsString::from).collect(),
-        uid,
+        user,
     };
     let report = with_stdout(file, || run(config, &mut |_| {})).unwrap();
     let text = std::fs::read_to_string(&out).unwrap();
@@ -139,7 +144,8 @@ fn run_confines_a_child_like_the_policy_says() {
         egress_enforce::landlock::abi_version() >= 4,
         "kernel lacks Landlock network rules"
     );
-    let (results, denials, code, ports) = run_probe(&text, LandlockMode::Require, None, &targets);
+    let (results, denials, code, ports) =
+        run_probe(&text, LandlockMode::Require, RunUser::Root, &targets);
     expect(
         &results,
         &[
@@ -159,15 +165,13 @@ fn run_confines_a_child_like_the_policy_says() {
             ("self:Seccomp".to_string(), "2"),
         ],
     );
-    // FIXME(known limit): a child running as uid 0 owns the cgroup files, so even without
-    // capabilities it can move itself out of its cgroup (the cgroup namespace only stops
-    // that when cgroup2 is mounted with `nsdelegate`). This is why `egc run` refuses to
-    // run the command as root unless `--allow-root` is given; the test below runs as
-    // another user and the same write fails.
+    // A child running as uid 0 owns the cgroup files, so without Landlock it could move
+    // itself out of its cgroup (the cgroup namespace only stops that when cgroup2 is
+    // mounted with `nsdelegate`). Landlock's write rules keep it out of cgroupfs.
     let escape = targets.last().unwrap();
     assert_eq!(
         results.get(escape).map(String::as_str),
-        Some("ok"),
+        Some("EACCES"),
         "{results:#?}"
     );
     assert_eq!(code, Some(0));
@@ -179,8 +183,9 @@ fn run_confines_a_child_like_the_policy_says() {
         .iter()
         .any(|d| d.destination == "127.0.0.10" && d.protocol == "udp"));
 
-    // Without Landlock the eBPF program alone answers: EPERM.
-    let (results, _, _, ports) = run_probe(&text, LandlockMode::Off, None, &targets);
+    // Without Landlock (allowed only for a dedicated user) the eBPF program alone
+    // answers: EPERM.
+    let (results, _, _, ports) = run_probe(&text, LandlockMode::Off, RunUser::Dynamic, &targets);
     assert_eq!(ports, None);
     expect(
         &results,
@@ -216,7 +221,7 @@ fn run_as_another_user_keeps_confinement() {
         "self:CapEff".to_string(),
         "self:CapAmb".to_string(),
     ];
-    let (results, _, code, _) = run_probe(&text, LandlockMode::Auto, Some(65534), &targets);
+    let (results, _, code, _) = run_probe(&text, LandlockMode::Auto, RunUser::Uid(65534), &targets);
     assert_eq!(code, Some(0));
     expect(
         &results,
