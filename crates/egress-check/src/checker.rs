@@ -1386,7 +1386,21 @@ impl<'s> Checker<'s> {
         let mut syscall_groups = Vec::new();
         let mut linux_caps = Vec::new();
         let mut workflows = Vec::new();
+        let mut unix_sockets: Vec<UnixSocket> = Vec::new();
         for entry in &d.entries {
+            for lit in &entry.paths {
+                match values::unix_socket_path(lit) {
+                    Ok(path) => {
+                        if !unix_sockets.iter().any(|u| u.path == path) {
+                            unix_sockets.push(UnixSocket {
+                                path,
+                                span: lit.span,
+                            });
+                        }
+                    }
+                    Err(diag) => self.error(diag),
+                }
+            }
             for ident in &entry.names {
                 match entry.kind {
                     ast::CapEntryKind::Connect => {
@@ -1429,6 +1443,8 @@ impl<'s> Checker<'s> {
                             }
                         }
                     }
+                    // A `unix` entry has paths, never names.
+                    ast::CapEntryKind::Unix => {}
                     ast::CapEntryKind::Workflows => {
                         // Workflows are built later; resolve the name now, the id is stable.
                         if let Some(i) = self.resolve(file, ident, Kind::Workflow) {
@@ -1451,6 +1467,7 @@ impl<'s> Checker<'s> {
             syscall_groups,
             linux_caps,
             workflows,
+            unix_sockets,
         });
     }
 
@@ -1856,6 +1873,8 @@ impl<'s> Checker<'s> {
         let mut owner = None;
         let mut agents: Option<ZoneAgents> = None;
         let mut approve = Vec::new();
+        let mut approve_caps: Vec<CapApproval> = Vec::new();
+        let mut approve_unix: Vec<UnixSocket> = Vec::new();
         let mut clearances = Vec::new();
         let mut seen: BTreeMap<&'static str, Span> = BTreeMap::new();
         for entry in &d.entries {
@@ -1887,6 +1906,39 @@ impl<'s> Checker<'s> {
                                 id: dest,
                                 span: ident.span,
                             });
+                        }
+                    }
+                }
+                ast::ZoneEntry::ApproveGrant { names, .. } => {
+                    for ident in names {
+                        if !ident.text.starts_with("CAP_") {
+                            self.error(
+                                Diagnostic::error(
+                                    "E0034",
+                                    ident.span,
+                                    format!("`{}` is not a Linux capability", ident.text),
+                                )
+                                .with_label("expected a capability such as `CAP_NET_RAW`")
+                                .with_help("a zone approves Linux capabilities one by one, by name, so a reviewer sees each; capability sets are not accepted here"),
+                            );
+                            continue;
+                        }
+                        if let Some(cap) = self.linux_cap(ident) {
+                            approve_caps.push(CapApproval {
+                                cap,
+                                span: ident.span,
+                            });
+                        }
+                    }
+                }
+                ast::ZoneEntry::ApproveUnix { paths, .. } => {
+                    for lit in paths {
+                        match values::unix_socket_path(lit) {
+                            Ok(path) => approve_unix.push(UnixSocket {
+                                path,
+                                span: lit.span,
+                            }),
+                            Err(diag) => self.error(diag),
                         }
                     }
                 }
@@ -1932,6 +1984,8 @@ impl<'s> Checker<'s> {
             owner,
             agents,
             approve,
+            approve_caps,
+            approve_unix,
             clearances,
         });
     }

@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use ipnet::IpNet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
 pub use egress_syntax::{FileId, Span};
@@ -144,6 +146,73 @@ impl CheckedPolicy {
             .iter()
             .filter_map(|c| self.capability(c.id))
             .flat_map(|c| c.linux_caps.iter().map(|g| g.cap))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+    /// The capabilities an agent can use, in id order: those it `uses` without a
+    /// `workflows` list, and those a step of a workflow lets it use (`step AGENT uses CAP`
+    /// where `CAP` lists that workflow or none). A capability limited to workflows that no
+    /// step of the agent uses is left out, as its connections are.
+    pub fn usable_capabilities(&self, agent: &Agent) -> Vec<CapId> {
+        let mut out: Vec<CapId> = agent
+            .capabilities
+            .iter()
+            .filter(|c| {
+                self.capability(c.id)
+                    .is_some_and(|c| c.workflows.is_empty())
+            })
+            .map(|c| c.id)
+            .collect();
+        for workflow in &self.workflows {
+            for step in &workflow.steps {
+                let StepAction::Uses(used) = &step.action else {
+                    continue;
+                };
+                if step.agent != agent.id {
+                    continue;
+                }
+                if self.capability(used.id).is_some_and(|c| {
+                    c.workflows.is_empty() || c.workflows.iter().any(|w| w.id == workflow.id)
+                }) {
+                    out.push(used.id);
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+    /// The local (Unix domain) sockets an agent may use, by path: the `unix` entries of
+    /// the capabilities it can use ([`CheckedPolicy::usable_capabilities`]), sorted and
+    /// deduplicated. Empty means the agent may not use Unix sockets at all.
+    pub fn unix_sockets_of(&self, agent: &Agent) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .usable_capabilities(agent)
+            .into_iter()
+            .filter_map(|c| self.capability(c))
+            .flat_map(|c| c.unix_sockets.iter().map(|u| u.path.clone()))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+    /// The Linux capabilities the zones of an agent approve (`approve grant ...`), sorted.
+    pub fn approved_linux_caps(&self, agent: AgentId) -> Vec<LinuxCap> {
+        let mut out: Vec<LinuxCap> = self
+            .zones_of(agent)
+            .flat_map(|z| z.approve_caps.iter().map(|a| a.cap))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+    /// The local socket paths the zones of an agent approve (`approve unix ...`), sorted.
+    pub fn approved_unix_sockets(&self, agent: AgentId) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .zones_of(agent)
+            .flat_map(|z| z.approve_unix.iter().map(|u| u.path.clone()))
             .collect();
         out.sort();
         out.dedup();
@@ -420,7 +489,23 @@ pub struct Capability {
     pub linux_caps: Vec<CapGrant>,
     /// When non-empty, the capability is usable only within these workflows.
     pub workflows: Vec<Ref<WorkflowId>>,
+    /// Local (Unix domain) sockets the capability may use, by path (`unix "/run/x.sock"`),
+    /// in the order written, without duplicates.
+    pub unix_sockets: Vec<UnixSocket>,
 }
+
+/// A local socket named by its absolute path, with where it was named. Paths are
+/// validated: absolute, at most [`MAX_UNIX_PATH_BYTES`] bytes, no NUL, no `.` or `..`
+/// component, no empty component; abstract sockets cannot be named.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnixSocket {
+    pub path: String,
+    /// The span of the string literal.
+    pub span: Span,
+}
+
+/// The longest socket path Linux accepts: `sun_path` is 108 bytes with the final NUL.
+pub const MAX_UNIX_PATH_BYTES: usize = 107;
 
 /// One Linux capability granted by a capability's `grant` entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -454,6 +539,18 @@ pub struct LinuxCap(pub u8);
 impl LinuxCap {
     pub const NET_ADMIN: LinuxCap = LinuxCap(12);
     pub const NET_RAW: LinuxCap = LinuxCap(13);
+    pub const SYS_MODULE: LinuxCap = LinuxCap(16);
+    pub const SYS_PTRACE: LinuxCap = LinuxCap(19);
+    pub const SYS_ADMIN: LinuxCap = LinuxCap(21);
+    pub const BPF: LinuxCap = LinuxCap(39);
+
+    /// Does this capability let a process get past egc's enforcement (raw sockets,
+    /// firewall and routing changes, namespaces and mounts, BPF programs, other
+    /// processes' memory, kernel modules)? Such a capability needs a zone's approval
+    /// (`approve grant ...`), not only the author's `grant`.
+    pub fn bypasses_enforcement(self) -> bool {
+        BYPASS_CAPS.contains(&self)
+    }
 
     pub fn name(self) -> &'static str {
         LINUX_CAPS
@@ -479,6 +576,36 @@ impl fmt::Display for LinuxCap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// The Linux capabilities that bypass enforcement, in number order (see
+/// [`LinuxCap::bypasses_enforcement`]).
+pub const BYPASS_CAPS: &[LinuxCap] = &[
+    LinuxCap::NET_ADMIN,
+    LinuxCap::NET_RAW,
+    LinuxCap::SYS_MODULE,
+    LinuxCap::SYS_PTRACE,
+    LinuxCap::SYS_ADMIN,
+    LinuxCap::BPF,
+];
+
+/// Unspecified and "this network" addresses: `0.0.0.0/8`, `::/128` and their
+/// IPv4-mapped form `::ffff:0.0.0.0/104`. On Linux, `connect` to such an address reaches
+/// a listener on the local host, so they are never reachable, whatever a policy says:
+/// the verifier reports a policy that allows them (property `no-unspecified`), and every
+/// backend and the runtime subtract them from what they allow.
+pub const UNSPECIFIED_NETWORKS: &[IpNet] = &[
+    IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::new(0, 0, 0, 0), 8)),
+    IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::UNSPECIFIED, 128)),
+    IpNet::V6(Ipv6Net::new_assert(
+        Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0),
+        104,
+    )),
+];
+
+/// Is the address in [`UNSPECIFIED_NETWORKS`]?
+pub fn is_unspecified(addr: IpAddr) -> bool {
+    UNSPECIFIED_NETWORKS.iter().any(|n| n.contains(&addr))
 }
 
 /// Linux capability names, indexed by their number.
@@ -649,7 +776,18 @@ pub struct Zone {
     pub owner: Option<String>,
     pub agents: ZoneAgents,
     pub approve: Vec<Ref<DestId>>,
+    /// `approve grant CAP_...`: Linux capabilities the zone's agents may be granted.
+    pub approve_caps: Vec<CapApproval>,
+    /// `approve unix "/path"`: local sockets the zone's agents may use.
+    pub approve_unix: Vec<UnixSocket>,
     pub clearances: Vec<Clearance>,
+}
+
+/// One Linux capability a zone approves, with the span of its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct CapApproval {
+    pub cap: LinuxCap,
+    pub span: Span,
 }
 
 #[derive(Clone, Debug, Serialize)]

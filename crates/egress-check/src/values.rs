@@ -314,6 +314,68 @@ pub fn cgroup_path(lit: &StrLit) -> Result<String, Diagnostic> {
 }
 
 /// A Kubernetes namespace name (an RFC 1123 label).
+/// A local socket path for `unix "..."`: absolute, at most 107 bytes (the kernel's
+/// `sun_path` with its final NUL), without NUL, `.`, `..` or empty components, and not an
+/// abstract socket (`@name` or a leading NUL). E0044 for an abstract socket, E0043 for
+/// everything else.
+pub fn unix_socket_path(lit: &StrLit) -> Result<String, Diagnostic> {
+    let value = lit.value.as_str();
+    let shown: String = value.escape_debug().take(60).collect();
+    if value.starts_with('@') || value.starts_with('\0') {
+        return Err(Diagnostic::error(
+            "E0044",
+            lit.span,
+            format!("`{shown}` is an abstract socket, which a policy cannot name"),
+        )
+        .with_label("abstract socket")
+        .with_help("abstract sockets have no file and no permissions, so no layer can tell them apart; have the service listen on a path such as \"/run/service/agent.sock\" and name that"));
+    }
+    let bad = |label: &str, help: &str| {
+        Err(Diagnostic::error(
+            "E0043",
+            lit.span,
+            format!("`{shown}` is not a usable local socket path"),
+        )
+        .with_label(label.to_string())
+        .with_help(help.to_string()))
+    };
+    if value.contains('\0') {
+        return bad(
+            "contains a NUL byte",
+            "a socket path ends at its first NUL byte; remove it",
+        );
+    }
+    if !value.starts_with('/') {
+        return bad(
+            "not an absolute path",
+            "write the absolute path of the socket, such as \"/run/vault/agent.sock\"; a relative path would depend on the agent's working directory",
+        );
+    }
+    if value.len() > crate::model::MAX_UNIX_PATH_BYTES {
+        return bad(
+            "longer than 107 bytes",
+            "Linux socket paths hold at most 107 bytes; move the socket to a shorter path",
+        );
+    }
+    if value.len() == 1 || value.ends_with('/') {
+        return bad(
+            "names a directory, not a socket",
+            "name the socket file itself, such as \"/run/vault/agent.sock\"",
+        );
+    }
+    if value
+        .split('/')
+        .skip(1)
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return bad(
+            "has an empty, `.` or `..` component",
+            "write the path in its plain form, without `//`, `/./` or `/../`, so that what is approved is what is opened",
+        );
+    }
+    Ok(value.to_string())
+}
+
 pub fn namespace(lit: &StrLit) -> Result<String, Diagnostic> {
     let value = lit.value.as_str();
     let ok = !value.is_empty()

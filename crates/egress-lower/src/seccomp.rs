@@ -6,7 +6,10 @@
 //! - Only the native architecture is listed, so 32-bit compatibility syscalls (including
 //!   `socketcall`, which multiplexes `socket`/`connect` and defeats argument filters) hit
 //!   the default action.
-//! - `socket` is filtered by its arguments: `AF_UNIX` always (local IPC is not egress);
+//! - `socket` is filtered by its arguments: `AF_UNIX` only for agents that name local
+//!   sockets (`unix "/path"` in a capability they can use; a local proxy or resolver is
+//!   a way out, so Unix sockets are closed by default; which paths the agent can open is
+//!   then up to the container's mount namespace, which a static profile cannot see);
 //!   `AF_INET`/`AF_INET6` only for agents with an unconditional network capability, and
 //!   only the socket types of the protocols they use (`SOCK_STREAM` with protocol 0 or
 //!   TCP for `tcp`, `SOCK_DGRAM` with 0 or UDP for `udp`); `AF_NETLINK` route sockets for
@@ -16,6 +19,13 @@
 //!   the network.
 //! - `io_uring_setup`, `io_uring_enter` and `io_uring_register` are never allowed (io_uring
 //!   operations bypass seccomp); a group that lists them is narrowed (E0109).
+//! - `ioctl`, when the agent's groups allow it, is allowed for every request except the
+//!   terminal-injection ones in [`DENIED_IOCTLS`] (`TIOCSTI` pushes input into the
+//!   terminal the agent inherited, which its owner's shell then runs). The kernel reads the
+//!   request as 32 bits, so it is compared on the low 32 bits. The profile holds only
+//!   ALLOW rules (the complement of the denied requests as masked comparisons), so it means
+//!   the same whether a runtime applies the first matching rule or the union of matching
+//!   allows; the denied requests fall to the default action, `EPERM`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -65,6 +75,23 @@ pub const IPPROTO_TCP: u64 = 6;
 pub const IPPROTO_UDP: u64 = 17;
 pub const NETLINK_ROUTE: u64 = 0;
 
+/// `ioctl` requests that are always denied (`EPERM`), with their names: `TIOCSTI` pushes
+/// bytes into the input queue of a terminal, `TIOCLINUX` can paste the console selection,
+/// so either lets an agent type commands into the shell that started it. The runtime
+/// (`egress-enforce`) denies the same list. Compare on the low 32 bits: the kernel reads
+/// the request as an `unsigned int`.
+pub const DENIED_IOCTLS: &[(u64, &str)] = &[(0x5412, "TIOCSTI"), (0x541C, "TIOCLINUX")];
+
+/// The mask under which `ioctl` requests are compared.
+pub const IOCTL_REQUEST_MASK: u64 = 0xffff_ffff;
+
+/// Is `ioctl(fd, request, ...)` one of the [`DENIED_IOCTLS`]?
+pub fn ioctl_denied(request: u64) -> bool {
+    DENIED_IOCTLS
+        .iter()
+        .any(|(denied, _)| request & IOCTL_REQUEST_MASK == *denied)
+}
+
 /// Syscalls never allowed, whatever the groups say.
 pub const IO_URING: &[&str] = &["io_uring_enter", "io_uring_register", "io_uring_setup"];
 /// Syscalls handled by argument filters (or absent on native architectures).
@@ -74,11 +101,15 @@ const FILTERED: &[&str] = &["socket", "socketcall"];
 /// reference, independent of how rules are written).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Expectation {
-    /// Syscalls allowed with any arguments.
+    /// Syscalls allowed with any arguments, except `ioctl`, which is allowed for every
+    /// request but the [`DENIED_IOCTLS`] (see [`Expectation::syscall_allowed`]).
     pub syscalls: BTreeSet<String>,
     pub network: bool,
     pub protocols: Vec<Protocol>,
     pub raw: bool,
+    /// May the agent create `AF_UNIX` sockets? True iff it names local sockets
+    /// ([`CheckedPolicy::unix_sockets_of`] is not empty).
+    pub unix: bool,
 }
 
 impl Expectation {
@@ -93,14 +124,24 @@ impl Expectation {
             network: expected::has_network(policy, agent),
             protocols: expected::protocols_of(policy, agent),
             raw: literal_net_raw(policy, agent),
+            unix: !policy.unix_sockets_of(agent).is_empty(),
         }
+    }
+
+    /// Should `name(args)` be allowed, for a syscall other than `socket`?
+    pub fn syscall_allowed(&self, name: &str, args: &[u64; 6]) -> bool {
+        if !self.syscalls.contains(name) {
+            return false;
+        }
+        let [_, request, ..] = *args;
+        !(name == "ioctl" && ioctl_denied(request))
     }
 
     /// Should `socket(family, type, protocol)` be allowed?
     pub fn socket_allowed(&self, family: u64, socket_type: u64, protocol: u64) -> bool {
         let base_type = socket_type & SOCK_TYPE_MASK;
         match family {
-            AF_UNIX => true,
+            AF_UNIX => self.unix,
             AF_INET | AF_INET6 => {
                 (self.raw && base_type == SOCK_RAW)
                     || (self.network
@@ -157,14 +198,64 @@ fn rule(names: Vec<String>, args: Vec<LinuxSeccompArg>) -> LinuxSyscall {
     r
 }
 
+/// Masked comparisons on the low 32 bits of argument `index` that together match exactly
+/// the values whose low 32 bits are not in `denied`: a walk down the binary trie of the
+/// denied values from the top bit, emitting one (mask, value) pattern for every branch
+/// that holds no denied value. At most 32 patterns per denied value, in a fixed order.
+fn complement_low32(index: usize, denied: &[u64]) -> Vec<LinuxSeccompArg> {
+    fn walk(prefix: u64, bit: u32, values: &[u64], out: &mut Vec<(u64, u64)>) {
+        if values.is_empty() || bit == 0 {
+            return;
+        }
+        let b = bit - 1;
+        let mask = (IOCTL_REQUEST_MASK << b) & IOCTL_REQUEST_MASK;
+        for side in [0u64, 1] {
+            let branch = prefix | (side << b);
+            let inside: Vec<u64> = values
+                .iter()
+                .copied()
+                .filter(|v| (v >> b) & 1 == side)
+                .collect();
+            if inside.is_empty() {
+                out.push((mask, branch));
+            } else {
+                walk(branch, b, &inside, out);
+            }
+        }
+    }
+    let mut values: Vec<u64> = denied.iter().map(|v| v & IOCTL_REQUEST_MASK).collect();
+    values.sort_unstable();
+    values.dedup();
+    let mut patterns = Vec::new();
+    walk(0, 32, &values, &mut patterns);
+    patterns
+        .into_iter()
+        .map(|(mask, value)| masked_arg(index, mask, value))
+        .collect()
+}
+
 /// The syscall rules for one agent (the same on every native architecture).
 fn rules_for(exp: &Expectation) -> Vec<LinuxSyscall> {
     let mut rules = Vec::new();
-    if !exp.syscalls.is_empty() {
-        rules.push(rule(exp.syscalls.iter().cloned().collect(), Vec::new()));
+    let plain: Vec<String> = exp
+        .syscalls
+        .iter()
+        .filter(|s| s.as_str() != "ioctl")
+        .cloned()
+        .collect();
+    if !plain.is_empty() {
+        rules.push(rule(plain, Vec::new()));
+    }
+    if exp.syscalls.contains("ioctl") {
+        let denied: Vec<u64> = DENIED_IOCTLS.iter().map(|(v, _)| *v).collect();
+        for pattern in complement_low32(1, &denied) {
+            rules.push(rule(vec!["ioctl".to_string()], vec![pattern]));
+        }
     }
     let socket = || vec!["socket".to_string()];
-    rules.push(rule(socket(), vec![arg(0, AF_UNIX)]));
+    if exp.unix {
+        rules.push(rule(socket(), vec![arg(0, AF_UNIX)]));
+    }
     for family in [AF_INET, AF_INET6] {
         if exp.network {
             for protocol in &exp.protocols {
@@ -378,10 +469,38 @@ fn socket_domain() -> Vec<[u64; 6]> {
     out
 }
 
+/// Sample arguments for a syscall other than `socket`: three generic vectors, and for
+/// `ioctl` every denied request with and without high bits set, their neighbours, and
+/// requests that differ from them in one bit of the low 32.
+fn syscall_domain(name: &str) -> Vec<[u64; 6]> {
+    let mut out = vec![[0u64; 6], [u64::MAX; 6], [1, 2, 3, 4, 5, 6]];
+    if name == "ioctl" {
+        for (request, _) in DENIED_IOCTLS {
+            let mut requests = vec![
+                *request,
+                request | (1 << 32),
+                request | 0xffff_ffff_0000_0000,
+                request.wrapping_sub(1),
+                request + 1,
+            ];
+            requests.extend((0..32).map(|b| request ^ (1 << b)));
+            for r in requests {
+                out.push([0, r, 0, 0, 0, 0]);
+            }
+        }
+        // Common terminal requests that must stay allowed: TCGETS, TIOCGWINSZ, FIONREAD.
+        for r in [0x5401u64, 0x5413, 0x541B] {
+            out.push([1, r, 0, 0, 0, 0]);
+        }
+    }
+    out
+}
+
 /// Syscalls every validation asks about, whether or not a group names them.
 const SENSITIVE: &[&str] = &[
     "bpf",
     "connect",
+    "ioctl",
     "io_uring_enter",
     "io_uring_register",
     "io_uring_setup",
@@ -428,8 +547,8 @@ fn profile_problems(eval: &Evaluator, exp: &Expectation, domain: &[[u64; 6]]) ->
             }
             continue;
         }
-        let want = exp.syscalls.contains(name);
-        for args in [[0u64; 6], [u64::MAX; 6], [1, 2, 3, 4, 5, 6]] {
+        for args in syscall_domain(name) {
+            let want = exp.syscall_allowed(name, &args);
             let got = eval.allows(name, &args);
             if got != want {
                 problems.push((

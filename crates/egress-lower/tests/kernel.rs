@@ -212,6 +212,8 @@ fn seccomp_profiles_are_enforced_by_the_kernel() {
     let mut profiles_run = 0;
     let mut saw_denied_inet = false;
     let mut saw_file_io = false;
+    let mut saw_unix_allowed = false;
+    let mut saw_unix_denied = false;
     for (case, policy) in seccomp_cases() {
         let build =
             egress_lower::build(&policy, &[Target::Seccomp], &TargetConfig::default(), true)
@@ -278,13 +280,20 @@ fn seccomp_profiles_are_enforced_by_the_kernel() {
                 assert_eq!(results["file-io"], "ok", "{}: file I/O", agent.name.local);
                 saw_file_io = true;
             }
-            assert_eq!(results["unix-stream"], "ok");
+            if exp.unix {
+                saw_unix_allowed = true;
+            } else {
+                assert_eq!(results["unix-stream"], "EPERM", "{}", agent.name.local);
+                saw_unix_denied = true;
+            }
             profiles_run += 1;
         }
     }
     assert!(profiles_run >= 4, "only {profiles_run} profiles were run");
     assert!(saw_denied_inet, "no profile denied AF_INET");
     assert!(saw_file_io, "no profile exercised file I/O");
+    assert!(saw_unix_allowed, "no profile allowed AF_UNIX");
+    assert!(saw_unix_denied, "no profile denied AF_UNIX");
     let _ = std::fs::remove_dir_all(&tmp);
 }
 

@@ -201,13 +201,18 @@ pub enum CapEntryKind {
     Syscalls,
     Grant,
     Workflows,
+    /// `unix "/path", ...`: local sockets by path; the values are in `paths`.
+    Unix,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CapEntry {
     pub kind: CapEntryKind,
     pub span: Span,
+    /// The names of a `connect`, `syscalls`, `grant` or `workflows` entry.
     pub names: Vec<Ident>,
+    /// The strings of a `unix` entry (empty for the other kinds).
+    pub paths: Vec<StrLit>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -323,6 +328,16 @@ pub enum ZoneEntry {
     Approve {
         span: Span,
         names: Vec<Ident>,
+    },
+    /// `approve grant CAP_NET_RAW, ...`: Linux capabilities the zone's agents may be granted.
+    ApproveGrant {
+        span: Span,
+        names: Vec<Ident>,
+    },
+    /// `approve unix "/path", ...`: local sockets the zone's agents may use.
+    ApproveUnix {
+        span: Span,
+        paths: Vec<StrLit>,
     },
     Clear {
         span: Span,

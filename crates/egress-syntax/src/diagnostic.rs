@@ -171,6 +171,8 @@ pub const CODES: &[(&str, &str)] = &[
     ("E0040", "invalid workload selector"),
     ("E0041", "unknown syscall"),
     ("E0042", "invalid number"),
+    ("E0043", "invalid local socket path"),
+    ("E0044", "abstract Unix socket named in a policy"),
     ("W0001", "unused import"),
     ("W0002", "very broad port range"),
     ("W0003", "very broad CIDR"),

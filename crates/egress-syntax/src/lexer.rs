@@ -117,6 +117,7 @@ pub const ENTRY_KEYWORDS: &[&str] = &[
     "reach",
     "never",
     "reaches",
+    "unix",
 ];
 
 pub fn is_keyword(text: &str) -> bool {

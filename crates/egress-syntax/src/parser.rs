@@ -451,6 +451,9 @@ fn describe_rule(rule: Rule) -> Option<String> {
         Rule::key_entry => "`key`",
         Rule::owner_entry => "`owner`",
         Rule::approve_entry => "`approve`",
+        Rule::approve_grant_entry => "`approve grant`",
+        Rule::approve_unix_entry => "`approve unix`",
+        Rule::unix_entry => "`unix`",
         Rule::clear_entry => "`clear`",
         _ => {
             let name = format!("{rule:?}");
@@ -468,12 +471,12 @@ fn item_help(keyword: &str) -> String {
         "import" => "write `import std.dns`, `import std.dns as d` or `import \"file.egress\" as name`".into(),
         "data" => "declare data classes as `data pii, secrets`".into(),
         "destination" => "a destination holds `host`, `cidr`, `workload`, `port` and `protocol` entries inside `{ }`".into(),
-        "capability" => "a capability holds `connect`, `syscalls`, `grant` and `workflows` entries inside `{ }`".into(),
+        "capability" => "a capability holds `connect`, `syscalls`, `grant`, `unix` and `workflows` entries inside `{ }`".into(),
         "agent" => "an agent holds `workload`, `image`, `cgroup`, `uid`, `uses`, `handles` and `invokes` entries inside `{ }`".into(),
         "workflow" => "a workflow holds steps: `step AGENT uses CAPABILITY` or `step AGENT invokes AGENT passing CLASS`".into(),
         "exception" => "an exception holds `agents`, `to`, `approver`, `max_ttl`, `max_uses`, `audit` and `legal_basis` entries".into(),
         "authority" => "an authority holds `key \"ed25519:...\"` and `max_ttl` entries".into(),
-        "zone" => "a zone holds `owner`, `agents`, `approve` and `clear CLASS to DEST` entries".into(),
+        "zone" => "a zone holds `owner`, `agents`, `approve`, `approve grant CAP_...`, `approve unix \"/path\"` and `clear CLASS to DEST` entries".into(),
         "assert" => "an assertion holds claims: `agent A cannot reach D`, `agent A can reach D`, `data C never reaches D`".into(),
         "syscalls" => "a syscall group lists syscall names: `syscalls NAME { read, write }`".into(),
         "capset" => "a capability set lists Linux capabilities: `capset NAME { CAP_NET_BIND_SERVICE }`".into(),
@@ -562,6 +565,10 @@ impl Converter<'_> {
         significant(pair).map(|p| self.ident(p)).collect()
     }
 
+    fn strings(&self, pair: P<'_>) -> Vec<StrLit> {
+        significant(pair).map(|p| self.string(p)).collect()
+    }
+
     fn item(&mut self, pair: P<'_>, doc: Option<String>) -> Option<Item> {
         let span = self.span(&pair);
         self.line(&pair);
@@ -618,11 +625,22 @@ impl Converter<'_> {
                         Rule::syscalls_entry => CapEntryKind::Syscalls,
                         Rule::grant_entry => CapEntryKind::Grant,
                         Rule::workflows_entry => CapEntryKind::Workflows,
+                        Rule::unix_entry => CapEntryKind::Unix,
                         _ => return None,
                     };
                     let span = self.span(&p);
-                    let names = significant(p).next().map(|l| self.names(l))?;
-                    entries.push(CapEntry { kind, span, names });
+                    let list = significant(p).next()?;
+                    let (names, paths) = if kind == CapEntryKind::Unix {
+                        (Vec::new(), self.strings(list))
+                    } else {
+                        (self.names(list), Vec::new())
+                    };
+                    entries.push(CapEntry {
+                        kind,
+                        span,
+                        names,
+                        paths,
+                    });
                 }
                 ItemKind::Capability(CapabilityDecl { name, entries })
             }
@@ -761,6 +779,14 @@ impl Converter<'_> {
                         Rule::approve_entry => ZoneEntry::Approve {
                             span,
                             names: self.names(parts.next()?),
+                        },
+                        Rule::approve_grant_entry => ZoneEntry::ApproveGrant {
+                            span,
+                            names: self.names(parts.next()?),
+                        },
+                        Rule::approve_unix_entry => ZoneEntry::ApproveUnix {
+                            span,
+                            paths: self.strings(parts.next()?),
                         },
                         Rule::clear_entry => ZoneEntry::Clear {
                             span,
