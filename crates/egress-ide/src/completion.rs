@@ -36,7 +36,7 @@ pub struct CompletionItem {
 fn entry_keywords(item: &str) -> &'static [&'static str] {
     match item {
         "destination" => &["host", "cidr", "workload", "port", "protocol"],
-        "capability" => &["connect", "syscalls", "grant", "workflows"],
+        "capability" => &["connect", "syscalls", "grant", "workflows", "unix"],
         "agent" => &[
             "workload", "image", "cgroup", "uid", "uses", "handles", "invokes",
         ],

@@ -517,7 +517,8 @@ fn keyword_doc(keyword: &str) -> Option<&'static str> {
         "audit" => "Where uses of the exception are audited; must be reachable and approved for every exception agent.",
         "legal_basis" => "Why the exception exists, for reviewers and the audit log.",
         "clear" => "`clear C to D, ...`: data class C may travel to these destinations.",
-        "approve" => "The destinations the zone's agents are approved to reach.",
+        "approve" => "The destinations the zone's agents are approved to reach; `approve grant CAP_...` approves Linux capabilities that bypass enforcement, `approve unix \"/path\"` local sockets.",
+        "unix" => "Local (Unix domain) sockets by absolute path: in a capability, the sockets its agents may use; in a zone (`approve unix`), the sockets its agents are approved to use.",
         _ => return None,
     })
 }

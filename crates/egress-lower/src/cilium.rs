@@ -283,11 +283,17 @@ pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts,
                             ),
                         ),
                     },
-                    EndpointKind::Cidr(cidr) => cidrs.push(CidrRule {
-                        cidr: cidr.network.to_string(),
-                        except: (!cidr.except.is_empty())
-                            .then(|| cidr.except.iter().map(|e| e.to_string()).collect()),
-                    }),
+                    // Unspecified addresses are never allowed (`except`, or no rule).
+                    EndpointKind::Cidr(cidr) => {
+                        if let Some(cidr) = crate::expected::enforced_cidr(cidr) {
+                            cidrs.push(CidrRule {
+                                cidr: cidr.network.to_string(),
+                                except: (!cidr.except.is_empty()).then(|| {
+                                    cidr.except.iter().map(|e| e.to_string()).collect()
+                                }),
+                            })
+                        }
+                    }
                     EndpointKind::Workload(sel) => endpoints.push(endpoint_selector(sel)),
                 }
             }

@@ -10,10 +10,31 @@
 
 use std::collections::BTreeMap;
 
-use egress_check::{Agent, AgentId, CheckedPolicy, Destination, EndpointKind, Protocol};
+use egress_check::{Agent, AgentId, CheckedPolicy, CidrSet, Destination, EndpointKind, Protocol};
 
 use crate::sets::{cidr_intervals, ConnSet, PortSet, Target as SetTarget};
 use crate::{Artifacts, Diagnostic, Target, ValidationReport};
+
+/// A CIDR endpoint as every backend enforces it: without the unspecified and "this
+/// network" addresses ([`egress_check::UNSPECIFIED_NETWORKS`]), which are never
+/// reachable whatever the policy says (on Linux they reach the local host). Each such
+/// network inside the CIDR is added to its exclusions (unless one already covers it);
+/// `None` when the CIDR lies entirely inside one, so the endpoint allows nothing.
+pub fn enforced_cidr(cidr: &CidrSet) -> Option<CidrSet> {
+    if egress_check::UNSPECIFIED_NETWORKS
+        .iter()
+        .any(|u| u.contains(&cidr.network))
+    {
+        return None;
+    }
+    let mut out = cidr.clone();
+    for u in egress_check::UNSPECIFIED_NETWORKS {
+        if cidr.network.contains(u) && !cidr.except.iter().any(|e| e.contains(u)) {
+            out.except.push(*u);
+        }
+    }
+    Some(out)
+}
 
 /// The connections of one destination.
 pub fn destination_set(dest: &Destination) -> ConnSet {
@@ -26,7 +47,10 @@ pub fn destination_set(dest: &Destination) -> ConnSet {
                     set.add(*protocol, SetTarget::Host(pattern.clone()), ports.clone())
                 }
                 EndpointKind::Cidr(cidr) => {
-                    for iv in cidr_intervals(cidr) {
+                    let Some(cidr) = enforced_cidr(cidr) else {
+                        continue;
+                    };
+                    for iv in cidr_intervals(&cidr) {
                         set.add(*protocol, SetTarget::Ip(iv), ports.clone());
                     }
                 }

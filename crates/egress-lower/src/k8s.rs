@@ -56,17 +56,22 @@ pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts,
                             "NetworkPolicy matches IP blocks and pods only. Targets that can express host names: `cilium` (toFQDNs). Build that target, or replace the host with a `cidr` the provider publishes",
                         ),
                     ),
-                    EndpointKind::Cidr(cidr) => peers.push(NetworkPolicyPeer {
-                        ip_block: Some(IPBlock {
-                            cidr: cidr.network.to_string(),
-                            except: if cidr.except.is_empty() {
-                                None
-                            } else {
-                                Some(cidr.except.iter().map(|e| e.to_string()).collect())
-                            },
-                        }),
-                        ..Default::default()
-                    }),
+                    // Unspecified addresses are never allowed (`except`, or no peer).
+                    EndpointKind::Cidr(cidr) => {
+                        if let Some(cidr) = expected::enforced_cidr(cidr) {
+                            peers.push(NetworkPolicyPeer {
+                                ip_block: Some(IPBlock {
+                                    cidr: cidr.network.to_string(),
+                                    except: if cidr.except.is_empty() {
+                                        None
+                                    } else {
+                                        Some(cidr.except.iter().map(|e| e.to_string()).collect())
+                                    },
+                                }),
+                                ..Default::default()
+                            })
+                        }
+                    }
                     EndpointKind::Workload(sel) => peers.push(workload_peer(sel)),
                 }
             }

@@ -1,6 +1,8 @@
 //! nftables (`nft -f`): one `inet` table replaced atomically.
 //!
-//! The `output` chain drops by default. It accepts packets of established or related
+//! The `output` chain drops by default. It first drops packets to unspecified and "this
+//! network" addresses (0.0.0.0/8, ::, ::ffff:0.0.0.0/104), which are never reachable
+//! whatever the policy says, then accepts packets of established or related
 //! connections, packets to the loopback interface (they never leave the host), IPv6
 //! neighbour discovery (link-local, hop limit 255; needed for IPv6 to work at all), and,
 //! per agent, new connections whose `(destination address, protocol, destination port)`
@@ -24,6 +26,13 @@ use crate::{file_stem, Artifacts, Diagnostic, Target, TargetConfig};
 
 pub const FILE: &str = "egress.nft";
 const CHAIN_HEADER: &str = "type filter hook output priority filter; policy drop;";
+/// Unspecified and "this network" destinations ([`egress_check::UNSPECIFIED_NETWORKS`])
+/// are dropped before any accept, whatever the sets say (they hold none of them either).
+/// A `connect` to 0.0.0.0 or `::` is rewritten by the kernel to the loopback address
+/// before any packet exists, so these rules catch only packets sent with such a
+/// destination; the sets and the runtime's connect hook are what refuse the connect.
+const UNSPECIFIED_V4_RULE: &str = "ip daddr 0.0.0.0/8 drop";
+const UNSPECIFIED_V6_RULE: &str = "ip6 daddr { ::, ::ffff:0.0.0.0/104 } drop";
 const NDP_RULE: &str =
     "icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 accept";
 
@@ -261,6 +270,8 @@ pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts,
     text.push_str(&sets);
     let _ = writeln!(text, "\tchain output {{");
     let _ = writeln!(text, "\t\t{CHAIN_HEADER}");
+    let _ = writeln!(text, "\t\t{UNSPECIFIED_V4_RULE}");
+    let _ = writeln!(text, "\t\t{UNSPECIFIED_V6_RULE}");
     let _ = writeln!(text, "\t\tct state established,related accept");
     let _ = writeln!(text, "\t\toif \"lo\" accept");
     let _ = writeln!(text, "\t\t{NDP_RULE}");
@@ -360,6 +371,8 @@ fn parse(text: &str, table: &str) -> Result<Parsed, String> {
     let mut pending_agent: Option<String> = None;
     let mut in_table = false;
     let mut in_chain = false;
+    let mut unspecified_dropped = 0;
+    let mut accepted = false;
     while let Some(line) = lines.next() {
         if let Some(comment) = line.strip_prefix('#') {
             if let Some(name) = comment.trim().strip_prefix("agent ") {
@@ -428,6 +441,14 @@ fn parse(text: &str, table: &str) -> Result<Parsed, String> {
             header_seen = true;
             continue;
         }
+        if line == UNSPECIFIED_V4_RULE || line == UNSPECIFIED_V6_RULE {
+            if accepted {
+                return Err(format!("`{line}` comes after an accept rule"));
+            }
+            unspecified_dropped += 1;
+            continue;
+        }
+        accepted = true;
         if line == "ct state established,related accept"
             || line == "oif \"lo\" accept"
             || line == NDP_RULE
@@ -451,6 +472,9 @@ fn parse(text: &str, table: &str) -> Result<Parsed, String> {
     }
     if !header_seen || !chain_header_seen {
         return Err("no output chain with policy drop".into());
+    }
+    if unspecified_dropped != 2 {
+        return Err("the output chain does not drop unspecified destinations (0.0.0.0/8, ::, ::ffff:0.0.0.0/104) before its accepts".into());
     }
     Ok(Parsed { sets, rules })
 }

@@ -51,6 +51,23 @@ pub struct ZoneSpec {
     pub agents: Vec<usize>,
     pub approve: Vec<usize>,
     pub clear_pii: Vec<usize>,
+    /// `approve grant CAP_NET_RAW`.
+    pub approve_net_raw: bool,
+    /// `approve unix` of these indices into [`LOCAL_SOCKETS`].
+    pub approve_unix: Vec<usize>,
+}
+
+/// The local sockets generated capabilities and zones name.
+pub const LOCAL_SOCKETS: &[&str] = &["/run/a.sock", "/run/b.sock"];
+
+/// What a generated capability has besides its connections.
+#[derive(Clone, Debug, Default)]
+pub struct CapExtras {
+    /// `grant CAP_NET_RAW` (literally) or, with `via_set`, through a capability set.
+    pub net_raw: bool,
+    pub via_set: bool,
+    /// `unix` of these indices into [`LOCAL_SOCKETS`].
+    pub unix: Vec<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -65,6 +82,8 @@ pub struct PolicySpec {
     pub dests: Vec<DestSpec>,
     /// Per capability: destination indices it connects to.
     pub caps: Vec<Vec<usize>>,
+    /// Per capability (missing entries: none): Linux capabilities and local sockets.
+    pub cap_extras: Vec<CapExtras>,
     pub agents: Vec<AgentSpec>,
     pub zones: Vec<ZoneSpec>,
     pub exceptions: Vec<ExceptionSpec>,
@@ -136,11 +155,32 @@ impl PolicySpec {
             write_dest(&mut out, &format!("d{i}"), d);
         }
         out.push_str("syscalls net { socket, connect, sendto }\n");
+        out.push_str("capset raw_set { CAP_NET_RAW }\n");
+        let quoted = |list: &[usize]| -> Vec<String> {
+            list.iter()
+                .filter_map(|i| LOCAL_SOCKETS.get(*i))
+                .map(|p| format!("\"{p}\""))
+                .collect()
+        };
         for (i, c) in self.caps.iter().enumerate() {
             let _ = writeln!(out, "capability c{i} {{");
             if !c.is_empty() {
                 let names: Vec<String> = c.iter().map(|d| format!("d{d}")).collect();
                 let _ = writeln!(out, "    connect {}", names.join(", "));
+            }
+            if let Some(extras) = self.cap_extras.get(i) {
+                if extras.net_raw {
+                    let what = if extras.via_set {
+                        "raw_set"
+                    } else {
+                        "CAP_NET_RAW"
+                    };
+                    let _ = writeln!(out, "    grant {what}");
+                }
+                let sockets = quoted(&extras.unix);
+                if !sockets.is_empty() {
+                    let _ = writeln!(out, "    unix {}", sockets.join(", "));
+                }
             }
             let _ = writeln!(out, "    syscalls net\n}}");
         }
@@ -200,6 +240,13 @@ impl PolicySpec {
             if !z.clear_pii.is_empty() {
                 let names: Vec<String> = z.clear_pii.iter().map(|d| format!("d{d}")).collect();
                 let _ = writeln!(out, "    clear pii to {}", names.join(", "));
+            }
+            if z.approve_net_raw {
+                let _ = writeln!(out, "    approve grant CAP_NET_RAW");
+            }
+            let sockets = quoted(&z.approve_unix);
+            if !sockets.is_empty() {
+                let _ = writeln!(out, "    approve unix {}", sockets.join(", "));
             }
             let _ = writeln!(out, "}}");
         }

@@ -22,7 +22,7 @@ use egress_check::{
 use crate::eval::{self, Route, RouteIndex};
 use crate::report::*;
 use crate::sets::{fresh_label, Connection, Target};
-use crate::verify::NETWORK_SYSCALLS;
+use crate::verify::{NETWORK_SYSCALLS, UNIX_SOCKET_SYSCALLS};
 
 /// The finite universe of a policy.
 pub fn universe(policy: &CheckedPolicy) -> Vec<Connection> {
@@ -33,6 +33,11 @@ pub fn universe(policy: &CheckedPolicy) -> Vec<Connection> {
         "fd00:ec2::254",
         "::ffff:169.254.169.254",
         "fe80::1",
+        "0.0.0.0",
+        "0.255.255.255",
+        "::",
+        "::ffff:0.0.0.0",
+        "::ffff:0.255.255.255",
     ] {
         if let Ok(ip) = m.parse() {
             ips.insert(ip);
@@ -296,6 +301,11 @@ pub fn statuses(policy: &CheckedPolicy) -> BTreeMap<String, Verdict> {
                     violate(NO_METADATA);
                 }
             }
+            if let Target::Ip(ip) = &c.target {
+                if egress_check::is_unspecified(*ip) {
+                    violate(NO_UNSPECIFIED);
+                }
+            }
             if reaches_hosts
                 && !approved
                 && c.port == 53
@@ -305,12 +315,38 @@ pub fn statuses(policy: &CheckedPolicy) -> BTreeMap<String, Verdict> {
                 violate(LAYERS_CONSISTENT);
             }
         }
-        // Syscalls and Linux capabilities (no connections involved).
+        // Syscalls, Linux capabilities and local sockets (no connections involved).
+        let sockets = policy.unix_sockets_of(agent);
         if rs.is_empty()
-            && policy
-                .syscalls_of(agent)
-                .iter()
-                .any(|s| NETWORK_SYSCALLS.contains(&s.as_str()))
+            && policy.syscalls_of(agent).iter().any(|s| {
+                NETWORK_SYSCALLS.contains(&s.as_str())
+                    && (sockets.is_empty() || !UNIX_SOCKET_SYSCALLS.contains(&s.as_str()))
+            })
+        {
+            violate(LAYERS_CONSISTENT);
+        }
+        let approved_sockets: Vec<&str> = policy
+            .zones
+            .iter()
+            .filter(|z| z.applies_to(id))
+            .flat_map(|z| z.approve_unix.iter().map(|u| u.path.as_str()))
+            .collect();
+        if sockets
+            .iter()
+            .any(|s| !approved_sockets.contains(&s.as_str()))
+        {
+            violate(EGRESS_APPROVED);
+        }
+        let approved_caps: Vec<LinuxCap> = policy
+            .zones
+            .iter()
+            .filter(|z| z.applies_to(id))
+            .flat_map(|z| z.approve_caps.iter().map(|c| c.cap))
+            .collect();
+        if policy
+            .linux_caps_of(agent)
+            .iter()
+            .any(|c| c.bypasses_enforcement() && !approved_caps.contains(c))
         {
             violate(LAYERS_CONSISTENT);
         }

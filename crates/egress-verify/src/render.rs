@@ -146,6 +146,9 @@ fn property_title(id: &str) -> &'static str {
         "exception-gated" => "Exceptions are approved, time-bound, audited and within approvals",
         "layers-consistent" => "Syscalls, Linux capabilities and DNS agree with the network policy",
         "no-metadata" => "Link-local and cloud metadata addresses are unreachable",
+        "no-unspecified" => {
+            "Unspecified and this-network addresses (0.0.0.0/8, ::) are unreachable"
+        }
         _ => "A user assertion holds",
     }
 }

@@ -12,6 +12,7 @@ pub const DATA_CLEARANCE: &str = "data-clearance";
 pub const EXCEPTION_GATED: &str = "exception-gated";
 pub const LAYERS_CONSISTENT: &str = "layers-consistent";
 pub const NO_METADATA: &str = "no-metadata";
+pub const NO_UNSPECIFIED: &str = "no-unspecified";
 
 /// The built-in properties, in report order.
 pub const BUILTIN_PROPERTIES: &[&str] = &[
@@ -20,6 +21,7 @@ pub const BUILTIN_PROPERTIES: &[&str] = &[
     EXCEPTION_GATED,
     LAYERS_CONSISTENT,
     NO_METADATA,
+    NO_UNSPECIFIED,
 ];
 
 /// The id of a user assertion: `assert:NAME`.
@@ -58,7 +60,7 @@ pub struct PropertyResult {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PathNode {
     /// `agent`, `invokes`, `workflow`, `capability`, `destination`, `exception`, `zone`,
-    /// `syscalls`, `capset`, `authority` or `assert`.
+    /// `syscalls`, `capset`, `grant`, `unix`, `authority` or `assert`.
     pub kind: &'static str,
     pub name: String,
     pub span: Span,

@@ -388,6 +388,16 @@ pub fn metadata_addresses() -> IpSet {
     IpSet { v4, v6 }
 }
 
+/// Unspecified and "this network" addresses ([`egress_check::UNSPECIFIED_NETWORKS`]):
+/// 0.0.0.0/8, :: and ::ffff:0.0.0.0/104.
+pub fn unspecified_addresses() -> IpSet {
+    let mut set = IpSet::default();
+    for net in egress_check::UNSPECIFIED_NETWORKS {
+        set = set.union(&IpSet::from_net(net));
+    }
+    set
+}
+
 // ---------------------------------------------------------------------------------------
 // Targets, boxes, connection sets
 

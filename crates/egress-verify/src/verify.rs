@@ -16,8 +16,8 @@ use crate::eval::{
 use crate::graph::{Provenance, ReachGraph};
 use crate::report::*;
 use crate::sets::{
-    all_ports, destination_boxes, metadata_addresses, BoxIndex, ConnBox, Connection, ProtoSet,
-    TargetSet, DEFAULT_BUDGET,
+    all_ports, destination_boxes, metadata_addresses, unspecified_addresses, BoxIndex, ConnBox,
+    Connection, ProtoSet, TargetSet, DEFAULT_BUDGET,
 };
 
 /// How to verify.
@@ -58,6 +58,12 @@ pub const NETWORK_SYSCALLS: &[&str] = &[
     "socket",
     "socketcall",
 ];
+
+/// The network syscalls an agent that names local sockets needs for them: with no
+/// network route, the seccomp profile lets `socket` create `AF_UNIX` sockets only, so
+/// these reach no network. (`socketcall` and io_uring stay network syscalls: neither is
+/// filtered by family.)
+pub const UNIX_SOCKET_SYSCALLS: &[&str] = &["connect", "sendmmsg", "sendmsg", "sendto", "socket"];
 
 /// Warning codes of the verifier.
 pub const W_UNUSED_CAPABILITY: &str = "W0101";
@@ -123,6 +129,7 @@ struct Ctx<'p> {
     /// Concrete holdings, computed independently of the graph, for replay.
     concrete_holdings: Vec<BTreeSet<DataClassId>>,
     metadata: ConnBox,
+    unspecified: ConnBox,
 }
 
 /// Verifies every property of a checked policy.
@@ -342,6 +349,11 @@ impl<'p> Ctx<'p> {
             concrete_holdings: eval::holdings(policy),
             metadata: ConnBox {
                 target: TargetSet::Ip(metadata_addresses()),
+                ports: all_ports(),
+                protocols: ProtoSet::all(),
+            },
+            unspecified: ConnBox {
+                target: TargetSet::Ip(unspecified_addresses()),
                 ports: all_ports(),
                 protocols: ProtoSet::all(),
             },
@@ -566,7 +578,102 @@ impl<'p> Ctx<'p> {
             }
         }
 
+        // no-unspecified: no route at all, exceptions included, reaches 0.0.0.0/8 or ::.
+        for route in &routes {
+            match self.inside(route.dest, &self.unspecified) {
+                Answer::Holds => {}
+                Answer::Unknown(reason) => out.push(self.unknown(NO_UNSPECIFIED, reason, route)),
+                Answer::Witness(w) => {
+                    let confirmed = self.route_allows(agent, route, &w)
+                        && matches!(&w.target, crate::sets::Target::Ip(ip) if egress_check::is_unspecified(*ip));
+                    let message = format!(
+                        "{}; `{}` is an unspecified or this-network address, which reaches the local host; witness `{w}`",
+                        story(&route.path),
+                        w.target
+                    );
+                    out.push(self.finding(
+                        confirmed,
+                        Violation {
+                            property: NO_UNSPECIFIED.to_string(),
+                            agent: name.clone(),
+                            path: route.path.clone(),
+                            witness: Some(w),
+                            conditions: route.conditions.clone(),
+                            message,
+                        },
+                    ));
+                }
+            }
+        }
+
+        out.extend(self.check_unix_approvals(agent));
         out.extend(self.check_layers(agent, &routes, approved));
+        out
+    }
+
+    /// egress-approved for local sockets: every socket path of a capability the agent can
+    /// use is approved by one of its zones (`approve unix "..."`).
+    fn check_unix_approvals(&self, agent: AgentId) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let Some(a) = self.policy.agent(agent) else {
+            return out;
+        };
+        let Some(start) = agent_node(self.policy, agent) else {
+            return out;
+        };
+        let approved = self.policy.approved_unix_sockets(agent);
+        let usable = self.policy.usable_capabilities(a);
+        for cap in usable.iter().filter_map(|c| self.policy.capability(*c)) {
+            let used_span = a
+                .capabilities
+                .iter()
+                .find(|u| u.id == cap.id)
+                .map_or(cap.name.span, |u| u.span);
+            for socket in &cap.unix_sockets {
+                if approved.contains(&socket.path) {
+                    continue;
+                }
+                let path = vec![
+                    start.clone(),
+                    PathNode {
+                        kind: "capability",
+                        name: cap.name.local.clone(),
+                        span: used_span,
+                        note: format!("uses `{}`", cap.name.local),
+                    },
+                    PathNode {
+                        kind: "unix",
+                        name: socket.path.clone(),
+                        span: socket.span,
+                        note: format!("which may use the local socket `{}`", socket.path),
+                    },
+                ];
+                let message = format!(
+                    "{}; local socket `{}` is not approved for `{}` (a zone of the agent needs `approve unix \"{}\"`)",
+                    story(&path),
+                    socket.path,
+                    a.name.local,
+                    socket.path
+                );
+                // Replay: the socket really is the agent's, and really unapproved.
+                let confirmed = self.policy.unix_sockets_of(a).contains(&socket.path)
+                    && !self
+                        .policy
+                        .zones_of(agent)
+                        .any(|z| z.approve_unix.iter().any(|u| u.path == socket.path));
+                out.push(self.finding(
+                    confirmed,
+                    Violation {
+                        property: EGRESS_APPROVED.to_string(),
+                        agent: a.name.local.clone(),
+                        path,
+                        witness: None,
+                        conditions: vec![format!("local socket `{}`", socket.path)],
+                        message,
+                    },
+                ));
+            }
+        }
         out
     }
 
@@ -654,7 +761,9 @@ impl<'p> Ctx<'p> {
         let Some(start) = agent_node(self.policy, agent) else {
             return out;
         };
-        // Network syscalls without any network route.
+        // Network syscalls without any network route. An agent that names local sockets
+        // may keep the syscalls those need: its profile creates `AF_UNIX` sockets only.
+        let names_sockets = !self.policy.unix_sockets_of(a).is_empty();
         if routes.is_empty() {
             for used in &a.capabilities {
                 let Some(cap) = self.policy.capability(used.id) else {
@@ -670,6 +779,7 @@ impl<'p> Ctx<'p> {
                         .iter()
                         .map(String::as_str)
                         .filter(|s| NETWORK_SYSCALLS.contains(s))
+                        .filter(|s| !(names_sockets && UNIX_SOCKET_SYSCALLS.contains(s)))
                         .collect();
                     if net.is_empty() {
                         continue;
@@ -768,6 +878,67 @@ impl<'p> Ctx<'p> {
                             "`{}` via capability set `{}`",
                             g.cap, set.name.local
                         )],
+                        message,
+                    },
+                ));
+            }
+        }
+        // Linux capabilities that bypass enforcement need a zone's approval.
+        let approved_caps = self.policy.approved_linux_caps(agent);
+        let mut reported: BTreeSet<(egress_check::CapId, LinuxCap)> = BTreeSet::new();
+        for used in &a.capabilities {
+            let Some(cap) = self.policy.capability(used.id) else {
+                continue;
+            };
+            for g in &cap.linux_caps {
+                if !g.cap.bypasses_enforcement()
+                    || approved_caps.contains(&g.cap)
+                    || !reported.insert((cap.id, g.cap))
+                {
+                    continue;
+                }
+                let set = g.via.and_then(|s| self.policy.cap_set(s));
+                let grant_note = match set {
+                    Some(set) => format!(
+                        "which grants `{}` through capability set `{}`",
+                        g.cap, set.name.local
+                    ),
+                    None => format!("which grants `{}`", g.cap),
+                };
+                let path = vec![
+                    start.clone(),
+                    PathNode {
+                        kind: "capability",
+                        name: cap.name.local.clone(),
+                        span: used.span,
+                        note: format!("uses `{}`", cap.name.local),
+                    },
+                    PathNode {
+                        kind: "grant",
+                        name: g.cap.to_string(),
+                        span: g.span,
+                        note: grant_note,
+                    },
+                ];
+                let message = format!(
+                    "{}; `{}` bypasses enforcement, and no zone of `{name}` approves it (`approve grant {}`)",
+                    story(&path),
+                    g.cap,
+                    g.cap
+                );
+                let confirmed = self.policy.linux_caps_of(a).contains(&g.cap)
+                    && !self
+                        .policy
+                        .zones_of(agent)
+                        .any(|z| z.approve_caps.iter().any(|c| c.cap == g.cap));
+                out.push(self.finding(
+                    confirmed,
+                    Violation {
+                        property: LAYERS_CONSISTENT.to_string(),
+                        agent: name.clone(),
+                        path,
+                        witness: None,
+                        conditions: vec![format!("`{}` granted without approval", g.cap)],
                         message,
                     },
                 ));

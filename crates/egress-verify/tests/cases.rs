@@ -117,7 +117,8 @@ fn violations_are_found_and_replayed() {
             assert!(!v.path.is_empty());
             // Route-based witnesses: the concrete evaluator lets the first agent of the path
             // open the connection.
-            if let (Some(w), "egress-approved" | "no-metadata") = (&v.witness, v.property.as_str())
+            if let (Some(w), "egress-approved" | "no-metadata" | "no-unspecified") =
+                (&v.witness, v.property.as_str())
             {
                 let agent = policy.agent_by_name(&v.agent).unwrap();
                 assert!(
@@ -128,6 +129,7 @@ fn violations_are_found_and_replayed() {
                 assert!(
                     !egress_verify::eval::approved(policy, agent.id, w)
                         || v.property == "no-metadata"
+                        || v.property == "no-unspecified"
                 );
             }
         }

@@ -11,7 +11,7 @@
 )]
 
 use egress_verify::generate::{
-    AgentSpec, DestSpec, EndpointSpec, ExceptionSpec, Passing, PolicySpec, ZoneSpec,
+    AgentSpec, CapExtras, DestSpec, EndpointSpec, ExceptionSpec, Passing, PolicySpec, ZoneSpec,
 };
 use egress_verify::{oracle, Engine, Verdict, VerifyConfig};
 use proptest::prelude::*;
@@ -49,6 +49,14 @@ fn cidr() -> impl Strategy<Value = (String, Vec<String>)> {
         ("2001:db8:1::/48", vec!["2001:db8:1::/64"]),
         ("2001:db8::1/128", vec![]),
         ("fe80::/64", vec![]),
+        // Unspecified and this-network addresses (no-unspecified): inside, excluded, and
+        // IPv4-mapped.
+        ("0.0.0.0/5", vec![]),
+        ("0.0.0.0/5", vec!["0.0.0.0/8"]),
+        ("0.0.0.0/32", vec![]),
+        ("::/64", vec![]),
+        ("::ffff:0.0.0.0/96", vec!["::ffff:0.0.0.0/104"]),
+        ("::ffff:0.0.0.0/100", vec![]),
     ])
     .prop_map(|(n, e)| (n.to_string(), e.into_iter().map(str::to_string).collect()))
 }
@@ -131,11 +139,27 @@ fn policy() -> impl Strategy<Value = PolicySpec> {
             prop::collection::vec(idx(na), 0..=2),
             prop::collection::vec(idx(nd), 0..=3),
             prop::collection::vec(idx(nd), 0..=3),
+            prop::bool::weighted(0.3),
+            prop::collection::vec(0usize..2, 0..=1),
         )
-            .prop_map(|(agents, approve, clear_pii)| ZoneSpec {
-                agents,
-                approve,
-                clear_pii,
+            .prop_map(
+                |(agents, approve, clear_pii, approve_net_raw, approve_unix)| ZoneSpec {
+                    agents,
+                    approve,
+                    clear_pii,
+                    approve_net_raw,
+                    approve_unix,
+                },
+            );
+        let extras = (
+            prop::bool::weighted(0.2),
+            any::<bool>(),
+            prop::collection::vec(0usize..2, 0..=1),
+        )
+            .prop_map(|(net_raw, via_set, unix)| CapExtras {
+                net_raw,
+                via_set,
+                unix,
             });
         let exception = (prop::collection::vec(idx(na), 1..=1), idx(nd), idx(nd))
             .prop_map(|(agents, to, audit)| ExceptionSpec { agents, to, audit });
@@ -147,9 +171,19 @@ fn policy() -> impl Strategy<Value = PolicySpec> {
             prop::collection::vec(exception, 0..=1),
             prop::collection::vec((prop::option::of(idx(na)), idx(nd)), 0..=1),
             prop::collection::vec(idx(nd), 0..=1),
+            prop::collection::vec(extras, nc),
         )
             .prop_map(
-                |(dests, mut caps, agents, zones, exceptions, cannot_reach, never_reaches)| {
+                |(
+                    dests,
+                    mut caps,
+                    agents,
+                    zones,
+                    exceptions,
+                    cannot_reach,
+                    never_reaches,
+                    cap_extras,
+                )| {
                     for c in &mut caps {
                         c.sort();
                         c.dedup();
@@ -162,6 +196,7 @@ fn policy() -> impl Strategy<Value = PolicySpec> {
                     PolicySpec {
                         dests,
                         caps,
+                        cap_extras,
                         agents: agents
                             .into_iter()
                             .map(|a| AgentSpec {
@@ -175,6 +210,7 @@ fn policy() -> impl Strategy<Value = PolicySpec> {
                                 agents: dedup(z.agents),
                                 approve: dedup(z.approve),
                                 clear_pii: dedup(z.clear_pii),
+                                ..z
                             })
                             .collect(),
                         exceptions,
