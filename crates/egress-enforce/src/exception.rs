@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -615,6 +615,11 @@ pub struct LedgerEntry {
     /// The attachment it is installed in right now.
     pub active_in: Option<String>,
     pub applications: u32,
+    /// Uses reserved by the installation in progress: counted as spent until that
+    /// installation records how many it really opened, so a token whose applying process
+    /// died (and whose count is lost) never gets its uses back.
+    #[serde(default)]
+    pub reserved: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -629,20 +634,44 @@ impl Ledger {
     fn path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.json"))
     }
-    pub fn get(&self, id: &str) -> LedgerEntry {
-        fs::read_to_string(self.path(id))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default()
+    /// The token's entry: empty when the token was never applied; an error when the
+    /// entry exists but cannot be read, so a damaged ledger never resets a use count.
+    pub fn get(&self, id: &str) -> Result<LedgerEntry, ExceptionError> {
+        match fs::read_to_string(self.path(id)) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| {
+                ExceptionError::Failed(format!(
+                    "ledger entry {} is unreadable ({e}); refusing rather than resetting its use count",
+                    self.path(id).display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LedgerEntry::default()),
+            Err(e) => Err(ExceptionError::Failed(format!(
+                "ledger entry {}: {e}; refusing rather than resetting its use count",
+                self.path(id).display()
+            ))),
+        }
+    }
+    fn create_dir(&self) -> Result<(), ExceptionError> {
+        let fail = |e: std::io::Error| {
+            ExceptionError::Failed(format!("ledger {}: {e}", self.dir.display()))
+        };
+        fs::create_dir_all(&self.dir).map_err(fail)?;
+        fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700)).map_err(fail)
     }
     pub fn put(&self, id: &str, entry: &LedgerEntry) -> Result<(), ExceptionError> {
         let fail = |e: std::io::Error| {
             ExceptionError::Failed(format!("ledger {}: {e}", self.dir.display()))
         };
-        fs::create_dir_all(&self.dir).map_err(fail)?;
+        self.create_dir()?;
         let tmp = self.dir.join(format!(".{id}.tmp"));
         let text = serde_json::to_string(entry).unwrap_or_default();
-        let mut file = fs::File::create(&tmp).map_err(fail)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(fail)?;
         file.write_all(text.as_bytes()).map_err(fail)?;
         file.sync_all().map_err(fail)?;
         fs::rename(&tmp, self.path(id)).map_err(fail)
@@ -652,11 +681,12 @@ impl Ledger {
         let fail = |e: std::io::Error| {
             ExceptionError::Failed(format!("ledger {}: {e}", self.dir.display()))
         };
-        fs::create_dir_all(&self.dir).map_err(fail)?;
+        self.create_dir()?;
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(self.dir.join(".lock"))
             .map_err(fail)?;
         crate::sys::flock_exclusive(&file).map_err(fail)?;
@@ -770,7 +800,7 @@ fn install(
     let rules = rules_for(policy, claims)?;
 
     let _ledger_lock = config.ledger.lock()?;
-    let mut ledger = config.ledger.get(&claims.id);
+    let mut ledger = config.ledger.get(&claims.id)?;
     if let Some(active) = &ledger.active_in {
         if loader::list().contains(active) {
             return Err(refused(format!(
@@ -778,6 +808,10 @@ fn install(
             )));
         }
     }
+    // An earlier installation that never recorded its count (its process died): its
+    // reserved uses stay spent.
+    ledger.used = ledger.used.saturating_add(ledger.reserved);
+    ledger.reserved = 0;
     let remaining = match claims.max_uses {
         Some(max) => {
             let left = u64::from(max).saturating_sub(ledger.used);
@@ -833,6 +867,7 @@ fn install(
     state::save(&st).map_err(|e| ExceptionError::Failed(e.to_string()))?;
     ledger.active_in = Some(attachment.clone());
     ledger.applications += 1;
+    ledger.reserved = remaining;
     config.ledger.put(&claims.id, &ledger)?;
     Ok(Installed {
         claims: claims.clone(),
@@ -866,6 +901,7 @@ fn prune_expired(
         handle
             .set_exception_slot(u32::from(e.slot), ExceptionSlot::default())
             .map_err(fail)?;
+        handle.forget_exception_sockets(e.slot).map_err(fail)?;
         config.audit.append(&record(
             "expire",
             None,
@@ -884,48 +920,79 @@ fn prune_expired(
 }
 
 /// Removes an installed token's rules and records the connections it opened.
-/// `event` is `expire` or `revoke`.
+/// `event` is `expire` or `revoke`. `held`: a handle opened while the token was installed;
+/// its maps stay readable after the attachment's pins are gone (an `egc run` that ended),
+/// so the count is exact even then.
 pub fn remove(
     installed: &Installed,
     config: &ApplyConfig,
     event: &str,
 ) -> Result<u64, ExceptionError> {
+    remove_with(installed, config, event, None)
+}
+
+fn remove_with(
+    installed: &Installed,
+    config: &ApplyConfig,
+    event: &str,
+    held: Option<&mut loader::Attachment>,
+) -> Result<u64, ExceptionError> {
     let fail = |e: loader::EnforceError| ExceptionError::Failed(e.to_string());
-    let mut used = 0u64;
+    let count = |slot: ExceptionSlot| match installed.claims.max_uses {
+        Some(_) => slot.used.min(slot.max_uses),
+        None => slot.used,
+    };
+    let mut used: Option<u64> = None;
     {
         let _state_lock = state::lock(&installed.attachment).map_err(fail)?;
         if let (Ok(mut st), Ok(mut handle)) = (
             state::load(&installed.attachment),
             loader::open(&installed.attachment),
         ) {
+            // End the exception first: from here on the program refuses new connections
+            // through the slot and the egress gate drops packets of those it opened.
             if let Ok(slot) = handle.exception_slot(u32::from(installed.slot)) {
-                used = match installed.claims.max_uses {
-                    Some(_) => slot.used.min(slot.max_uses),
-                    None => slot.used,
-                };
+                used = Some(count(slot));
             }
+            handle
+                .set_exception_slot(u32::from(installed.slot), ExceptionSlot::default())
+                .map_err(fail)?;
             st.exceptions.retain(|e| e.slot != installed.slot);
             let trie = st.desired_trie().map_err(fail)?;
             handle.sync_rules(&trie).map_err(fail)?;
             handle
-                .set_exception_slot(u32::from(installed.slot), ExceptionSlot::default())
+                .forget_exception_sockets(installed.slot)
                 .map_err(fail)?;
             state::save(&st).map_err(fail)?;
         }
     }
+    if used.is_none() {
+        if let Some(handle) = held {
+            if let Ok(slot) = handle.exception_slot(u32::from(installed.slot)) {
+                used = Some(count(slot));
+            }
+        }
+    }
     {
         let _ledger_lock = config.ledger.lock()?;
-        let mut ledger = config.ledger.get(&installed.claims.id);
-        ledger.used = ledger.used.saturating_add(used);
+        let mut ledger = config.ledger.get(&installed.claims.id)?;
+        match used {
+            // The count is known: the reservation is replaced by it.
+            Some(n) => ledger.used = ledger.used.saturating_add(n),
+            // Unknown: every reserved use counts as spent (fail closed).
+            None => ledger.used = ledger.used.saturating_add(ledger.reserved),
+        }
+        ledger.reserved = 0;
         ledger.active_in = None;
         config.ledger.put(&installed.claims.id, &ledger)?;
     }
+    let used_text = used.map_or(Value::Null, |n| json!(n));
     config.audit.append(&record(
         event,
         Some(&installed.claims),
-        json!({ "attachment": installed.attachment, "connections": used }),
+        json!({ "attachment": installed.attachment, "connections": used_text }),
     ))?;
-    Ok(used)
+    Ok(used.unwrap_or(0))
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -953,16 +1020,19 @@ pub fn wait_and_expire(
     config: &ApplyConfig,
     stop: &AtomicBool,
 ) -> Result<u64, ExceptionError> {
+    // Held for the whole wait: when the attachment goes away, its maps stay readable
+    // through this handle, so the connections the token opened are still counted.
+    let mut held = loader::open(&installed.attachment).ok();
     loop {
         if state::now_unix() >= installed.claims.expires_at {
-            return remove(installed, config, "expire");
+            return remove_with(installed, config, "expire", held.as_mut());
         }
         if stop.load(Ordering::SeqCst) {
-            return remove(installed, config, "revoke");
+            return remove_with(installed, config, "revoke", held.as_mut());
         }
         if !loader::list().contains(&installed.attachment) {
-            // The attachment went away (detached, or `egc run` ended): nothing to remove.
-            return remove(installed, config, "expire");
+            // The attachment went away (detached, or `egc run` ended).
+            return remove_with(installed, config, "expire", held.as_mut());
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -193,6 +193,15 @@ pub mod hook {
     }
 }
 
+/// A socket connected through an exception (`sockets` map, keyed by socket cookie).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockState {
+    pub exception_slot: u16,
+    pub reported: u8,
+    pub pad: [u8; 5],
+}
+
 // SAFETY: all of these are repr(C) structs of integers and byte arrays with no padding
 // the kernel could leave uninitialised in a way that matters (explicit pad fields), so
 // any bit pattern is a valid value.
@@ -203,6 +212,8 @@ unsafe impl aya::Pod for RuleSet {}
 unsafe impl aya::Pod for ExceptionSlot {}
 // SAFETY: see above.
 unsafe impl aya::Pod for Config {}
+// SAFETY: see above.
+unsafe impl aya::Pod for SockState {}
 
 #[cfg(test)]
 #[allow(

@@ -24,13 +24,14 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Array, Map, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf};
 use aya::programs::{CgroupSkb, CgroupSock, CgroupSockAddr, CgroupSockopt};
 use aya::{Ebpf, EbpfLoader};
 use serde::Serialize;
 
 use crate::layout::{
-    counter, hook, reason, Config, DenyEvent, ExceptionSlot, LpmAddr, RuleSet, RULES_MAX_ENTRIES,
+    counter, hook, reason, Config, DenyEvent, ExceptionSlot, LpmAddr, RuleSet, SockState,
+    RULES_MAX_ENTRIES,
 };
 use crate::rules::{pack, protocol_from_number, unmapped_addr, TrieContents};
 use crate::sys;
@@ -201,6 +202,8 @@ pub struct Attachment {
     rules: LpmTrie<MapData, LpmAddr, RuleSet>,
     counters: PerCpuArray<MapData, u64>,
     exceptions: Array<MapData, ExceptionSlot>,
+    /// Sockets connected through exceptions (absent in attachments made by older egc).
+    sockets: Option<HashMap<MapData, u64, SockState>>,
 }
 
 /// Loads the program, fills its maps with `contents`, attaches it to the cgroup at all
@@ -328,12 +331,17 @@ pub fn open(name: &str) -> Result<Attachment, EnforceError> {
         .map_err(bpf_err("map `counters`"))?;
     let exceptions =
         Array::try_from(Map::Array(pinned("exceptions")?)).map_err(bpf_err("map `exceptions`"))?;
+    let sockets = match pinned("sockets") {
+        Ok(data) => Some(HashMap::try_from(Map::HashMap(data)).map_err(bpf_err("map `sockets`"))?),
+        Err(_) => None,
+    };
     Ok(Attachment {
         name: name.to_string(),
         dir,
         rules,
         counters,
         exceptions,
+        sockets,
     })
 }
 
@@ -460,6 +468,26 @@ impl Attachment {
         self.exceptions
             .set(slot, value, 0)
             .map_err(bpf_err("write `exceptions`"))
+    }
+
+    /// Forgets the sockets connected through exception slot `slot` (when the slot is
+    /// freed, so a later exception in the same slot does not revive them). Returns how
+    /// many there were.
+    pub fn forget_exception_sockets(&mut self, slot: u16) -> Result<usize, EnforceError> {
+        let Some(sockets) = self.sockets.as_mut() else {
+            return Ok(0);
+        };
+        let mut doomed = Vec::new();
+        for item in sockets.iter() {
+            let (cookie, state) = item.map_err(bpf_err("iterate `sockets`"))?;
+            if state.exception_slot == slot {
+                doomed.push(cookie);
+            }
+        }
+        for cookie in &doomed {
+            let _ = sockets.remove(cookie);
+        }
+        Ok(doomed.len())
     }
 
     /// Opens the pinned links; the program stays attached while they are held.

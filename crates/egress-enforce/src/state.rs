@@ -8,6 +8,7 @@
 //! reboot, and neither do the attachments it describes.
 
 use std::fs;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -79,6 +80,7 @@ pub fn lock(name: &str) -> Result<StateLock, EnforceError> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .map_err(|e| EnforceError::Io(format!("open {}", path.display()), e))?;
     crate::sys::flock_exclusive(&file)
@@ -98,12 +100,20 @@ pub fn save(state: &AttachmentState) -> Result<(), EnforceError> {
     let dir = state_dir();
     fs::create_dir_all(&dir)
         .map_err(|e| EnforceError::Io(format!("create {}", dir.display()), e))?;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| EnforceError::Io(format!("chmod {}", dir.display()), e))?;
     let path = path_of(&state.name);
     let tmp = dir.join(format!(".{}.json.tmp", state.name));
     let text = serde_json::to_string_pretty(state)
         .map_err(|e| EnforceError::Bpf(format!("serialise state: {e}")))?;
     let write = || -> std::io::Result<()> {
-        let mut file = fs::File::create(&tmp)?;
+        // Mode 0600: the state names the policy and the open exceptions.
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
         fs::rename(&tmp, &path)
