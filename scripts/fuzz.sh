@@ -99,18 +99,21 @@ run_target() {
   # One verifier thread; scratch files (the audit-log target's) in memory when possible.
   local scratch=${TMPDIR:-/tmp}
   [ -d /dev/shm ] && [ -w /dev/shm ] && scratch=/dev/shm
-  TMPDIR=$scratch RAYON_NUM_THREADS=1 RUSTC_BOOTSTRAP=1 nice -n 10 \
+  local timer=()
+  [ -x /usr/bin/time ] && timer=(/usr/bin/time -f 'cpu %U %S' -o "$log.cpu")
+  TMPDIR=$scratch RAYON_NUM_THREADS=1 RUSTC_BOOTSTRAP=1 nice -n 10 "${timer[@]}" \
     cargo fuzz run --sanitizer none "$target" "$corpus" "$root/fuzz/seeds/$target" -- \
     -fork=0 -rss_limit_mb=4096 -max_total_time="$secs" \
     -print_final_stats=1 -artifact_prefix="$artifacts/" $(options_for "$target") \
     >"$log" 2>&1 || status=$?
-  local execs cov ft units
+  local execs cov ft units cpu=?
+  [ -f "$log.cpu" ] && cpu=$(awk '/^cpu/ { printf "%d", $2 + $3 }' "$log.cpu")
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
   ft=$(grep -oE 'ft: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
   units=$(grep -oE 'corp: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
-  printf 'fuzz: %-20s %6ss  execs %-10s cov %-6s ft %-6s corpus %-6s %s\n' \
-    "$target" "$secs" "${execs:-?}" "${cov:-?}" "${ft:-?}" "${units:-?}" \
+  printf 'fuzz: %-20s %6ss (cpu %5ss)  execs %-10s cov %-6s ft %-6s corpus %-6s %s\n' \
+    "$target" "$secs" "$cpu" "${execs:-?}" "${cov:-?}" "${ft:-?}" "${units:-?}" \
     "$([ "$status" -eq 0 ] && echo ok || echo "FAILED (log: $log)")"
   if [ "$status" -ne 0 ]; then
     grep -E 'panicked|ERROR: libFuzzer|SUMMARY|Test unit written|timeout' "$log" | head -20 >&2 || true
@@ -129,11 +132,12 @@ case ${1:-} in
   --smoke)
     secs=${2:-25}
     build
-    failed=0
+    passed=0 failed=0
     for target in "${targets[@]}"; do
-      run_target "$target" "$secs" || failed=1
+      if run_target "$target" "$secs"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
     done
-    exit "$failed"
+    echo "fuzz: $passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
     ;;
   "" | -h | --help) usage ;;
   *)
