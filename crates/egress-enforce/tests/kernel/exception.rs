@@ -275,3 +275,185 @@ fn a_granted_exception_opens_exactly_its_destination_until_expiry() {
     assert_eq!(expire["exception"], "policy.gdpr_erasure");
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+/// A listener that records what each accepted connection sends, with the instant.
+fn recording_listener(
+    addr: &str,
+) -> (
+    std::net::SocketAddr,
+    std::sync::mpsc::Receiver<(std::time::Instant, String)>,
+) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind(addr).unwrap();
+    let local = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 256];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let _ = tx.send((std::time::Instant::now(), text));
+                }
+            });
+        }
+    });
+    (local, rx)
+}
+
+fn attach_agent(policy: &egress_check::CheckedPolicy, cg: &TestCgroup, name: &str) {
+    let maps = lower(policy, "privacy_bot").unwrap();
+    control::apply(&ApplyRequest {
+        name,
+        maps: &maps,
+        cgroup: &cg.path,
+        policy: None,
+        kind: Kind::Enforce,
+    })
+    .unwrap();
+}
+
+/// Issue 9, item 4: a connection opened during an exception stops carrying data when the
+/// exception expires; `max_uses` holds across attachments (successive `egc run`s) and
+/// across an applying process that died; an unreadable ledger entry refuses the token.
+#[test]
+fn exceptions_end_their_connections_and_count_uses_durably() {
+    let (secret, public) = exception::keygen().unwrap();
+    let key = parse_secret_key(&secret).unwrap();
+    let mut l = listeners();
+    let base = l.tcp("127.0.0.21:0");
+    let (exc, received) = recording_listener("127.0.0.22:0");
+    let text = policy_text(&public, base.port(), exc.port());
+    let checked = egress_check::check_sources(&[("policy.egress", &text)]);
+    let policy = checked
+        .policy
+        .unwrap_or_else(|| panic!("{:#?}", checked.diagnostics));
+    let scratch = std::env::temp_dir().join(unique("exc-durable"));
+    let config = ApplyConfig {
+        audit: AuditLog {
+            path: scratch.join("audit.jsonl"),
+        },
+        ledger: Ledger {
+            dir: scratch.join("ledger"),
+        },
+        attachment: None,
+    };
+    let grant = |ttl| {
+        exception::grant(
+            &policy,
+            &GrantRequest {
+                exception: "gdpr_erasure",
+                key: &key,
+                ttl_secs: ttl,
+                to: Some(parse_target(&exc.to_string()).unwrap()),
+                agent: None,
+                now: now_unix(),
+            },
+        )
+        .unwrap()
+    };
+
+    // 1. A connection opened through a 4-second exception, still open at expiry.
+    let cg = TestCgroup::new(&unique("exc-conn"));
+    let name = unique("exc-conn");
+    attach_agent(&policy, &cg, &name);
+    let (token, claims) = grant(4);
+    let installed = exception::apply(&policy, &token, &config).unwrap();
+    let script = format!(
+        "exec 3<>/dev/tcp/{}/{} || exit 3; echo before >&3; sleep 6; echo after >&3; sleep 1; echo again >&3; exit 0",
+        exc.ip(),
+        exc.port()
+    );
+    let mut command = std::process::Command::new("bash");
+    command.args(["-c", &script]);
+    egress_enforce::sandbox::Confinement {
+        cgroup: Some(egress_enforce::sandbox::CgroupJoin::open(&cg.path).unwrap()),
+        ..Default::default()
+    }
+    .apply_to(&mut command);
+    let status = command.status().unwrap();
+    let expired_at = std::time::UNIX_EPOCH + Duration::from_secs(claims.expires_at);
+    let _ = expired_at;
+    let got: Vec<String> = received.try_iter().map(|(_, t)| t).collect();
+    assert!(
+        got.iter().any(|t| t.contains("before")),
+        "the connection opened during the exception carried data: {got:?} (bash exit {status:?})"
+    );
+    assert!(
+        !got.iter()
+            .any(|t| t.contains("after") || t.contains("again")),
+        "data crossed after the exception expired: {got:?}"
+    );
+    let counters = egress_enforce::loader::open(&name).unwrap().counters();
+    assert!(counters["dropped_packets"] >= 1, "{counters:?}");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    exception::wait_and_expire(&installed, &config, &stop).unwrap();
+    let _ = control::detach(&name);
+
+    // 2. max_uses 2, used in one attachment that then goes away (the `egc run` ended
+    // while the applying process watched): the uses are counted, and a second
+    // attachment cannot have more.
+    let cg_a = TestCgroup::new(&unique("exc-a"));
+    let name_a = unique("exc-a");
+    attach_agent(&policy, &cg_a, &name_a);
+    let (token, _) = grant(60);
+    let installed = exception::apply(&policy, &token, &config).unwrap();
+    let t = target("tcp", exc);
+    expect(&probe(Some(&cg_a), &[t.clone()]), &[(t.clone(), "ok")]);
+    expect(&probe(Some(&cg_a), &[t.clone()]), &[(t.clone(), "ok")]);
+    let watcher = {
+        let installed = installed.clone();
+        let config = config.clone();
+        std::thread::spawn(move || {
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            exception::wait_and_expire(&installed, &config, &stop)
+        })
+    };
+    sleep(Duration::from_millis(300));
+    control::detach(&name_a).unwrap();
+    assert_eq!(
+        watcher.join().unwrap().unwrap(),
+        2,
+        "both uses are counted after the attachment went away"
+    );
+    let cg_b = TestCgroup::new(&unique("exc-b"));
+    let name_b = unique("exc-b");
+    attach_agent(&policy, &cg_b, &name_b);
+    assert!(
+        matches!(exception::apply(&policy, &token, &config), Err(ExceptionError::Refused(m)) if m.contains("use limit")),
+        "a second attachment gets no more uses"
+    );
+
+    // 3. An applying process that dies without recording its count: its reserved uses
+    // stay spent.
+    let (token, _) = grant(60);
+    let installed = exception::apply(&policy, &token, &config).unwrap();
+    drop(installed); // the process "died": no remove, no count
+    control::detach(&name_b).unwrap();
+    let cg_c = TestCgroup::new(&unique("exc-c"));
+    let name_c = unique("exc-c");
+    attach_agent(&policy, &cg_c, &name_c);
+    assert!(
+        matches!(exception::apply(&policy, &token, &config), Err(ExceptionError::Refused(m)) if m.contains("use limit")),
+        "reserved uses of a dead installation are not given back"
+    );
+
+    // 4. An unreadable ledger entry refuses the token instead of resetting its count.
+    let (token, claims) = grant(60);
+    std::fs::create_dir_all(scratch.join("ledger")).unwrap();
+    std::fs::write(
+        scratch.join("ledger").join(format!("{}.json", claims.id)),
+        "{not json",
+    )
+    .unwrap();
+    assert!(
+        matches!(exception::apply(&policy, &token, &config), Err(ExceptionError::Failed(m)) if m.contains("unreadable")),
+    );
+    let _ = control::detach(&name_c);
+    let _ = std::fs::remove_dir_all(&scratch);
+}
