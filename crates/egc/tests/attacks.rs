@@ -88,6 +88,10 @@ struct Case {
     home: bool,
     inherit_fd: bool,
     setuid_helper: bool,
+    /// A fixed path for the sink's unix listener (a policy names it).
+    unix_socket: Option<PathBuf>,
+    /// Accepted unix connections that are expected (the ones egc passes in).
+    allowed_unix_accepts: usize,
 }
 
 fn parse_case(path: &Path) -> Result<Case, String> {
@@ -132,15 +136,20 @@ fn parse_case(path: &Path) -> Result<Case, String> {
                         case.denials
                             .push((String::new(), hook.to_string(), reason.to_string()))
                     }
-                    [mode, hook, reason] => case.denials.push((
-                        mode.to_string(),
-                        hook.to_string(),
-                        reason.to_string(),
-                    )),
+                    [mode, hook, reason] => {
+                        case.denials
+                            .push((mode.to_string(), hook.to_string(), reason.to_string()))
+                    }
                     _ => return Err(format!("denial needs [MODE] HOOK REASON: {value}")),
                 }
             }
             "control-as" => case.control_as_root = value == "root",
+            "unix-socket" => case.unix_socket = Some(PathBuf::from(value)),
+            "allowed-unix-accepts" => {
+                case.allowed_unix_accepts = value
+                    .parse()
+                    .map_err(|_| format!("allowed-unix-accepts: {value}"))?
+            }
             "terminal" => case.terminal = value == "yes",
             "victim" => case.victim = value == "yes",
             "home" => case.home = value == "yes",
@@ -209,9 +218,7 @@ fn support_binaries() -> Result<&'static (PathBuf, PathBuf), String> {
 static TRIALS: AtomicU32 = AtomicU32::new(0);
 
 fn run_quiet(command: &mut Command) -> Result<(), String> {
-    let output = command
-        .output()
-        .map_err(|e| format!("{command:?}: {e}"))?;
+    let output = command.output().map_err(|e| format!("{command:?}: {e}"))?;
     if output.status.success() {
         Ok(())
     } else {
@@ -259,17 +266,23 @@ impl World {
             dir: dir.clone(),
             sink: Command::new("true").spawn().map_err(|e| e.to_string())?,
             sink_log: dir.join("sink.log"),
-            unix_socket: PathBuf::from(format!("/tmp/egc-att-{id}.sock")),
+            unix_socket: case
+                .unix_socket
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("/tmp/egc-att-{id}.sock"))),
             abstract_name: format!("egc-att-{id}"),
             victim: None,
             home: dir.join("home"),
             work: dir.join("work"),
         };
+        if let Some(parent) = world.unix_socket.parent() {
+            fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
         run_quiet(Command::new("ip").args(["-n", &netns, "link", "set", "lo", "up"]))?;
         for addr in ["fd00:e9c::8/128", "fd00:e9c::9/128"] {
-            run_quiet(Command::new("ip").args([
-                "-n", &netns, "addr", "add", addr, "dev", "lo", "nodad",
-            ]))?;
+            run_quiet(
+                Command::new("ip").args(["-n", &netns, "addr", "add", addr, "dev", "lo", "nodad"]),
+            )?;
         }
         run_quiet(Command::new("ip").args([
             "netns",
@@ -396,11 +409,12 @@ impl World {
     /// What reached a forbidden place: packets to forbidden addresses or port 9090, data
     /// read on a forbidden listener, and connections to the unix sockets. With
     /// `data_only`, packets do not count (the caller itself opened a connection there).
-    fn evidence(&mut self, data_only: bool) -> Vec<String> {
+    fn evidence(&mut self, data_only: bool, allowed_unix_accepts: usize) -> Vec<String> {
         std::thread::sleep(Duration::from_millis(300));
         let _ = self.sink.kill();
         let _ = self.sink.wait();
         let log = fs::read_to_string(&self.sink_log).unwrap_or_default();
+        let mut unix_accepts = 0;
         log.lines()
             .filter(|line| {
                 let fields: Vec<&str> = line.split_whitespace().collect();
@@ -412,7 +426,11 @@ impl World {
                     ["data", host, port, ..] => {
                         *host == "127.0.0.9" || *host == "fd00:e9c::9" || *port == "9090"
                     }
-                    ["unix-accept"] | ["abstract-accept"] => true,
+                    ["unix-accept"] => {
+                        unix_accepts += 1;
+                        unix_accepts > allowed_unix_accepts
+                    }
+                    ["abstract-accept"] => true,
                     _ => false,
                 }
             })
@@ -453,9 +471,7 @@ fn spawn_and_wait(mut command: Command, timeout: Duration) -> Result<Outcome, St
     let out = fs::File::create(&out_path).map_err(|e| e.to_string())?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
     command.stdin(Stdio::null()).stdout(out).stderr(err);
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("{command:?}: {e}"))?;
+    let mut child = command.spawn().map_err(|e| format!("{command:?}: {e}"))?;
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
@@ -630,12 +646,14 @@ fn confined(case: &Case, mode: &Mode, extra: &[String]) -> Result<(), Failed> {
                 .output()
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                 .unwrap_or_default();
-            let _ = Command::new(EGC).args(["enforce", "detach", &name]).output();
+            let _ = Command::new(EGC)
+                .args(["enforce", "detach", &name])
+                .output();
             let _ = fs::remove_dir(&cgroup_dir);
             (outcome?, denials_in(&events))
         }
     };
-    let evidence = world.evidence(case.inherit_fd);
+    let evidence = world.evidence(case.inherit_fd, case.allowed_unix_accepts);
     let mut problems = Vec::new();
     match outcome.code {
         Some(0) => {}
@@ -697,7 +715,7 @@ fn control(case: &Case, mode: &Mode) -> Result<(), Failed> {
     let mut command = wrap(&world, case, inner);
     world.env(&mut command, case, mode);
     let outcome = spawn_and_wait(command, Duration::from_secs(30))?;
-    let evidence = world.evidence(case.inherit_fd);
+    let evidence = world.evidence(case.inherit_fd, case.allowed_unix_accepts);
     if outcome.code == Some(10) {
         Ok(())
     } else {

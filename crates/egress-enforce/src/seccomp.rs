@@ -168,10 +168,11 @@ fn socket_rules(exp: &Expectation) -> Result<Vec<SeccompRule>, SeccompError> {
 /// Terminal ioctls a confined command may never use, whatever its syscall groups say:
 /// `TIOCSTI` pushes input into a terminal (the caller's shell would run it, unconfined,
 /// after the command exits) and `TIOCLINUX` can paste the console selection the same way.
-pub const TERMINAL_IOCTLS: &[(u64, &str)] = &[(0x5412, "TIOCSTI"), (0x541C, "TIOCLINUX")];
+/// The same table the static profile uses.
+pub use egress_lower::seccomp::DENIED_IOCTLS as TERMINAL_IOCTLS;
 
-/// A second filter, installed after the agent's: `ioctl` with a request in
-/// [`TERMINAL_IOCTLS`] fails with `EPERM`, every other call is left to the first filter.
+/// A second filter, installed before the agent's: `ioctl` with a request in
+/// [`TERMINAL_IOCTLS`] fails with `EPERM`, every other call is left to the agent's filter.
 /// The request is compared on its low 32 bits, as the kernel reads it (an `unsigned int`),
 /// so high bits set by a caller do not slip past.
 pub fn terminal_filter() -> Result<BpfProgram, SeccompError> {

@@ -8,8 +8,8 @@
 //! reboot, and neither do the attachments it describes.
 
 use std::fs;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 
 use egress_check::Protocol;

@@ -223,6 +223,45 @@ pub(crate) fn agent_maps(
     }
 }
 
+/// What the runtime refuses to enforce without a zone's approval, even when the policy
+/// was not verified: Linux capabilities that bypass the socket hooks (raw sockets, network
+/// administration, ...) and local unix sockets. The verifier reports the same cases as
+/// `layers-consistent` and `egress-approved` findings.
+pub(crate) fn runtime_approvals(
+    policy: &CheckedPolicy,
+    agent: &egress_check::Agent,
+) -> Result<(), String> {
+    let approved_caps = policy.approved_linux_caps(agent.id);
+    let unapproved: Vec<String> = policy
+        .linux_caps_of(agent)
+        .into_iter()
+        .filter(|c| c.bypasses_enforcement() && !approved_caps.contains(c))
+        .map(|c| c.name().to_string())
+        .collect();
+    if !unapproved.is_empty() {
+        return Err(format!(
+            "agent `{}` is granted {} without a zone's approval; these capabilities bypass the socket hooks (add `approve grant {}` to a zone that lists the agent, after review)",
+            agent.name.local,
+            unapproved.join(", "),
+            unapproved.join(", ")
+        ));
+    }
+    let approved_sockets = policy.approved_unix_sockets(agent.id);
+    let unapproved: Vec<String> = policy
+        .unix_sockets_of(agent)
+        .into_iter()
+        .filter(|s| !approved_sockets.contains(s))
+        .collect();
+    if !unapproved.is_empty() {
+        return Err(format!(
+            "agent `{}` names unix sockets without a zone's approval: {} (add `approve unix \"PATH\"` to a zone that lists the agent, after review)",
+            agent.name.local,
+            unapproved.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn absolute(path: &Path) -> String {
     std::fs::canonicalize(path)
         .unwrap_or_else(|_| path.to_path_buf())
@@ -238,6 +277,12 @@ fn apply(args: ApplyArgs) -> ExitCode {
         Ok(x) => x,
         Err(code) => return code,
     };
+    if let Some(agent) = policy.agent_by_name(&args.policy.agent) {
+        if let Err(message) = runtime_approvals(&policy, agent) {
+            eprintln!("error: {message}; nothing was enforced");
+            return ExitCode::from(1);
+        }
+    }
     let cgroup_spec = match args.cgroup.clone().or_else(|| {
         policy
             .agent_by_name(&args.policy.agent)

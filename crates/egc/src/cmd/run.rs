@@ -75,6 +75,10 @@ pub fn run(args: Args) -> ExitCode {
     let Some(agent) = policy.agent_by_name(&args.policy.agent) else {
         return common::usage_error(format!("no agent `{}`", args.policy.agent));
     };
+    if let Err(message) = crate::cmd::enforce::runtime_approvals(&policy, agent) {
+        eprintln!("error: {message}; nothing was run");
+        return ExitCode::from(1);
+    }
     let seccomp = if args.no_seccomp {
         eprintln!("egc: warning: --no-seccomp: running without the agent's seccomp profile");
         None
@@ -140,7 +144,7 @@ pub fn run(args: Args) -> ExitCode {
         extra_tcp_ports,
         writable: args.allow_write.clone(),
         write_work_dir: !args.read_only_work_dir,
-        unix_sockets: Vec::new(),
+        unix_sockets: policy.unix_sockets_of(agent),
         program,
         args: command.collect(),
         user,
