@@ -86,6 +86,31 @@ fn absolute(path: &Path) -> Result<PathBuf, ExitCode> {
     Ok(normalize(&cwd.join(path)))
 }
 
+/// `path` made absolute against the current directory, `.` and `..` resolved lexically.
+pub fn absolute_path(path: &Path) -> Result<PathBuf, ExitCode> {
+    absolute(path)
+}
+
+/// Loads a boundary (`egc verify --within`): a file or a directory that must hold exactly
+/// one policy, checked on its own (its imports are relative to it). Check errors are
+/// printed, and the exit code is 1 then.
+pub fn load_boundary(path: &Path, format: Format) -> Result<LoadedPolicy, ExitCode> {
+    let mut policies = load_policies(&[path.to_path_buf()], None)?;
+    let found = policies.len();
+    let (Some(boundary), true) = (policies.pop(), found == 1) else {
+        return Err(usage_error(format!(
+            "the boundary `{}` must be one policy (the `.egress` files of one directory), found {found}",
+            path.display()
+        )));
+    };
+    if boundary.result.policy.is_none() {
+        print_diagnostics(std::slice::from_ref(&boundary), format);
+        eprintln!("error: the boundary `{}` has check errors", path.display());
+        return Err(ExitCode::from(1));
+    }
+    Ok(boundary)
+}
+
 /// The project root: `--root`, else the nearest ancestor of the current directory with an
 /// `egress.toml`, else the current directory when every input is inside it, else the
 /// deepest directory containing every input.

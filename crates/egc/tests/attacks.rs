@@ -727,6 +727,70 @@ fn control(case: &Case, mode: &Mode) -> Result<(), Failed> {
     }
 }
 
+/// `egc run` must refuse (exit code `code`, a message containing `says`) and start
+/// nothing.
+fn refusal(policy: &str, extra: &[&str], code: i32, says: &str) -> Result<(), Failed> {
+    let dir = out_dir().join(format!(
+        "refusal-{}-{}",
+        std::process::id(),
+        TRIALS.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let marker = dir.join("ran");
+    let output = Command::new(EGC)
+        .arg("run")
+        .arg(attacks_dir().join(format!("policy/{policy}.egress")))
+        .args(["--agent", "attacker"])
+        .args(extra)
+        .arg("--")
+        .args(["/bin/sh", "-c", &format!("echo > {}", marker.display())])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let ran = marker.exists();
+    let _ = fs::remove_dir_all(&dir);
+    if output.status.code() != Some(code) || !stderr.contains(says) || ran {
+        return Err(format!(
+            "expected exit {code} with {says:?} and nothing run; got exit {:?}, ran: {ran}, stderr:\n{stderr}",
+            output.status.code()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Every attack case is named by the threat model page, and every case it names exists.
+fn threat_model_names_every_case(cases: &[String]) -> Result<(), Failed> {
+    let page = fs::read_to_string(repo_root().join("book/src/runtime/threat-model.md"))
+        .map_err(|e| e.to_string())?;
+    let mut problems = Vec::new();
+    for case in cases {
+        if !page.contains(&format!("tests/attacks/{case}.c")) {
+            problems.push(format!("case `{case}` is not in the threat model"));
+        }
+    }
+    for (index, _) in page.match_indices("tests/attacks/") {
+        let rest = &page[index + "tests/attacks/".len()..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.')
+            .collect();
+        if let Some(stem) = name.strip_suffix(".c") {
+            if !cases.iter().any(|c| c == stem) {
+                problems.push(format!(
+                    "the threat model names `{name}`, which does not exist"
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n").into())
+    }
+}
+
 fn cgroup_root() -> PathBuf {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     mountinfo
@@ -753,6 +817,7 @@ fn main() {
         .collect();
     paths.sort();
     let mut trials = Vec::new();
+    let mut case_names = Vec::new();
     for path in paths {
         let case = match parse_case(&path) {
             Ok(case) => case,
@@ -764,6 +829,7 @@ fn main() {
                 continue;
             }
         };
+        case_names.push(case.name.clone());
         for mode_name in case.modes.clone() {
             let mode = if mode_name == "enforce" {
                 Mode::Enforce
@@ -795,5 +861,50 @@ fn main() {
             }
         }
     }
+    let uid = AGENT_UID.to_string();
+    let refusals: Vec<(&str, &str, Vec<String>, i32, &str)> = vec![
+        (
+            "no-landlock-shared-uid",
+            "main",
+            vec!["--uid".into(), uid.clone(), "--no-landlock".into()],
+            2,
+            "without Landlock",
+        ),
+        (
+            "landlock-abi-0-shared-uid",
+            "main",
+            vec![
+                "--uid".into(),
+                uid.clone(),
+                "--landlock-abi".into(),
+                "0".into(),
+            ],
+            2,
+            "without Landlock",
+        ),
+        (
+            "unapproved-net-raw",
+            "net-raw-unapproved",
+            vec!["--uid".into(), uid.clone()],
+            1,
+            "without a zone's approval",
+        ),
+        (
+            "unapproved-unix-socket",
+            "unix-unapproved",
+            vec!["--uid".into(), uid.clone()],
+            1,
+            "without a zone's approval",
+        ),
+    ];
+    for (name, policy, extra, code, says) in refusals {
+        trials.push(Trial::test(format!("refusals::{name}"), move || {
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            refusal(policy, &extra, code, says)
+        }));
+    }
+    trials.push(Trial::test("threat-model::names-every-case", move || {
+        threat_model_names_every_case(&case_names)
+    }));
     libtest_mimic::run(&args, trials).exit();
 }

@@ -436,6 +436,26 @@ fn detach(args: DetachArgs) -> ExitCode {
 
 /// One denial, for people: what, where, why, and the policy line that would allow it.
 pub(crate) fn describe_denial(agent: &str, denial: &Denial) -> String {
+    let who = format!("for agent `{agent}` (pid {} {})", denial.pid, denial.comm);
+    match denial.hook {
+        // The socket hooks report the socket type in `port` and the protocol number.
+        "sock_create" => {
+            return format!(
+                "egc: denied a socket of type {} ({}) {who}: {}; only TCP and UDP inet sockets pass the connect hooks (raw and ping sockets need an approved CAP_NET_RAW)",
+                denial.port, denial.protocol, denial.reason
+            )
+        }
+        // The setsockopt hook reports the level in the protocol field and the option in `port`.
+        "setsockopt" => {
+            return format!(
+                "egc: denied setsockopt(level {}, option {}) {who}: {}; routing headers and IP options would send packets through addresses the policy never judged",
+                denial.protocol.trim_start_matches("ipproto-"),
+                denial.port,
+                denial.reason
+            )
+        }
+        _ => {}
+    }
     let dest = if denial.destination.contains(':') {
         format!("[{}]:{}", denial.destination, denial.port)
     } else {
@@ -446,7 +466,10 @@ pub(crate) fn describe_denial(agent: &str, denial: &Denial) -> String {
     } else {
         32
     };
-    let suggestion = if denial.protocol == "tcp" || denial.protocol == "udp" {
+    let suggestion = if denial.hook != "egress"
+        && denial.reason != "unspecified-address"
+        && (denial.protocol == "tcp" || denial.protocol == "udp")
+    {
         format!(
             "\n  to allow it, a reviewed policy change such as:\n    destination NAME {{ cidr {}/{prefix} port {}{} }}\n  used by a capability of `{agent}` and approved in its zone",
             denial.destination,
@@ -457,8 +480,8 @@ pub(crate) fn describe_denial(agent: &str, denial: &Denial) -> String {
         String::new()
     };
     format!(
-        "egc: denied {} {} to {dest} for agent `{agent}` (pid {} {}): {}{suggestion}",
-        denial.protocol, denial.hook, denial.pid, denial.comm, denial.reason
+        "egc: denied {} {} to {dest} {who}: {}{suggestion}",
+        denial.protocol, denial.hook, denial.reason
     )
 }
 

@@ -41,13 +41,35 @@ pub struct Args {
     /// The project root; imports may not leave it.
     #[arg(long)]
     pub root: Option<PathBuf>,
+    /// Also prove `within-boundary`: everything every agent can reach lies inside this
+    /// boundary policy (a file or a directory of `.egress` files).
+    #[arg(long, value_name = "BOUNDARY")]
+    pub within: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let policies = match common::load_policies(&args.paths, args.root.as_deref()) {
+    let boundary = match &args.within {
+        Some(path) => match common::load_boundary(path, args.format) {
+            Ok(b) => Some((path.clone(), b)),
+            Err(code) => return code,
+        },
+        None => None,
+    };
+    let mut policies = match common::load_policies(&args.paths, args.root.as_deref()) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    // A boundary kept below the policies it bounds is not itself a policy to verify.
+    if let Some((path, _)) = &boundary {
+        match boundary_dir_of(&args, path) {
+            Ok(Some((root, dir))) => policies.retain(|p| root.join(&p.dir) != dir),
+            Ok(None) => {}
+            Err(code) => return code,
+        }
+    }
+    if policies.is_empty() {
+        return common::usage_error("no policy to verify besides the boundary");
+    }
     // Verification needs a checked policy: with check errors, show them and refuse.
     if policies.iter().any(|p| p.result.policy.is_none()) {
         let failing: Vec<common::LoadedPolicy> = policies
@@ -73,10 +95,16 @@ pub fn run(args: Args) -> ExitCode {
     let reports: Vec<(&CheckResult, Report)> = policies
         .iter()
         .filter_map(|p| {
-            p.result
-                .policy
-                .as_ref()
-                .map(|policy| (&p.result, egress_verify::verify(policy, &config)))
+            p.result.policy.as_ref().map(|policy| {
+                let report = match boundary
+                    .as_ref()
+                    .and_then(|(_, b)| b.result.policy.as_ref())
+                {
+                    Some(b) => egress_verify::verify_within(policy, b, &config),
+                    None => egress_verify::verify(policy, &config),
+                };
+                (&p.result, report)
+            })
         })
         .collect();
     let elapsed = started.elapsed();
@@ -120,6 +148,29 @@ pub fn run(args: Args) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// The project root of the verified paths and the boundary's directory, both absolute.
+fn boundary_dir_of(
+    args: &Args,
+    boundary: &std::path::Path,
+) -> Result<Option<(PathBuf, PathBuf)>, ExitCode> {
+    let inputs: Vec<PathBuf> = args
+        .paths
+        .iter()
+        .map(|p| common::absolute_path(p))
+        .collect::<Result<_, _>>()?;
+    let root = common::project_root(&inputs, args.root.as_deref())?;
+    let boundary = common::absolute_path(boundary)?;
+    let dir = if boundary.is_dir() {
+        boundary
+    } else {
+        match boundary.parent() {
+            Some(p) => p.to_path_buf(),
+            None => return Ok(None),
+        }
+    };
+    Ok(Some((root, dir)))
 }
 
 /// Colour on stdout: only on a terminal, and never with `NO_COLOR` set.
