@@ -27,7 +27,7 @@ pub mod verify;
 pub use decide::Engine;
 pub use eval::{allowed, query, QueryAnswer, Route, Via};
 pub use report::*;
-pub use verify::{verify, VerifyConfig, NETWORK_SYSCALLS};
+pub use verify::{verify, verify_within, VerifyConfig, NETWORK_SYSCALLS};
 
 use egress_check::{AgentId, CheckedPolicy};
 

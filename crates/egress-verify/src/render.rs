@@ -149,6 +149,9 @@ fn property_title(id: &str) -> &'static str {
         "no-unspecified" => {
             "Unspecified and this-network addresses (0.0.0.0/8, ::) are unreachable"
         }
+        "within-boundary" => {
+            "Everything every agent can reach lies inside the organisation's boundary"
+        }
         _ => "A user assertion holds",
     }
 }

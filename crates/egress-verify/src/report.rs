@@ -13,6 +13,8 @@ pub const EXCEPTION_GATED: &str = "exception-gated";
 pub const LAYERS_CONSISTENT: &str = "layers-consistent";
 pub const NO_METADATA: &str = "no-metadata";
 pub const NO_UNSPECIFIED: &str = "no-unspecified";
+/// Checked only against a boundary policy (`egc verify --within BOUNDARY`).
+pub const WITHIN_BOUNDARY: &str = "within-boundary";
 
 /// The built-in properties, in report order.
 pub const BUILTIN_PROPERTIES: &[&str] = &[

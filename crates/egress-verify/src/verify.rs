@@ -132,8 +132,29 @@ struct Ctx<'p> {
     unspecified: ConnBox,
 }
 
+mod boundary;
+
 /// Verifies every property of a checked policy.
 pub fn verify(policy: &CheckedPolicy, config: &VerifyConfig) -> Report {
+    verify_inner(policy, None, config)
+}
+
+/// Verifies every property of a checked policy, and `within-boundary`: everything every
+/// agent can reach (directly, in workflows, through exceptions at their widest, and the
+/// data it holds by delegation) lies inside the boundary policy.
+pub fn verify_within(
+    policy: &CheckedPolicy,
+    boundary: &CheckedPolicy,
+    config: &VerifyConfig,
+) -> Report {
+    verify_inner(policy, Some(boundary), config)
+}
+
+fn verify_inner(
+    policy: &CheckedPolicy,
+    boundary: Option<&CheckedPolicy>,
+    config: &VerifyConfig,
+) -> Report {
     let ctx = Ctx::new(policy, config);
     let agent_ids: Vec<AgentId> = policy.agents.iter().map(|a| a.id).collect();
     let per_agent: Vec<Vec<Finding>> = agent_ids.par_iter().map(|a| ctx.check_agent(*a)).collect();
@@ -148,11 +169,17 @@ pub fn verify(policy: &CheckedPolicy, config: &VerifyConfig) -> Report {
         .flatten()
         .collect();
     findings.extend(ctx.check_asserts());
+    if let Some(boundary) = boundary {
+        findings.extend(ctx.check_boundary(boundary));
+    }
 
     let mut properties: BTreeMap<String, Status> = BUILTIN_PROPERTIES
         .iter()
         .map(|p| (p.to_string(), Verdict::Verified))
         .collect();
+    if boundary.is_some() {
+        properties.insert(WITHIN_BOUNDARY.to_string(), Verdict::Verified);
+    }
     for a in &policy.asserts {
         properties.insert(assert_property_id(&a.name.local), Verdict::Verified);
     }

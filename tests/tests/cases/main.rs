@@ -1,0 +1,59 @@
+//! Data-driven suites with one trial per case file (libtest-mimic): adding a case is
+//! adding a file, and `cargo test -p egc-tests --test cases -- NAME` runs one case.
+//!
+//! - `boundary`: `tests/boundary/*.egress` verified within `tests/boundary/boundary/`, and
+//!   each example within its own `boundary/`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod boundary;
+
+use std::path::{Path, PathBuf};
+
+use libtest_mimic::{Arguments, Trial};
+
+/// The files of `dir` with extension `ext`, sorted.
+pub fn case_files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == ext))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The example policies: each directory of `examples/`.
+pub fn examples() -> Vec<PathBuf> {
+    let dir = egc_tests::repo_root().join("examples");
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Snapshots of the suites live in `tests/snapshots/<suite>/`.
+pub fn snapshot(suite: &str, name: &str, value: &str) {
+    insta::with_settings!({
+        snapshot_path => egc_tests::repo_root().join("tests/snapshots").join(suite),
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+    }, {
+        insta::assert_snapshot!(name.to_string(), value);
+    });
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let mut trials: Vec<Trial> = Vec::new();
+    trials.extend(boundary::trials());
+    libtest_mimic::run(&args, trials).exit();
+}
