@@ -234,5 +234,6 @@ mod tests {
         assert_eq!(std::mem::size_of::<ExceptionSlot>(), 24);
         assert_eq!(std::mem::size_of::<Config>(), 8);
         assert_eq!(std::mem::size_of::<DenyEvent>(), 64);
+        assert_eq!(std::mem::size_of::<SockState>(), 8);
     }
 }

@@ -163,7 +163,9 @@ pub type TrieContents = BTreeMap<TriePrefix, Vec<PortRule>>;
 ///
 /// IPv6 rules never cover IPv4-mapped space: `::ffff:0:0/96` is subtracted from every
 /// IPv6 network, since connections to those addresses are IPv4 connections and IPv4
-/// rules govern them.
+/// rules govern them. The unspecified networks (`egress_check::UNSPECIFIED_NETWORKS`:
+/// `0.0.0.0/8`, `::`, reaching the local host) are subtracted from every rule, whatever
+/// the policy or a token says; the program refuses them before any lookup as well.
 pub fn compile(rules: &[AllowRule]) -> Result<TrieContents, Vec<TooManyRules>> {
     let mapped = ipv4_mapped_block();
     let mut own: BTreeMap<TriePrefix, Vec<PortRule>> = BTreeMap::new();
@@ -175,10 +177,11 @@ pub fn compile(rules: &[AllowRule]) -> Result<TrieContents, Vec<TooManyRules>> {
             pad: 0,
             exception_slot: rule.exception_slot,
         };
-        let networks: Vec<IpNet> = match rule.network {
-            IpNet::V6(net) => subtract(IpNet::V6(net), &[IpNet::V6(mapped)]),
-            v4 => vec![v4.trunc()],
-        };
+        let mut excluded: Vec<IpNet> = egress_check::UNSPECIFIED_NETWORKS.to_vec();
+        if let IpNet::V6(_) = rule.network {
+            excluded.push(IpNet::V6(mapped));
+        }
+        let networks: Vec<IpNet> = subtract(rule.network.trunc(), &excluded);
         for network in networks {
             own.entry(TriePrefix::from_net(network))
                 .or_default()
@@ -400,6 +403,24 @@ mod tests {
             &["198.51.100.7/32".parse().unwrap()],
         );
         assert_eq!(out.len(), 8);
+    }
+
+    #[test]
+    fn unspecified_networks_are_never_in_the_trie() {
+        let trie = compile(&[
+            r("0.0.0.0/7", Protocol::Tcp, 80, 80),
+            r("::/127", Protocol::Tcp, 80, 80),
+        ])
+        .unwrap();
+        let covers = |addr: &str| {
+            let ip: std::net::IpAddr = addr.parse().unwrap();
+            trie.keys().any(|p| p.to_net().contains(&ip))
+        };
+        assert!(!covers("0.0.0.0"));
+        assert!(!covers("0.255.255.255"));
+        assert!(!covers("::"));
+        assert!(covers("1.0.0.0"));
+        assert!(covers("::1"));
     }
 
     #[test]

@@ -404,8 +404,14 @@ fn exceptions_end_their_connections_and_count_uses_durably() {
     let (token, _) = grant(60);
     let installed = exception::apply(&policy, &token, &config).unwrap();
     let t = target("tcp", exc);
-    expect(&probe(Some(&cg_a), std::slice::from_ref(&t)), &[(t.clone(), "ok")]);
-    expect(&probe(Some(&cg_a), std::slice::from_ref(&t)), &[(t.clone(), "ok")]);
+    expect(
+        &probe(Some(&cg_a), std::slice::from_ref(&t)),
+        &[(t.clone(), "ok")],
+    );
+    expect(
+        &probe(Some(&cg_a), std::slice::from_ref(&t)),
+        &[(t.clone(), "ok")],
+    );
     let watcher = {
         let installed = installed.clone();
         let config = config.clone();
