@@ -92,6 +92,9 @@ pub enum RunError {
     Spawn(std::io::Error),
     Cgroup(std::io::Error),
     User(String),
+    /// Without Landlock, the command would run as a user that may have other
+    /// processes it could take over (E0153).
+    SharedUserWithoutLandlock(String),
 }
 
 impl std::fmt::Display for RunError {
@@ -102,6 +105,7 @@ impl std::fmt::Display for RunError {
             RunError::Spawn(e) => write!(f, "cannot start the command: {e}"),
             RunError::Cgroup(e) => write!(f, "cgroup: {e}"),
             RunError::User(e) => write!(f, "{e}"),
+            RunError::SharedUserWithoutLandlock(e) => write!(f, "{e}"),
         }
     }
 }
@@ -388,7 +392,7 @@ pub fn run(config: RunConfig, on_denial: &mut dyn FnMut(&Denial)) -> Result<RunR
         .map_or(kernel_abi, |m| m.min(kernel_abi))
         .max(0);
     let without_landlock_risk = |why: &str| {
-        RunError::Landlock(format!(
+        RunError::SharedUserWithoutLandlock(format!(
             "{why}: a command running as uid {uid} without Landlock could take over that user's other processes (ptrace, /proc/PID/mem) or edit its startup files (~/.bashrc); run it as a dedicated user (--dynamic-user) or on a kernel with Landlock"
         ))
     };

@@ -221,6 +221,14 @@ pub const CODES: &[(&str, &str)] = &[
         "too many port rules for one address prefix in the eBPF program",
     ),
     ("E0151", "unknown agent for runtime enforcement"),
+    (
+        "E0152",
+        "bypass capability or unix socket without a zone's approval at run time",
+    ),
+    (
+        "E0153",
+        "command would run without Landlock as a user that has other processes",
+    ),
     // Verifier warnings (egress-verify).
     ("W0101", "capability not used by any agent or workflow step"),
     (

@@ -279,7 +279,7 @@ fn apply(args: ApplyArgs) -> ExitCode {
     };
     if let Some(agent) = policy.agent_by_name(&args.policy.agent) {
         if let Err(message) = runtime_approvals(&policy, agent) {
-            eprintln!("error: {message}; nothing was enforced");
+            eprintln!("error[E0152]: {message}; nothing was enforced (egc explain E0152)");
             return ExitCode::from(1);
         }
     }

@@ -76,7 +76,7 @@ pub fn run(args: Args) -> ExitCode {
         return common::usage_error(format!("no agent `{}`", args.policy.agent));
     };
     if let Err(message) = crate::cmd::enforce::runtime_approvals(&policy, agent) {
-        eprintln!("error: {message}; nothing was run");
+        eprintln!("error[E0152]: {message}; nothing was run (egc explain E0152)");
         return ExitCode::from(1);
     }
     let seccomp = if args.no_seccomp {
@@ -174,6 +174,10 @@ pub fn run(args: Args) -> ExitCode {
                 None => 1,
             };
             ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+        Err(e @ egress_enforce::run::RunError::SharedUserWithoutLandlock(_)) => {
+            eprintln!("error[E0153]: {e}; nothing was run (egc explain E0153)");
+            ExitCode::from(2)
         }
         Err(e) => common::usage_error(format!("egc run: {e}; nothing was run")),
     }
