@@ -16,8 +16,9 @@ pub enum TokenKind {
     Ident,
     #[regex(r#""([^"\\\n]|\\.)*""#)]
     String,
-    /// A string that runs to the end of the line without its closing quote.
-    #[regex(r#""([^"\\\n]|\\.)*"#)]
+    /// A string that runs to the end of the line without its closing quote (a backslash
+    /// at the end of the line does not continue it).
+    #[regex(r#""([^"\\\n]|\\.)*\\?"#)]
     UnterminatedString,
     #[regex(r"[0-9]+")]
     Number,
