@@ -43,6 +43,8 @@ enum Command {
     Verify(cmd::verify::Args),
     /// Ask whether an agent may open one connection, and by which path.
     Query(cmd::query::Args),
+    /// Run the policy tests (`tests/*.egtest` beside each policy): expectations of reach.
+    Test(cmd::test::Args),
     /// Enforce an agent's policy at the socket on a cgroup (eBPF): apply, status, detach, events.
     Enforce(cmd::enforce::Args),
     /// Run a command confined by an agent's policy (cgroup + eBPF, seccomp, capabilities, Landlock).
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Lsp(args) => cmd::lsp::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Query(args) => cmd::query::run(args),
+        Command::Test(args) => cmd::test::run(args),
         Command::Enforce(args) => cmd::enforce::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Exception(args) => cmd::exception::run(args),

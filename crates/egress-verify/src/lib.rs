@@ -15,6 +15,7 @@
 
 pub mod decide;
 pub mod eval;
+pub mod expect;
 pub mod generate;
 pub mod graph;
 pub mod oracle;

@@ -3,6 +3,8 @@
 //!
 //! - `boundary`: `tests/boundary/*.egress` verified within `tests/boundary/boundary/`, and
 //!   each example within its own `boundary/`.
+//! - `egctest`: `egc test` on `tests/egctest/tests/*.egtest`, JUnit validated against
+//!   `tests/junit/junit.xsd`; each example's `tests/*.egtest` pass.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,6 +14,7 @@
 )]
 
 mod boundary;
+mod egctest;
 
 use std::path::{Path, PathBuf};
 
@@ -55,5 +58,6 @@ fn main() {
     let args = Arguments::from_args();
     let mut trials: Vec<Trial> = Vec::new();
     trials.extend(boundary::trials());
+    trials.extend(egctest::trials());
     libtest_mimic::run(&args, trials).exit();
 }

@@ -11,4 +11,5 @@ pub mod init;
 pub mod lsp;
 pub mod query;
 pub mod run;
+pub mod test;
 pub mod verify;
