@@ -10,6 +10,8 @@ packages=(
   libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev
   # seccomp profiles installed in tests; nftables rulesets applied in network namespaces.
   libseccomp-dev nftables iproute2
+  # The attack suite: a C compiler for the probes, nsenter/setpriv, sysctl in its namespaces.
+  gcc util-linux procps
   # The end-to-end editor test drives headless Neovim.
   neovim
 )

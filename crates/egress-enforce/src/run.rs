@@ -369,6 +369,16 @@ pub fn exception_tcp_ports(
 
 /// Runs the command confined; calls `on_denial` for each denial as it happens.
 pub fn run(config: RunConfig, on_denial: &mut dyn FnMut(&Denial)) -> Result<RunReport, RunError> {
+    run_with(config, &mut |_| {}, on_denial)
+}
+
+/// [`run`], calling `on_start` with what Landlock will enforce just before the command
+/// starts (so a weaker confinement is reported before, not after, the command runs).
+pub fn run_with(
+    config: RunConfig,
+    on_start: &mut dyn FnMut(&LandlockReport),
+    on_denial: &mut dyn FnMut(&Denial),
+) -> Result<RunReport, RunError> {
     // Whom the command runs as.
     let (uid, dedicated) = match config.user {
         RunUser::Uid(0) | RunUser::Root => (0, false),
@@ -562,6 +572,7 @@ pub fn run(config: RunConfig, on_denial: &mut dyn FnMut(&Denial)) -> Result<RunR
     }
     confinement.apply_to(&mut command);
 
+    on_start(&landlock_report);
     PENDING_SIGNAL.store(0, Ordering::SeqCst);
     catch_signals(true);
     let child = command.spawn();

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use std::path::PathBuf;
 
-use egress_enforce::run::{run as run_confined, LandlockMode, RunConfig, RunUser};
+use egress_enforce::run::{run_with as run_confined, LandlockMode, RunConfig, RunUser};
 
 use crate::cmd::enforce::{absolute, agent_maps, describe_denial, require_root, PolicyArgs};
 use crate::common::{self, Format};
@@ -155,13 +155,13 @@ pub fn run(args: Args) -> ExitCode {
             eprintln!("{}", describe_denial(&agent_name, d));
         }
     };
-    match run_confined(config, &mut on_denial) {
+    let mut on_start = |landlock: &egress_enforce::run::LandlockReport| {
+        for missing in &landlock.missing {
+            eprintln!("egc: warning: weaker confinement: {missing}");
+        }
+    };
+    match run_confined(config, &mut on_start, &mut on_denial) {
         Ok(report) => {
-            if human {
-                for missing in &report.landlock.missing {
-                    eprintln!("egc: warning: weaker confinement: {missing}");
-                }
-            }
             if !human {
                 eprintln!("{}", serde_json::to_string(&report).unwrap_or_default());
             }

@@ -276,6 +276,21 @@ fn a_granted_exception_opens_exactly_its_destination_until_expiry() {
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
+trait At {
+    fn at(&self, attachment: &str) -> ApplyConfig;
+}
+
+impl At for ApplyConfig {
+    /// The same audit log and ledger, installing into `attachment` (other tests attach
+    /// the same agent in parallel).
+    fn at(&self, attachment: &str) -> ApplyConfig {
+        ApplyConfig {
+            attachment: Some(attachment.to_string()),
+            ..self.clone()
+        }
+    }
+}
+
 /// A listener that records what each accepted connection sends, with the instant.
 fn recording_listener(
     addr: &str,
@@ -363,7 +378,7 @@ fn exceptions_end_their_connections_and_count_uses_durably() {
     let name = unique("exc-conn");
     attach_agent(&policy, &cg, &name);
     let (token, claims) = grant(4);
-    let installed = exception::apply(&policy, &token, &config).unwrap();
+    let installed = exception::apply(&policy, &token, &config.at(&name)).unwrap();
     let script = format!(
         "exec 3<>/dev/tcp/{}/{} || exit 3; echo before >&3; sleep 6; echo after >&3; sleep 1; echo again >&3; exit 0",
         exc.ip(),
@@ -392,7 +407,7 @@ fn exceptions_end_their_connections_and_count_uses_durably() {
     let counters = egress_enforce::loader::open(&name).unwrap().counters();
     assert!(counters["dropped_packets"] >= 1, "{counters:?}");
     let stop = std::sync::atomic::AtomicBool::new(false);
-    exception::wait_and_expire(&installed, &config, &stop).unwrap();
+    exception::wait_and_expire(&installed, &config.at(&name), &stop).unwrap();
     let _ = control::detach(&name);
 
     // 2. max_uses 2, used in one attachment that then goes away (the `egc run` ended
@@ -402,7 +417,7 @@ fn exceptions_end_their_connections_and_count_uses_durably() {
     let name_a = unique("exc-a");
     attach_agent(&policy, &cg_a, &name_a);
     let (token, _) = grant(60);
-    let installed = exception::apply(&policy, &token, &config).unwrap();
+    let installed = exception::apply(&policy, &token, &config.at(&name_a)).unwrap();
     let t = target("tcp", exc);
     expect(
         &probe(Some(&cg_a), std::slice::from_ref(&t)),
@@ -414,7 +429,7 @@ fn exceptions_end_their_connections_and_count_uses_durably() {
     );
     let watcher = {
         let installed = installed.clone();
-        let config = config.clone();
+        let config = config.at(&name_a);
         std::thread::spawn(move || {
             let stop = std::sync::atomic::AtomicBool::new(false);
             exception::wait_and_expire(&installed, &config, &stop)
@@ -431,21 +446,21 @@ fn exceptions_end_their_connections_and_count_uses_durably() {
     let name_b = unique("exc-b");
     attach_agent(&policy, &cg_b, &name_b);
     assert!(
-        matches!(exception::apply(&policy, &token, &config), Err(ExceptionError::Refused(m)) if m.contains("use limit")),
+        matches!(exception::apply(&policy, &token, &config.at(&name_b)), Err(ExceptionError::Refused(m)) if m.contains("use limit")),
         "a second attachment gets no more uses"
     );
 
     // 3. An applying process that dies without recording its count: its reserved uses
     // stay spent.
     let (token, _) = grant(60);
-    let installed = exception::apply(&policy, &token, &config).unwrap();
+    let installed = exception::apply(&policy, &token, &config.at(&name_b)).unwrap();
     drop(installed); // the process "died": no remove, no count
     control::detach(&name_b).unwrap();
     let cg_c = TestCgroup::new(&unique("exc-c"));
     let name_c = unique("exc-c");
     attach_agent(&policy, &cg_c, &name_c);
     assert!(
-        matches!(exception::apply(&policy, &token, &config), Err(ExceptionError::Refused(m)) if m.contains("use limit")),
+        matches!(exception::apply(&policy, &token, &config.at(&name_c)), Err(ExceptionError::Refused(m)) if m.contains("use limit")),
         "reserved uses of a dead installation are not given back"
     );
 
@@ -458,7 +473,7 @@ fn exceptions_end_their_connections_and_count_uses_durably() {
     )
     .unwrap();
     assert!(
-        matches!(exception::apply(&policy, &token, &config), Err(ExceptionError::Failed(m)) if m.contains("unreadable")),
+        matches!(exception::apply(&policy, &token, &config.at(&name_c)), Err(ExceptionError::Failed(m)) if m.contains("unreadable")),
     );
     let _ = control::detach(&name_c);
     let _ = std::fs::remove_dir_all(&scratch);

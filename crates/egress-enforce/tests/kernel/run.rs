@@ -235,3 +235,143 @@ fn run_as_another_user_keeps_confinement() {
     );
     assert!(results["self:Uid"].starts_with("65534"), "{results:#?}");
 }
+
+/// Issue 9, item 4: under `egc run`, an exception token applied while the command runs
+/// opens its destination (Landlock's TCP ports include the exception's from the start),
+/// and nothing else.
+#[test]
+fn an_exception_applied_during_a_run_opens_its_destination() {
+    use egress_enforce::exception::{self, ApplyConfig, AuditLog, GrantRequest, Ledger};
+    let (secret, public) = exception::keygen().unwrap();
+    let key = exception::parse_secret_key(&secret).unwrap();
+    let mut l = listeners();
+    let base = l.tcp("127.0.0.41:0");
+    let granted = l.tcp("127.0.0.42:0");
+    let not_granted = l.tcp(&format!("127.0.0.43:{}", granted.port()));
+    let text = format!(
+        r#"
+import std.sys
+authority dpo {{
+    key "{public}"
+    max_ttl 1h
+}}
+destination base_api {{
+    cidr 127.0.0.41/32
+    port {}
+}}
+destination erasure_service {{
+    cidr 127.0.0.0/8
+    port {}
+}}
+capability client {{
+    connect base_api
+    syscalls sys.process_base, sys.network_client
+}}
+agent exception_bot {{
+    uses client
+}}
+exception gdpr_erasure {{
+    agents exception_bot
+    to erasure_service
+    approver dpo
+    max_ttl 15m
+    audit base_api
+    legal_basis "GDPR Art. 17"
+}}
+"#,
+        base.port(),
+        granted.port()
+    );
+    let checked = egress_check::check_sources(&[("policy.egress", &text)]);
+    let policy = checked
+        .policy
+        .unwrap_or_else(|| panic!("{:#?}", checked.diagnostics));
+    let (maps, _) = lower_with(&policy, "exception_bot", &LowerConfig::default()).unwrap();
+    let agent = policy.agent_by_name("exception_bot").unwrap();
+    let extra = egress_enforce::run::exception_tcp_ports(&policy, agent);
+    assert_eq!(extra, vec![(granted.port(), granted.port())]);
+    let out = tempfile_path();
+    let file = std::fs::File::create(&out).unwrap();
+    // The command waits for the token, then tries the granted address and a neighbour on
+    // the same port (in the exception's pattern, but not in the token).
+    let script = format!(
+        "sleep 2; for a in {} {}; do if (echo hi > /dev/tcp/$a/{}) 2>/dev/null; then echo $a:ok; else echo $a:refused; fi; done",
+        granted.ip(),
+        not_granted.ip(),
+        granted.port()
+    );
+    let config = RunConfig {
+        maps,
+        policy: None,
+        seccomp: None,
+        landlock: LandlockMode::Require,
+        landlock_max_abi: None,
+        extra_tcp_ports: extra,
+        writable: Vec::new(),
+        write_work_dir: false,
+        unix_sockets: Vec::new(),
+        program: "bash".into(),
+        args: vec!["-c".into(), script.into()],
+        user: RunUser::Uid(65534),
+    };
+    let runner = std::thread::spawn(move || with_stdout(file, || run(config, &mut |_| {})));
+    // Wait for the run's attachment, then grant and apply a token for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let attachment = loop {
+        let mine = format!("run-exception_bot-{}", std::process::id());
+        // The pins appear before the attachment's state is saved: wait for both.
+        if let Some(name) = egress_enforce::loader::list()
+            .into_iter()
+            .find(|n| *n == mine && egress_enforce::state::load(n).is_ok())
+        {
+            break name;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no attachment appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (token, _) = exception::grant(
+        &policy,
+        &GrantRequest {
+            exception: "gdpr_erasure",
+            key: &key,
+            ttl_secs: 60,
+            to: Some(exception::parse_target(&granted.to_string()).unwrap()),
+            agent: None,
+            now: egress_enforce::state::now_unix(),
+        },
+    )
+    .unwrap();
+    let scratch = std::env::temp_dir().join(unique("run-exc"));
+    let apply_config = ApplyConfig {
+        audit: AuditLog {
+            path: scratch.join("audit.jsonl"),
+        },
+        ledger: Ledger {
+            dir: scratch.join("ledger"),
+        },
+        attachment: Some(attachment),
+    };
+    let installed = exception::apply(&policy, &token, &apply_config).unwrap();
+    let report = runner.join().unwrap().unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let _ = exception::wait_and_expire(&installed, &apply_config, &stop);
+    let output = std::fs::read_to_string(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    let _ = std::fs::remove_dir_all(&scratch);
+    assert!(
+        output.contains(&format!("{}:ok", granted.ip())),
+        "the granted destination opened under egc run: {output}"
+    );
+    assert!(
+        output.contains(&format!("{}:refused", not_granted.ip())),
+        "a neighbour the token does not name stays shut: {output}"
+    );
+    assert_eq!(
+        report.landlock.ports,
+        Some(2),
+        "base port and exception port"
+    );
+}
