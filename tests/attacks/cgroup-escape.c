@@ -2,6 +2,7 @@
 // control: none
 // why-no-control: unconfined there is no cgroup to leave
 // variant: as-root: --allow-root
+// denial: connect4 no-rule-for-address
 #include "support/attack.h"
 #include <fcntl.h>
 

@@ -1,6 +1,7 @@
 // attack: sockets that never pass the connect hooks: raw, packet, SCTP, MPTCP, UDP-Lite, vsock, AF_ALG, AF_XDP, netlink (other than route)
 // modes: run, enforce
 // control: none
+// denial: enforce sock_create socket-not-tcp-or-udp
 // why-no-control: most of these need CAP_NET_RAW or kernel modules even unconfined; a socket that opens is counted as a way out
 #include "support/attack.h"
 #include <linux/netlink.h>
