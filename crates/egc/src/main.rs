@@ -33,6 +33,8 @@ enum Command {
     Diff(cmd::diff::Args),
     /// Format policies (keeps every comment).
     Fmt(cmd::fmt::Args),
+    /// Draw who can reach what (DOT, Mermaid or SVG), violating paths in red.
+    Graph(cmd::graph::Args),
     /// Print the long explanation of a diagnostic code.
     Explain(cmd::explain::Args),
     /// Write a starter policy into a directory.
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Build(args) => cmd::build::run(args),
         Command::Diff(args) => cmd::diff::run(args),
         Command::Fmt(args) => cmd::fmt::run(args),
+        Command::Graph(args) => cmd::graph::run(args),
         Command::Explain(args) => cmd::explain::run(args),
         Command::Init(args) => cmd::init::run(args),
         Command::Lsp(args) => cmd::lsp::run(args),

@@ -1,7 +1,7 @@
 //! `tests/boundary/*.egress`: each case is verified within the boundary
 //! `tests/boundary/boundary/`. A case with `// expect: PROPERTY` lines must violate
 //! exactly those properties; a case without must verify. Every report is snapshot as JSON.
-//! Each example must verify within its own `boundary/`.
+//! Each example `examples/NAME` must verify within its boundary `examples/boundaries/NAME`.
 
 use egc_tests::{check_case, repo_root};
 use egress_verify::{render, Verdict, VerifyConfig};
@@ -25,7 +25,7 @@ pub fn trials() -> Vec<Trial> {
         let name = example.file_name().unwrap().to_string_lossy().into_owned();
         Trial::test(format!("boundary::example::{name}"), move || {
             let policy = check_case(&example);
-            let boundary = check_case(&example.join("boundary"));
+            let boundary = check_case(&example.join("../boundaries").join(&name));
             let report = egress_verify::verify_within(
                 policy.policy.as_ref().expect("the example checks"),
                 boundary.policy.as_ref().expect("its boundary checks"),

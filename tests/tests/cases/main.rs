@@ -2,9 +2,10 @@
 //! adding a file, and `cargo test -p egc-tests --test cases -- NAME` runs one case.
 //!
 //! - `boundary`: `tests/boundary/*.egress` verified within `tests/boundary/boundary/`, and
-//!   each example within its own `boundary/`.
+//!   each example within `examples/boundaries/NAME`.
 //! - `egctest`: `egc test` on `tests/egctest/tests/*.egtest`, JUnit validated against
 //!   `tests/junit/junit.xsd`; each example's `tests/*.egtest` pass.
+//! - `graph`: `egc graph` DOT and Mermaid snapshots, SVG parsed as XML.
 
 #![allow(
     clippy::unwrap_used,
@@ -15,6 +16,7 @@
 
 mod boundary;
 mod egctest;
+mod graph;
 
 use std::path::{Path, PathBuf};
 
@@ -31,13 +33,13 @@ pub fn case_files(dir: &Path, ext: &str) -> Vec<PathBuf> {
     files
 }
 
-/// The example policies: each directory of `examples/`.
+/// The example policies: each directory of `examples/` but `boundaries/`.
 pub fn examples() -> Vec<PathBuf> {
     let dir = egc_tests::repo_root().join("examples");
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
+        .filter(|p| p.is_dir() && !p.ends_with("boundaries"))
         .collect();
     out.sort();
     out
@@ -59,5 +61,6 @@ fn main() {
     let mut trials: Vec<Trial> = Vec::new();
     trials.extend(boundary::trials());
     trials.extend(egctest::trials());
+    trials.extend(graph::trials());
     libtest_mimic::run(&args, trials).exit();
 }

@@ -7,6 +7,7 @@ pub mod enforce;
 pub mod exception;
 pub mod explain;
 pub mod fmt;
+pub mod graph;
 pub mod init;
 pub mod lsp;
 pub mod query;
