@@ -1387,7 +1387,12 @@ impl<'s> Checker<'s> {
         let mut linux_caps = Vec::new();
         let mut workflows = Vec::new();
         let mut unix_sockets: Vec<UnixSocket> = Vec::new();
+        let mut justified_by_sbom: Option<Span> = None;
         for entry in &d.entries {
+            if entry.kind == ast::CapEntryKind::JustifiedBySbom {
+                // Saying it twice says nothing more; the first is kept.
+                justified_by_sbom.get_or_insert(entry.span);
+            }
             for lit in &entry.paths {
                 match values::unix_socket_path(lit) {
                     Ok(path) => {
@@ -1444,7 +1449,7 @@ impl<'s> Checker<'s> {
                         }
                     }
                     // A `unix` entry has paths, never names.
-                    ast::CapEntryKind::Unix => {}
+                    ast::CapEntryKind::Unix | ast::CapEntryKind::JustifiedBySbom => {}
                     ast::CapEntryKind::Workflows => {
                         // Workflows are built later; resolve the name now, the id is stable.
                         if let Some(i) = self.resolve(file, ident, Kind::Workflow) {
@@ -1468,6 +1473,7 @@ impl<'s> Checker<'s> {
             linux_caps,
             workflows,
             unix_sockets,
+            justified_by_sbom,
         });
     }
 

@@ -492,6 +492,10 @@ pub struct Capability {
     /// Local (Unix domain) sockets the capability may use, by path (`unix "/run/x.sock"`),
     /// in the order written, without duplicates.
     pub unix_sockets: Vec<UnixSocket>,
+    /// `justified_by sbom`: the capability fetches what the SBOM declares, so every
+    /// destination it allows must be a host the SBOM names (`egc verify --sbom`). The span
+    /// of the entry.
+    pub justified_by_sbom: Option<Span>,
 }
 
 /// A local socket named by its absolute path, with where it was named. Paths are

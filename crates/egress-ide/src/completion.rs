@@ -36,7 +36,14 @@ pub struct CompletionItem {
 fn entry_keywords(item: &str) -> &'static [&'static str] {
     match item {
         "destination" => &["host", "cidr", "workload", "port", "protocol"],
-        "capability" => &["connect", "syscalls", "grant", "workflows", "unix"],
+        "capability" => &[
+            "connect",
+            "syscalls",
+            "grant",
+            "workflows",
+            "unix",
+            "justified_by",
+        ],
         "agent" => &[
             "workload", "image", "cgroup", "uid", "uses", "handles", "invokes",
         ],

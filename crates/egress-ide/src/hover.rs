@@ -518,6 +518,7 @@ fn keyword_doc(keyword: &str) -> Option<&'static str> {
         "legal_basis" => "Why the exception exists, for reviewers and the audit log.",
         "clear" => "`clear C to D, ...`: data class C may travel to these destinations.",
         "approve" => "The destinations the zone's agents are approved to reach; `approve grant CAP_...` approves Linux capabilities that bypass enforcement, `approve unix \"/path\"` local sockets.",
+        "justified_by" => "`justified_by sbom`: the capability fetches the build's dependencies, so with `egc verify --sbom BOM` every destination it allows must be a host the SBOM declares, and every host the SBOM declares must be reachable through such a capability (property `sbom-justified`).",
         "unix" => "Local (Unix domain) sockets by absolute path: in a capability, the sockets its agents may use; in a zone (`approve unix`), the sockets its agents are approved to use.",
         _ => return None,
     })

@@ -203,6 +203,9 @@ pub enum CapEntryKind {
     Workflows,
     /// `unix "/path", ...`: local sockets by path; the values are in `paths`.
     Unix,
+    /// `justified_by sbom`: a fetcher whose destinations the SBOM must declare (no names,
+    /// no paths).
+    JustifiedBySbom,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -119,6 +119,8 @@ pub const ENTRY_KEYWORDS: &[&str] = &[
     "never",
     "reaches",
     "unix",
+    "justified_by",
+    "sbom",
 ];
 
 pub fn is_keyword(text: &str) -> bool {

@@ -454,6 +454,7 @@ fn describe_rule(rule: Rule) -> Option<String> {
         Rule::approve_grant_entry => "`approve grant`",
         Rule::approve_unix_entry => "`approve unix`",
         Rule::unix_entry => "`unix`",
+        Rule::justified_entry => "`justified_by sbom`",
         Rule::clear_entry => "`clear`",
         _ => {
             let name = format!("{rule:?}");
@@ -471,7 +472,7 @@ fn item_help(keyword: &str) -> String {
         "import" => "write `import std.dns`, `import std.dns as d` or `import \"file.egress\" as name`".into(),
         "data" => "declare data classes as `data pii, secrets`".into(),
         "destination" => "a destination holds `host`, `cidr`, `workload`, `port` and `protocol` entries inside `{ }`".into(),
-        "capability" => "a capability holds `connect`, `syscalls`, `grant`, `unix` and `workflows` entries inside `{ }`".into(),
+        "capability" => "a capability holds `connect`, `syscalls`, `grant`, `unix`, `workflows` and `justified_by sbom` entries inside `{ }`".into(),
         "agent" => "an agent holds `workload`, `image`, `cgroup`, `uid`, `uses`, `handles` and `invokes` entries inside `{ }`".into(),
         "workflow" => "a workflow holds steps: `step AGENT uses CAPABILITY` or `step AGENT invokes AGENT passing CLASS`".into(),
         "exception" => "an exception holds `agents`, `to`, `approver`, `max_ttl`, `max_uses`, `audit` and `legal_basis` entries".into(),
@@ -626,9 +627,19 @@ impl Converter<'_> {
                         Rule::grant_entry => CapEntryKind::Grant,
                         Rule::workflows_entry => CapEntryKind::Workflows,
                         Rule::unix_entry => CapEntryKind::Unix,
+                        Rule::justified_entry => CapEntryKind::JustifiedBySbom,
                         _ => return None,
                     };
                     let span = self.span(&p);
+                    if kind == CapEntryKind::JustifiedBySbom {
+                        entries.push(CapEntry {
+                            kind,
+                            span,
+                            names: Vec::new(),
+                            paths: Vec::new(),
+                        });
+                        continue;
+                    }
                     let list = significant(p).next()?;
                     let (names, paths) = if kind == CapEntryKind::Unix {
                         (Vec::new(), self.strings(list))
