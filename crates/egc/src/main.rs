@@ -53,6 +53,8 @@ enum Command {
     Run(cmd::run::Args),
     /// Time-bound signed exceptions at run time: keygen, grant, apply, log.
     Exception(cmd::exception::Args),
+    /// Check a signed build (`egc build --sign`) against its intent manifest.
+    Manifest(cmd::manifest::Args),
 }
 
 fn main() -> ExitCode {
@@ -79,5 +81,6 @@ fn main() -> ExitCode {
         Command::Enforce(args) => cmd::enforce::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Exception(args) => cmd::exception::run(args),
+        Command::Manifest(args) => cmd::manifest::run(args),
     }
 }

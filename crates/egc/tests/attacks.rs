@@ -791,6 +791,211 @@ fn threat_model_names_every_case(cases: &[String]) -> Result<(), Failed> {
     }
 }
 
+/// A signed build of the attack policy, in a fresh directory: (dir, public key).
+fn signed_build(tag: &str) -> Result<(PathBuf, String), String> {
+    let dir = out_dir().join(format!(
+        "manifest-{tag}-{}-{}",
+        std::process::id(),
+        TRIALS.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("pol")).map_err(|e| e.to_string())?;
+    fs::copy(policy_path_named("main"), dir.join("pol/main.egress")).map_err(|e| e.to_string())?;
+    let keygen = Command::new(EGC)
+        .args(["exception", "keygen", "--out"])
+        .arg(dir.join("key"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    let printed = String::from_utf8_lossy(&keygen.stdout).into_owned()
+        + &String::from_utf8_lossy(&keygen.stderr);
+    let public = printed
+        .split('"')
+        .find(|part| part.starts_with("ed25519:"))
+        .ok_or_else(|| format!("no public key in {printed:?}"))?
+        .to_string();
+    let build = Command::new(EGC)
+        .current_dir(&dir)
+        .args([
+            "build",
+            "pol",
+            "--target",
+            "ebpf,seccomp",
+            "--out",
+            "out",
+            "--sign",
+            "key",
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !build.status.success() {
+        return Err(format!(
+            "signed build failed: {}",
+            String::from_utf8_lossy(&build.stderr)
+        ));
+    }
+    Ok((dir, public))
+}
+
+fn policy_path_named(name: &str) -> PathBuf {
+    attacks_dir().join(format!("policy/{name}.egress"))
+}
+
+fn egc_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(EGC)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run egc")
+}
+
+/// Issue 13: a policy, artifact or manifest changed after signing is refused by
+/// `egc manifest verify`, `egc run` and `egc enforce apply`; the untouched build is
+/// accepted; two builds give the same manifest bytes.
+fn manifest_trial(kind: &'static str) -> Result<(), Failed> {
+    let (dir, public) = signed_build(kind)?;
+    let run = |policy: &str| {
+        egc_in(
+            &dir,
+            &[
+                "run",
+                policy,
+                "--agent",
+                "attacker",
+                "--uid",
+                "65534",
+                "--manifest",
+                "out",
+                "--key",
+                &public,
+                "--",
+                "/bin/true",
+            ],
+        )
+    };
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["manifest", "verify", "out", "--key", &public];
+        args.extend_from_slice(extra);
+        egc_in(&dir, &args)
+    };
+    let result: Result<(), String> = match kind {
+        "accepted" => {
+            let v = verify(&["--policy", "pol"]);
+            let r = run("pol");
+            if v.status.code() == Some(0) && r.status.code() == Some(0) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "verify {:?} {}; run {:?} {}",
+                    v.status.code(),
+                    String::from_utf8_lossy(&v.stderr),
+                    r.status.code(),
+                    String::from_utf8_lossy(&r.stderr)
+                ))
+            }
+        }
+        "deterministic" => {
+            let first = fs::read(dir.join("out/intent.json")).map_err(|e| e.to_string())?;
+            let first_sig = fs::read(dir.join("out/intent.json.sig")).map_err(|e| e.to_string())?;
+            let again = egc_in(
+                &dir,
+                &[
+                    "build",
+                    "pol",
+                    "--target",
+                    "ebpf,seccomp",
+                    "--out",
+                    "out2",
+                    "--sign",
+                    "key",
+                ],
+            );
+            let second = fs::read(dir.join("out2/intent.json")).map_err(|e| e.to_string())?;
+            let second_sig =
+                fs::read(dir.join("out2/intent.json.sig")).map_err(|e| e.to_string())?;
+            if again.status.success() && first == second && first_sig == second_sig {
+                Ok(())
+            } else {
+                Err("two builds gave different manifests".into())
+            }
+        }
+        "tampered-policy" => {
+            let path = dir.join("pol/main.egress");
+            let text = fs::read_to_string(&path).map_err(|e| e.to_string())?;
+            fs::write(&path, text.replacen("port 8080", "port 8081", 1))
+                .map_err(|e| e.to_string())?;
+            let r = run("pol");
+            let apply = egc_in(
+                &dir,
+                &[
+                    "enforce",
+                    "apply",
+                    "pol",
+                    "--agent",
+                    "attacker",
+                    "--cgroup",
+                    "/egc-attacks/manifest-refused",
+                    "--name",
+                    "manifest-refused",
+                    "--manifest",
+                    "out",
+                    "--key",
+                    &public,
+                ],
+            );
+            let _ = egc_in(&dir, &["enforce", "detach", "manifest-refused"]);
+            let log = fs::read_to_string("/var/log/egc/exceptions.jsonl").unwrap_or_default();
+            let audited = log
+                .lines()
+                .rev()
+                .take(4)
+                .any(|l| l.contains("\"stage\":\"manifest\"") && l.contains("main.egress"));
+            if r.status.code() == Some(2) && apply.status.code() == Some(2) && audited {
+                Ok(())
+            } else {
+                Err(format!(
+                    "run {:?}, enforce apply {:?}, audited {audited}: {}",
+                    r.status.code(),
+                    apply.status.code(),
+                    String::from_utf8_lossy(&r.stderr)
+                ))
+            }
+        }
+        "tampered-artifact" => {
+            let path = dir.join("out/ebpf/attacker.maps.json");
+            let mut bytes = fs::read(&path).map_err(|e| e.to_string())?;
+            if let Some(last) = bytes.last_mut() {
+                *last ^= 1;
+            }
+            fs::write(&path, bytes).map_err(|e| e.to_string())?;
+            let v = verify(&[]);
+            if v.status.code() == Some(1) {
+                Ok(())
+            } else {
+                Err(format!("manifest verify exit {:?}", v.status.code()))
+            }
+        }
+        "tampered-manifest" => {
+            let path = dir.join("out/intent.json");
+            let text = fs::read_to_string(&path).map_err(|e| e.to_string())?;
+            fs::write(&path, text.replacen("sha256:", "sha256:0", 1)).map_err(|e| e.to_string())?;
+            let v = verify(&[]);
+            let r = run("pol");
+            if v.status.code() == Some(1) && r.status.code() == Some(2) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "manifest verify {:?}, run {:?}",
+                    v.status.code(),
+                    r.status.code()
+                ))
+            }
+        }
+        other => Err(format!("unknown manifest trial {other}")),
+    };
+    let _ = fs::remove_dir_all(&dir);
+    result.map_err(Failed::from)
+}
+
 fn cgroup_root() -> PathBuf {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     mountinfo
@@ -901,6 +1106,17 @@ fn main() {
         trials.push(Trial::test(format!("refusals::{name}"), move || {
             let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
             refusal(policy, &extra, code, says)
+        }));
+    }
+    for kind in [
+        "accepted",
+        "deterministic",
+        "tampered-policy",
+        "tampered-artifact",
+        "tampered-manifest",
+    ] {
+        trials.push(Trial::test(format!("manifest::{kind}"), move || {
+            manifest_trial(kind)
         }));
     }
     trials.push(Trial::test("threat-model::names-every-case", move || {

@@ -59,6 +59,14 @@ pub struct Args {
     /// The project root; imports may not leave it.
     #[arg(long)]
     pub root: Option<PathBuf>,
+    /// Also write `intent.json`, the manifest of the policy's sources, every agent's
+    /// connection set and every artifact, and `intent.json.sig`, signed with this secret
+    /// key file (`egc exception keygen`). One policy per signed build.
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
+    /// The SBOM the policy was reviewed against; its digest goes into the manifest.
+    #[arg(long, value_name = "BOM", requires = "sign")]
+    pub sbom: Option<PathBuf>,
 }
 
 fn parse_version(text: &str) -> Result<(u32, u32), String> {
@@ -218,6 +226,12 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("error: nothing built: a target refused the policy or validation failed");
         return ExitCode::from(1);
     }
+    if let Some(key_path) = &args.sign {
+        if let Err(e) = add_signed_manifest(&policies, key_path, args.sbom.as_deref(), &mut files) {
+            eprintln!("error: nothing built: {e}");
+            return ExitCode::from(2);
+        }
+    }
     if let Err(e) = write_out(&args.out, &files) {
         return common::usage_error(e);
     }
@@ -239,6 +253,37 @@ pub fn run(args: Args) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// Adds `intent.json` and its signature to the files to write.
+fn add_signed_manifest(
+    policies: &[LoadedPolicy],
+    key_path: &Path,
+    sbom: Option<&Path>,
+    files: &mut BTreeMap<PathBuf, String>,
+) -> Result<(), String> {
+    let [loaded] = policies else {
+        return Err("--sign builds one policy at a time".into());
+    };
+    let Some(policy) = &loaded.result.policy else {
+        return Err("the policy has errors".into());
+    };
+    let key_text =
+        std::fs::read_to_string(key_path).map_err(|e| format!("{}: {e}", key_path.display()))?;
+    let key = egress_enforce::exception::parse_secret_key(&key_text).map_err(|e| e.to_string())?;
+    let sbom_bytes = match sbom {
+        Some(path) => Some(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?),
+        None => None,
+    };
+    let intent = crate::cmd::manifest::intent_for(loaded, policy, files, sbom_bytes.as_deref())?;
+    let text = intent.to_canonical_json();
+    let signature = egress_enforce::manifest::sign(&text, &key);
+    files.insert(PathBuf::from(egress_enforce::manifest::INTENT_FILE), text);
+    files.insert(
+        PathBuf::from(egress_enforce::manifest::SIGNATURE_FILE),
+        signature,
+    );
+    Ok(())
 }
 
 /// Writes every file into a fresh temporary directory beside `out`, then swaps it in.

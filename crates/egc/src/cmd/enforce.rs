@@ -53,6 +53,13 @@ pub struct PolicyArgs {
     /// The project root; imports may not leave it.
     #[arg(long)]
     pub root: Option<PathBuf>,
+    /// A signed build directory (`egc build --sign`): refuse unless the policy's sources
+    /// and the agent's connection set are the ones signed there.
+    #[arg(long, value_name = "DIR", requires = "key")]
+    pub manifest: Option<PathBuf>,
+    /// The public key the manifest must be signed with (`ed25519:...` or a file).
+    #[arg(long, value_name = "PUB", requires = "manifest")]
+    pub key: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -203,6 +210,9 @@ pub(crate) fn agent_maps(
 ) -> Result<(LoadedPolicy, CheckedPolicy, EbpfMaps), ExitCode> {
     let (loaded, policy) =
         load_agent_policy(&args.path, args.root.as_deref(), &args.agent, format)?;
+    if let (Some(dir), Some(key)) = (&args.manifest, &args.key) {
+        check_manifest(dir, key, &loaded, &policy, &args.agent)?;
+    }
     let config = LowerConfig {
         workflow: args.workflow.clone(),
         deny_unenforceable: args.deny_unenforceable,
@@ -221,6 +231,51 @@ pub(crate) fn agent_maps(
             Err(ExitCode::from(1))
         }
     }
+}
+
+/// Refuses (exit 2, audited) a policy or agent that differs from the signed manifest.
+fn check_manifest(
+    dir: &Path,
+    key: &str,
+    loaded: &LoadedPolicy,
+    policy: &CheckedPolicy,
+    agent: &str,
+) -> Result<(), ExitCode> {
+    let problems = match crate::cmd::manifest::open_manifest(dir, key) {
+        Ok(intent) => {
+            crate::cmd::manifest::policy_differences(&intent, loaded, policy, Some(agent))
+        }
+        Err(e) => vec![e],
+    };
+    let audit = egress_enforce::exception::AuditLog {
+        path: egress_enforce::exception::AuditLog::default_path(),
+    };
+    let time = egress_enforce::state::now_unix();
+    if problems.is_empty() {
+        let _ = audit.append(&serde_json::json!({
+            "event": "manifest-accept",
+            "agent": agent,
+            "manifest": dir.display().to_string(),
+            "time": time,
+        }));
+        return Ok(());
+    }
+    let _ = audit.append(&serde_json::json!({
+        "event": "refuse",
+        "stage": "manifest",
+        "agent": agent,
+        "manifest": dir.display().to_string(),
+        "reason": problems.join("; "),
+        "time": time,
+    }));
+    for line in &problems {
+        eprintln!("error: {line}");
+    }
+    eprintln!(
+        "error: the policy is not the one signed in {}; nothing was enforced",
+        dir.display()
+    );
+    Err(ExitCode::from(2))
 }
 
 /// What the runtime refuses to enforce without a zone's approval, even when the policy

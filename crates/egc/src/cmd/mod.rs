@@ -10,6 +10,7 @@ pub mod fmt;
 pub mod graph;
 pub mod init;
 pub mod lsp;
+pub mod manifest;
 pub mod query;
 pub mod run;
 pub mod test;
