@@ -9,6 +9,7 @@
 //! - [`verify()`]: the properties, per agent in parallel.
 //! - [`oracle`]: a brute-force evaluator over a finite universe, for differential tests.
 //! - [`render`]: the JSON and SARIF forms of a report.
+//! - [`sbom`]: `sbom-justified`, checked against the sources an SBOM declares.
 //!
 //! **API boundary:** [`verify()`], [`query`], [`allowed`], [`Report`] and its parts,
 //! [`VerifyConfig`], and the [`sets`] module.
@@ -21,6 +22,7 @@ pub mod graph;
 pub mod oracle;
 pub mod render;
 pub mod report;
+pub mod sbom;
 pub mod sets;
 pub mod smt;
 pub mod verify;

@@ -15,6 +15,8 @@ pub const NO_METADATA: &str = "no-metadata";
 pub const NO_UNSPECIFIED: &str = "no-unspecified";
 /// Checked only against a boundary policy (`egc verify --within BOUNDARY`).
 pub const WITHIN_BOUNDARY: &str = "within-boundary";
+/// Checked only against an SBOM (`egc verify --sbom BOM`), by [`crate::sbom`].
+pub const SBOM_JUSTIFIED: &str = "sbom-justified";
 
 /// The built-in properties, in report order.
 pub const BUILTIN_PROPERTIES: &[&str] = &[
