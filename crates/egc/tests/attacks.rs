@@ -996,6 +996,80 @@ fn manifest_trial(kind: &'static str) -> Result<(), Failed> {
     result.map_err(Failed::from)
 }
 
+/// Issue 13, code identity: an agent that pins its program and script by digest is
+/// started only with exactly those files.
+fn identity_trial(kind: &'static str) -> Result<(), Failed> {
+    let dir = out_dir().join(format!(
+        "identity-{kind}-{}-{}",
+        std::process::id(),
+        TRIALS.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("pol")).map_err(|e| e.to_string())?;
+    let script = dir.join("agent.sh");
+    fs::write(&script, "echo reviewed\n").map_err(|e| e.to_string())?;
+    let digest_of = |path: &Path| -> Result<String, String> {
+        let out = Command::new("sha256sum")
+            .arg(path)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(format!("sha256:{}", text.split_whitespace().next().unwrap_or("")))
+    };
+    let sh = fs::canonicalize("/bin/sh").map_err(|e| e.to_string())?;
+    let policy = format!(
+        "import std.sys\ncapability work {{\n    syscalls sys.process_base\n}}\nagent coder {{\n    uses work\n    executable \"{}\"\n    executable \"{}\"\n}}\n",
+        digest_of(&sh)?,
+        digest_of(&script)?
+    );
+    fs::write(dir.join("pol/main.egress"), policy).map_err(|e| e.to_string())?;
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "pol", "--agent", "coder", "--uid", "65534", "--"];
+        all.extend_from_slice(args);
+        egc_in(&dir, &all)
+    };
+    let script_arg = script.display().to_string();
+    let result = match kind {
+        "pinned-script-runs" => {
+            let out = run(&["/bin/sh", &script_arg]);
+            if out.status.code() == Some(0) && String::from_utf8_lossy(&out.stdout).contains("reviewed") {
+                Ok(())
+            } else {
+                Err(format!("exit {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr)))
+            }
+        }
+        "changed-script-refused" => {
+            fs::write(&script, "echo changed\n").map_err(|e| e.to_string())?;
+            let out = run(&["/bin/sh", &script_arg]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if out.status.code() == Some(1) && stderr.contains("E0154") && !String::from_utf8_lossy(&out.stdout).contains("changed") {
+                Ok(())
+            } else {
+                Err(format!("exit {:?}: {stderr}", out.status.code()))
+            }
+        }
+        "inline-code-refused" => {
+            let out = run(&["/bin/sh", "-c", "echo inline"]);
+            if out.status.code() == Some(1) && !String::from_utf8_lossy(&out.stdout).contains("inline") {
+                Ok(())
+            } else {
+                Err(format!("exit {:?}", out.status.code()))
+            }
+        }
+        "other-program-refused" => {
+            let out = run(&["/bin/true"]);
+            if out.status.code() == Some(1) {
+                Ok(())
+            } else {
+                Err(format!("exit {:?}", out.status.code()))
+            }
+        }
+        other => Err(format!("unknown identity trial {other}")),
+    };
+    let _ = fs::remove_dir_all(&dir);
+    result.map_err(Failed::from)
+}
+
 fn cgroup_root() -> PathBuf {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     mountinfo
@@ -1117,6 +1191,16 @@ fn main() {
     ] {
         trials.push(Trial::test(format!("manifest::{kind}"), move || {
             manifest_trial(kind)
+        }));
+    }
+    for kind in [
+        "pinned-script-runs",
+        "changed-script-refused",
+        "inline-code-refused",
+        "other-program-refused",
+    ] {
+        trials.push(Trial::test(format!("identity::{kind}"), move || {
+            identity_trial(kind)
         }));
     }
     trials.push(Trial::test("threat-model::names-every-case", move || {

@@ -1505,6 +1505,16 @@ impl<'s> Checker<'s> {
                     Ok(v) => identity.image = Some(v),
                     Err(diag) => self.error(diag),
                 },
+                ast::AgentEntry::Executable { value, .. } => match values::executable_digest(value)
+                {
+                    Ok(v) => {
+                        if !identity.executables.contains(&v) {
+                            identity.executables.push(v);
+                            identity.executables.sort();
+                        }
+                    }
+                    Err(diag) => self.error(diag),
+                },
                 ast::AgentEntry::Cgroup { value, .. } => match values::cgroup_path(value) {
                     Ok(v) => identity.cgroup = Some(v),
                     Err(diag) => self.error(diag),

@@ -682,6 +682,9 @@ pub struct Identity {
     pub workload: Option<WorkloadSelector>,
     /// `sha256:<64 hex>`.
     pub image: Option<String>,
+    /// `sha256:<64 hex>` of each program (or interpreted script) `egc run` may start as
+    /// this agent; empty: any.
+    pub executables: Vec<String>,
     /// A cgroup v2 path relative to the cgroup root, e.g. `/agents/invoice-bot`.
     pub cgroup: Option<String>,
     pub uid: Option<u32>,

@@ -288,6 +288,25 @@ pub fn image_digest(lit: &StrLit) -> Result<String, Diagnostic> {
     }
 }
 
+/// `executable "sha256:<64 hex>"`: the SHA-256 of a program or script file.
+pub fn executable_digest(lit: &StrLit) -> Result<String, Diagnostic> {
+    let value = lit.value.as_str();
+    let ok = value.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f'))
+    });
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(Diagnostic::error(
+            "E0035",
+            lit.span,
+            format!("`{value}` is not a SHA-256 digest of a file"),
+        )
+        .with_label("expected sha256:<64 lower-case hex digits>")
+        .with_help("pin the program by its digest: `executable \"sha256:...\"` (the output of `sha256sum PROGRAM`, prefixed with `sha256:`)"))
+    }
+}
+
 pub fn cgroup_path(lit: &StrLit) -> Result<String, Diagnostic> {
     let value = lit.value.as_str();
     let trimmed = value.trim_end_matches('/');

@@ -14,6 +14,7 @@
 pub mod cgroup;
 pub mod control;
 pub mod exception;
+pub mod identity;
 pub mod landlock;
 pub mod layout;
 pub mod loader;

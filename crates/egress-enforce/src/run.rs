@@ -83,6 +83,9 @@ pub struct RunConfig {
     pub program: OsString,
     pub args: Vec<OsString>,
     pub user: RunUser,
+    /// The agent's `executable` digests: the program (and, for an interpreter, its
+    /// script) must hash to one of them (empty: not checked).
+    pub executables: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -95,6 +98,8 @@ pub enum RunError {
     /// Without Landlock, the command would run as a user that may have other
     /// processes it could take over (E0153).
     SharedUserWithoutLandlock(String),
+    /// The program or its script is not one the agent's `executable` digests allow (E0154).
+    CodeIdentity(String),
 }
 
 impl std::fmt::Display for RunError {
@@ -106,6 +111,7 @@ impl std::fmt::Display for RunError {
             RunError::Cgroup(e) => write!(f, "cgroup: {e}"),
             RunError::User(e) => write!(f, "{e}"),
             RunError::SharedUserWithoutLandlock(e) => write!(f, "{e}"),
+            RunError::CodeIdentity(e) => write!(f, "{e}"),
         }
     }
 }
@@ -379,6 +385,9 @@ pub fn run_with(
     on_start: &mut dyn FnMut(&LandlockReport),
     on_denial: &mut dyn FnMut(&Denial),
 ) -> Result<RunReport, RunError> {
+    // The code that starts must be the reviewed code, when the agent pins it.
+    crate::identity::check(&config.executables, &config.program, &config.args)
+        .map_err(RunError::CodeIdentity)?;
     // Whom the command runs as.
     let (uid, dedicated) = match config.user {
         RunUser::Uid(0) | RunUser::Root => (0, false),

@@ -45,7 +45,14 @@ fn entry_keywords(item: &str) -> &'static [&'static str] {
             "justified_by",
         ],
         "agent" => &[
-            "workload", "image", "cgroup", "uid", "uses", "handles", "invokes",
+            "workload",
+            "image",
+            "executable",
+            "cgroup",
+            "uid",
+            "uses",
+            "handles",
+            "invokes",
         ],
         "workflow" => &["step"],
         "exception" => &[

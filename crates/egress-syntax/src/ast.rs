@@ -231,6 +231,11 @@ pub enum AgentEntry {
         span: Span,
         value: StrLit,
     },
+    /// `executable "sha256:..."`: a program `egc run` may start as this agent.
+    Executable {
+        span: Span,
+        value: StrLit,
+    },
     Cgroup {
         span: Span,
         value: StrLit,

@@ -229,6 +229,10 @@ pub const CODES: &[(&str, &str)] = &[
         "E0153",
         "command would run without Landlock as a user that has other processes",
     ),
+    (
+        "E0154",
+        "program or script not among the agent's `executable` digests",
+    ),
     // Verifier warnings (egress-verify).
     ("W0101", "capability not used by any agent or workflow step"),
     (

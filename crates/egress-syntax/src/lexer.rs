@@ -95,6 +95,7 @@ pub const ENTRY_KEYWORDS: &[&str] = &[
     "grant",
     "workflows",
     "image",
+    "executable",
     "cgroup",
     "uid",
     "uses",

@@ -436,6 +436,7 @@ fn describe_rule(rule: Rule) -> Option<String> {
         Rule::grant_entry => "`grant`",
         Rule::workflows_entry => "`workflows`",
         Rule::image_entry => "`image`",
+        Rule::executable_entry => "`executable`",
         Rule::cgroup_entry => "`cgroup`",
         Rule::uid_entry => "`uid`",
         Rule::uses_entry => "`uses`",
@@ -473,7 +474,7 @@ fn item_help(keyword: &str) -> String {
         "data" => "declare data classes as `data pii, secrets`".into(),
         "destination" => "a destination holds `host`, `cidr`, `workload`, `port` and `protocol` entries inside `{ }`".into(),
         "capability" => "a capability holds `connect`, `syscalls`, `grant`, `unix`, `workflows` and `justified_by sbom` entries inside `{ }`".into(),
-        "agent" => "an agent holds `workload`, `image`, `cgroup`, `uid`, `uses`, `handles` and `invokes` entries inside `{ }`".into(),
+        "agent" => "an agent holds `workload`, `image`, `executable`, `cgroup`, `uid`, `uses`, `handles` and `invokes` entries inside `{ }`".into(),
         "workflow" => "a workflow holds steps: `step AGENT uses CAPABILITY` or `step AGENT invokes AGENT passing CLASS`".into(),
         "exception" => "an exception holds `agents`, `to`, `approver`, `max_ttl`, `max_uses`, `audit` and `legal_basis` entries".into(),
         "authority" => "an authority holds `key \"ed25519:...\"` and `max_ttl` entries".into(),
@@ -1010,6 +1011,10 @@ impl Converter<'_> {
         let mut parts = significant(pair);
         Some(match rule {
             Rule::image_entry => AgentEntry::Image {
+                span,
+                value: self.string(parts.next()?),
+            },
+            Rule::executable_entry => AgentEntry::Executable {
                 span,
                 value: self.string(parts.next()?),
             },

@@ -148,6 +148,7 @@ pub fn run(args: Args) -> ExitCode {
         program,
         args: command.collect(),
         user,
+        executables: agent.identity.executables.clone(),
     };
     let human = args.format == Format::Human;
     let mut on_denial = |d: &egress_enforce::loader::Denial| {
@@ -174,6 +175,10 @@ pub fn run(args: Args) -> ExitCode {
                 None => 1,
             };
             ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+        Err(e @ egress_enforce::run::RunError::CodeIdentity(_)) => {
+            eprintln!("error[E0154]: {e}; nothing was run (egc explain E0154)");
+            ExitCode::from(1)
         }
         Err(e @ egress_enforce::run::RunError::SharedUserWithoutLandlock(_)) => {
             eprintln!("error[E0153]: {e}; nothing was run (egc explain E0153)");

@@ -72,6 +72,7 @@ fn run_probe(
         program: probe_bin().into(),
         args: targets.iter().map(OsString::from).collect(),
         user,
+        executables: Vec::new(),
     };
     let report = with_stdout(file, || run(config, &mut |_| {})).unwrap();
     let text = std::fs::read_to_string(&out).unwrap();
@@ -313,6 +314,7 @@ exception gdpr_erasure {{
         program: "bash".into(),
         args: vec!["-c".into(), script.into()],
         user: RunUser::Uid(65534),
+        executables: Vec::new(),
     };
     let runner = std::thread::spawn(move || with_stdout(file, || run(config, &mut |_| {})));
     // Wait for the run's attachment, then grant and apply a token for it.
