@@ -53,6 +53,8 @@ enum Command {
     Run(cmd::run::Args),
     /// Time-bound signed exceptions at run time: keygen, grant, apply, log.
     Exception(cmd::exception::Args),
+    /// Destinations from an SBOM's declared hosts (`import`), and what a bump changes (`diff`).
+    Sbom(cmd::sbom::Args),
     /// Check a signed build (`egc build --sign`) against its intent manifest.
     Manifest(cmd::manifest::Args),
 }
@@ -82,5 +84,6 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Exception(args) => cmd::exception::run(args),
         Command::Manifest(args) => cmd::manifest::run(args),
+        Command::Sbom(args) => cmd::sbom::run(args),
     }
 }

@@ -13,5 +13,6 @@ pub mod lsp;
 pub mod manifest;
 pub mod query;
 pub mod run;
+pub mod sbom;
 pub mod test;
 pub mod verify;

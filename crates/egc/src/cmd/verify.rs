@@ -45,9 +45,17 @@ pub struct Args {
     /// boundary policy (a file or a directory of `.egress` files).
     #[arg(long, value_name = "BOUNDARY")]
     pub within: Option<PathBuf>,
+    /// Also prove `sbom-justified`: capabilities marked `justified_by sbom` reach exactly
+    /// the hosts this SBOM declares (CycloneDX 1.5/1.6 or SPDX 2.3 JSON).
+    #[arg(long, value_name = "BOM")]
+    pub sbom: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> ExitCode {
+    let sbom_sources = match crate::cmd::sbom::sources_for_verify(args.sbom.as_deref()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let boundary = match &args.within {
         Some(path) => match common::load_boundary(path, args.format) {
             Ok(b) => Some((path.clone(), b)),
@@ -92,7 +100,7 @@ pub fn run(args: Args) -> ExitCode {
         ..VerifyConfig::default()
     };
     let started = std::time::Instant::now();
-    let reports: Vec<(&CheckResult, Report)> = policies
+    let mut reports: Vec<(&CheckResult, Report)> = policies
         .iter()
         .filter_map(|p| {
             p.result.policy.as_ref().map(|policy| {
@@ -107,6 +115,9 @@ pub fn run(args: Args) -> ExitCode {
             })
         })
         .collect();
+    if let Some(sources) = &sbom_sources {
+        crate::cmd::sbom::add_to_reports(&mut reports, sources);
+    }
     let elapsed = started.elapsed();
     let pairs: Vec<(&CheckResult, &Report)> = reports.iter().map(|(c, r)| (*c, r)).collect();
     let verdict = render::overall(&pairs);
