@@ -2,6 +2,10 @@
 //! ([`common`]: loading policies from disk, output formats, rendering diagnostics).
 //! It is a library so the data-driven tests render diagnostics exactly as users see them.
 
+pub mod baseline;
 pub mod cmd;
 pub mod common;
+pub mod config;
+pub mod gitsource;
+pub mod progress;
 pub mod testfile;

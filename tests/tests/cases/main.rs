@@ -1,6 +1,8 @@
 //! Data-driven suites with one trial per case file (libtest-mimic): adding a case is
 //! adding a file, and `cargo test -p egc-tests --test cases -- NAME` runs one case.
 //!
+//! - `baseline`: `tests/baseline/*.toml`, accepted risks with a fixed "now" applied to
+//!   `tests/baseline/policy/`.
 //! - `boundary`: `tests/boundary/*.egress` verified within `tests/boundary/boundary/`, and
 //!   each example within `examples/boundaries/NAME`.
 //! - `egctest`: `egc test` on `tests/egctest/tests/*.egtest`, JUnit validated against
@@ -14,6 +16,7 @@
     clippy::indexing_slicing
 )]
 
+mod baseline;
 mod boundary;
 mod egctest;
 mod graph;
@@ -59,6 +62,7 @@ pub fn snapshot(suite: &str, name: &str, value: &str) {
 fn main() {
     let args = Arguments::from_args();
     let mut trials: Vec<Trial> = Vec::new();
+    trials.extend(baseline::trials());
     trials.extend(boundary::trials());
     trials.extend(egctest::trials());
     trials.extend(graph::trials());

@@ -26,7 +26,7 @@ pub enum EngineArg {
 #[derive(clap::Args)]
 pub struct Args {
     /// Policy files or directories (each directory of `.egress` files is one policy).
-    #[arg(required = true)]
+    /// None: the policies, boundaries and baseline the nearest `egc.toml` names.
     pub paths: Vec<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
@@ -49,6 +49,39 @@ pub struct Args {
     /// the hosts this SBOM declares (CycloneDX 1.5/1.6 or SPDX 2.3 JSON).
     #[arg(long, value_name = "BOM")]
     pub sbom: Option<PathBuf>,
+    /// Accepted risks: findings this TOML file lists (property, agent, witness, with an
+    /// owner, a reason and an expiry) do not fail the run.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Today's date for baseline expiry (`YYYY-MM-DD`), for tests.
+    #[arg(long, hide = true, value_parser = crate::baseline::Date::parse)]
+    pub now: Option<crate::baseline::Date>,
+}
+
+/// The policies to verify, grouped by the boundary they are verified within, and the
+/// baseline: from the command line, else from `egc.toml`.
+type Groups = (Vec<(Vec<PathBuf>, Option<PathBuf>)>, Option<PathBuf>);
+
+fn groups_of(args: &Args) -> Result<Groups, ExitCode> {
+    if !args.paths.is_empty() {
+        return Ok((
+            vec![(args.paths.clone(), args.within.clone())],
+            args.baseline.clone(),
+        ));
+    }
+    match crate::config::load() {
+        Ok(Some(config)) => {
+            let mut groups = config.groups();
+            if let Some(within) = &args.within {
+                groups = vec![(config.policy_paths(), Some(within.clone()))];
+            }
+            Ok((groups, args.baseline.clone().or(config.baseline)))
+        }
+        Ok(None) => Err(common::usage_error(
+            "no input: give policy files or directories, or name them in an `egc.toml`",
+        )),
+        Err(e) => Err(common::usage_error(e)),
+    }
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -56,24 +89,50 @@ pub fn run(args: Args) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let boundary = match &args.within {
-        Some(path) => match common::load_boundary(path, args.format) {
-            Ok(b) => Some((path.clone(), b)),
-            Err(code) => return code,
+    let (groups, baseline_path) = match groups_of(&args) {
+        Ok(g) => g,
+        Err(code) => return code,
+    };
+    let baseline = match &baseline_path {
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| crate::baseline::parse(&text))
+        {
+            Ok(entries) => Some(entries),
+            Err(e) => return common::usage_error(format!("baseline `{}`: {e}", path.display())),
         },
         None => None,
     };
-    let mut policies = match common::load_policies(&args.paths, args.root.as_deref()) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    // A boundary kept below the policies it bounds is not itself a policy to verify.
-    if let Some((path, _)) = &boundary {
-        match boundary_dir_of(&args, path) {
-            Ok(Some((root, dir))) => policies.retain(|p| root.join(&p.dir) != dir),
-            Ok(None) => {}
+    // Each policy with the index of its boundary in `boundaries`.
+    let mut policies: Vec<common::LoadedPolicy> = Vec::new();
+    let mut bounded_by: Vec<Option<usize>> = Vec::new();
+    let mut boundaries: Vec<common::LoadedPolicy> = Vec::new();
+    for (paths, within) in &groups {
+        let boundary = match within {
+            Some(path) => match common::load_boundary(path, args.format) {
+                Ok(b) => Some((path.clone(), b)),
+                Err(code) => return code,
+            },
+            None => None,
+        };
+        let mut group = match common::load_policies(paths, args.root.as_deref()) {
+            Ok(p) => p,
             Err(code) => return code,
+        };
+        // A boundary kept below the policies it bounds is not itself a policy to verify.
+        if let Some((path, _)) = &boundary {
+            match boundary_dir_of(paths, args.root.as_deref(), path) {
+                Ok(Some((root, dir))) => group.retain(|p| root.join(&p.dir) != dir),
+                Ok(None) => {}
+                Err(code) => return code,
+            }
         }
+        let index = boundary.map(|(_, b)| {
+            boundaries.push(b);
+            boundaries.len() - 1
+        });
+        bounded_by.extend(group.iter().map(|_| index));
+        policies.extend(group);
     }
     if policies.is_empty() {
         return common::usage_error("no policy to verify besides the boundary");
@@ -100,61 +159,104 @@ pub fn run(args: Args) -> ExitCode {
         ..VerifyConfig::default()
     };
     let started = std::time::Instant::now();
+    let progress =
+        crate::progress::Progress::new(policies.len(), "verifying", args.format == Format::Human);
     let mut reports: Vec<(&CheckResult, Report)> = policies
         .iter()
-        .filter_map(|p| {
-            p.result.policy.as_ref().map(|policy| {
-                let report = match boundary
-                    .as_ref()
-                    .and_then(|(_, b)| b.result.policy.as_ref())
-                {
+        .zip(&bounded_by)
+        .filter_map(|(p, bound)| {
+            let report = p.result.policy.as_ref().map(|policy| {
+                progress.set_message(&p.dir);
+                let boundary = bound
+                    .and_then(|i| boundaries.get(i))
+                    .and_then(|b| b.result.policy.as_ref());
+                let report = match boundary {
                     Some(b) => egress_verify::verify_within(policy, b, &config),
                     None => egress_verify::verify(policy, &config),
                 };
                 (&p.result, report)
-            })
+            });
+            progress.inc();
+            report
         })
         .collect();
+    progress.finish();
     if let Some(sources) = &sbom_sources {
         crate::cmd::sbom::add_to_reports(&mut reports, sources);
     }
     let elapsed = started.elapsed();
+    let applied = baseline.as_ref().map(|entries| {
+        let mut bare: Vec<Report> = reports.iter().map(|(_, r)| r.clone()).collect();
+        let applied = crate::baseline::apply(
+            entries,
+            &mut bare,
+            args.now.unwrap_or_else(crate::baseline::Date::today),
+        );
+        for ((_, r), b) in reports.iter_mut().zip(bare) {
+            *r = b;
+        }
+        applied
+    });
     let pairs: Vec<(&CheckResult, &Report)> = reports.iter().map(|(c, r)| (*c, r)).collect();
     let verdict = render::overall(&pairs);
+    let baseline_fails = applied.as_ref().is_some_and(|a| a.fails());
+    let verdict_text = crate::baseline::verdict_text(verdict, applied.as_ref());
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {
+            let mut json = render::json(&pairs);
+            if let (Some(applied), Some(object)) = (&applied, json.as_object_mut()) {
+                object.insert("verdict".into(), verdict_text.into());
+                object.insert("baseline".into(), crate::baseline::json(applied));
+            }
             let _ = writeln!(
                 out,
                 "{}",
-                serde_json::to_string_pretty(&render::json(&pairs)).unwrap_or_default()
+                serde_json::to_string_pretty(&json).unwrap_or_default()
             );
         }
         Format::Sarif => {
+            let mut sarif = render::sarif(&pairs);
+            if let Some(applied) = &applied {
+                let results: Vec<&CheckResult> = reports.iter().map(|(c, _)| *c).collect();
+                crate::baseline::add_to_sarif(&mut sarif, applied, &results);
+            }
             let _ = writeln!(
                 out,
                 "{}",
-                serde_json::to_string_pretty(&render::sarif(&pairs)).unwrap_or_default()
+                serde_json::to_string_pretty(&sarif).unwrap_or_default()
             );
         }
         Format::Human => {
             let color = use_color_stdout();
             let mut buffer = Vec::new();
-            for (policy, (result, report)) in policies.iter().zip(&reports) {
-                render_human(&policy.dir, result, report, color, &mut buffer);
+            for (index, (result, report)) in reports.iter().enumerate() {
+                let dir = result_dir(&policies, result);
+                let accepted_ids: Vec<&str> = applied
+                    .iter()
+                    .flat_map(|a| &a.accepted_properties)
+                    .filter(|(i, _)| *i == index)
+                    .map(|(_, id)| id.as_str())
+                    .collect();
+                render_human_with(dir, result, report, &accepted_ids, color, &mut buffer);
+            }
+            if let Some(applied) = &applied {
+                for line in crate::baseline::human_lines(applied) {
+                    let _ = writeln!(buffer, "{line}");
+                }
             }
             let agents: usize = reports.iter().map(|(_, r)| r.stats.agents).sum();
             let _ = writeln!(
                 buffer,
                 "{}: {} policies, {agents} agents, in {:.0?}",
-                verdict.as_str(),
+                verdict_text,
                 reports.len(),
                 elapsed
             );
             let _ = out.write_all(&buffer);
         }
     }
-    if verdict == Verdict::Verified {
+    if verdict == Verdict::Verified && !baseline_fails {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -163,15 +265,15 @@ pub fn run(args: Args) -> ExitCode {
 
 /// The project root of the verified paths and the boundary's directory, both absolute.
 fn boundary_dir_of(
-    args: &Args,
+    paths: &[PathBuf],
+    root: Option<&std::path::Path>,
     boundary: &std::path::Path,
 ) -> Result<Option<(PathBuf, PathBuf)>, ExitCode> {
-    let inputs: Vec<PathBuf> = args
-        .paths
+    let inputs: Vec<PathBuf> = paths
         .iter()
         .map(|p| common::absolute_path(p))
         .collect::<Result<_, _>>()?;
-    let root = common::project_root(&inputs, args.root.as_deref())?;
+    let root = common::project_root(&inputs, root)?;
     let boundary = common::absolute_path(boundary)?;
     let dir = if boundary.is_dir() {
         boundary
@@ -190,12 +292,33 @@ pub fn use_color_stdout() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
 }
 
+/// The directory of the policy whose check result is `result`.
+fn result_dir<'a>(policies: &'a [common::LoadedPolicy], result: &CheckResult) -> &'a str {
+    policies
+        .iter()
+        .find(|p| std::ptr::eq(&p.result, result))
+        .map_or(".", |p| p.dir.as_str())
+}
+
 /// One policy's report for people: each violation as an ariadne report with a label on
 /// every step of its path, then warnings, then the property table.
 pub fn render_human(
     dir: &str,
     result: &CheckResult,
     report: &Report,
+    color: bool,
+    out: &mut Vec<u8>,
+) {
+    render_human_with(dir, result, report, &[], color, out);
+}
+
+/// [`render_human`], with the properties whose every finding a baseline accepted shown
+/// as `accepted`.
+pub fn render_human_with(
+    dir: &str,
+    result: &CheckResult,
+    report: &Report,
+    accepted: &[&str],
     color: bool,
     out: &mut Vec<u8>,
 ) {
@@ -241,8 +364,18 @@ pub fn render_human(
         let _ = builder.finish().write(&mut sources, &mut *out);
     }
     common::render_human(result, &report.warnings, color, out);
-    let _ = writeln!(out, "policy {dir}: {}", report.verdict.as_str());
+    let verdict = if report.verdict == Verdict::Verified && !accepted.is_empty() {
+        "accepted"
+    } else {
+        report.verdict.as_str()
+    };
+    let _ = writeln!(out, "policy {dir}: {verdict}");
     for p in &report.properties {
-        let _ = writeln!(out, "  {:<10} {}", p.status.as_str(), p.id);
+        let status = if accepted.contains(&p.id.as_str()) {
+            "accepted"
+        } else {
+            p.status.as_str()
+        };
+        let _ = writeln!(out, "  {:<10} {}", status, p.id);
     }
 }
