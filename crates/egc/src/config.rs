@@ -212,3 +212,24 @@ pub fn expand_build_args(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStrin
     }
     out
 }
+
+/// The paths a command was given, else the policies of the nearest `egc.toml`, else
+/// `fallback` (`None`: a usage error).
+pub fn paths_or_config(
+    paths: &[PathBuf],
+    fallback: Option<&str>,
+) -> Result<Vec<PathBuf>, std::process::ExitCode> {
+    if !paths.is_empty() {
+        return Ok(paths.to_vec());
+    }
+    match load() {
+        Ok(Some(config)) => Ok(config.policy_paths()),
+        Ok(None) => match fallback {
+            Some(path) => Ok(vec![PathBuf::from(path)]),
+            None => Err(crate::common::usage_error(
+                "no input: give policy files or directories, or name them in an `egc.toml`",
+            )),
+        },
+        Err(e) => Err(crate::common::usage_error(e)),
+    }
+}

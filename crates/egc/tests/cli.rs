@@ -281,3 +281,138 @@ fn build_is_deterministic_and_writes_nothing_on_failure() {
     assert_eq!(o.status.code(), Some(1));
     assert!(!out.exists(), "a failed build wrote output");
 }
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run git");
+    assert!(status.status.success(), "git {args:?}: {}", stderr(&status));
+}
+
+/// `egc diff BASE..HEAD` over a temporary repository: an equivalent rewrite (declarations
+/// reordered, re-indented) reports no change; a widened CIDR reports the agent wider with
+/// a witness inside the widening. The work tree is never touched.
+#[test]
+fn diff_over_git_revisions() {
+    let dir = temp_dir("diff-git");
+    std::fs::create_dir_all(dir.join("p")).unwrap();
+    let policy = std::fs::read_to_string(repo().join("tests/baseline/policy/main.egress")).unwrap();
+    std::fs::write(dir.join("p/main.egress"), &policy).unwrap();
+    git(&dir, &["init", "-q"]);
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "-qm", "base"]);
+    let start = policy.find("destination approved_internal").unwrap();
+    let end = start + policy[start..].find('}').unwrap() + 1;
+    let rewritten = format!(
+        "{}{}\n{}\n",
+        &policy[..start],
+        &policy[end..],
+        policy[start..end].replace("    ", "  ")
+    );
+    std::fs::write(dir.join("p/main.egress"), &rewritten).unwrap();
+    git(&dir, &["commit", "-qam", "rewrite"]);
+    let widened = rewritten.replace("except 10.20.0.0/17", "except 10.20.0.0/18");
+    assert_ne!(widened, rewritten);
+    std::fs::write(dir.join("p/main.egress"), &widened).unwrap();
+    git(&dir, &["commit", "-qam", "widen"]);
+    // A change in the work tree that the revisions must not see.
+    std::fs::write(dir.join("p/main.egress"), "not a policy").unwrap();
+
+    let same = egc(&["diff", "HEAD~2..HEAD~1"], &dir);
+    assert!(same.status.success(), "{}", stderr(&same));
+    assert_eq!(
+        String::from_utf8_lossy(&same.stdout),
+        "No agent can reach anything new, and none lost reach.\n"
+    );
+
+    let wider = egc(&["diff", "HEAD~1..HEAD", "p", "--format", "json"], &dir);
+    assert!(wider.status.success(), "{}", stderr(&wider));
+    let json: serde_json::Value = serde_json::from_slice(&wider.stdout).unwrap();
+    let agent = &json["policies"][0]["agents"][0];
+    assert_eq!(agent["agent"], "batch_bot");
+    assert_eq!(agent["verdict"], "wider");
+    assert_eq!(agent["witness"], "10.20.64.0:443/tcp");
+
+    let markdown = egc(
+        &["diff", "HEAD~1..HEAD", "--format", "markdown"],
+        &dir.join("p"),
+    );
+    let text = String::from_utf8_lossy(&markdown.stdout);
+    assert!(
+        text.contains("| `p` | `batch_bot` | **wider** | `10.20.64.0:443/tcp` |"),
+        "{text}"
+    );
+    assert!(text.contains("<details>"), "{text}");
+    assert!(text.lines().count() < 30, "{text}");
+
+    let gain = egc(&["diff", "HEAD~1..HEAD", "--fail-on-gain"], &dir);
+    assert_eq!(gain.status.code(), Some(1));
+    let bad = egc(&["diff", "nope..HEAD"], &dir);
+    assert_eq!(bad.status.code(), Some(2));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("p/main.egress")).unwrap(),
+        "not a policy"
+    );
+}
+
+/// `egc verify`, `egc test` and `egc check` with no path read the repository's `egc.toml`
+/// (examples with their boundaries); a piped run prints no progress characters.
+#[test]
+fn egc_toml_at_the_repository_root() {
+    let root = repo();
+    let verify = egc(&["verify"], &root);
+    let out = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "{out}{}", stderr(&verify));
+    for example in ["strict-allowlist", "gdpr-erasure", "breach-notification"] {
+        assert!(
+            out.contains(&format!("policy examples/{example}: verified")),
+            "{out}"
+        );
+    }
+    assert!(out.contains("within-boundary"), "{out}");
+    let progress = ['█', '▏', '=', '>'];
+    assert!(
+        !stderr(&verify).contains(progress),
+        "a piped run drew a progress bar: {}",
+        stderr(&verify)
+    );
+    let test = egc(&["test"], &root);
+    let out = String::from_utf8_lossy(&test.stdout);
+    assert!(test.status.success(), "{out}{}", stderr(&test));
+    assert!(out.contains(" passed, 0 failed"), "{out}");
+    let check = egc(&["check"], &root);
+    assert!(check.status.success(), "{}", stderr(&check));
+
+    // Without an egc.toml, no path is a usage error.
+    let empty = temp_dir("no-config");
+    let none = egc(&["verify"], &empty);
+    assert_eq!(none.status.code(), Some(2), "{}", stderr(&none));
+}
+
+/// A bare `egc build` takes its policies, targets and output directory from `egc.toml`.
+#[test]
+fn egc_build_with_no_arguments_reads_egc_toml() {
+    let dir = temp_dir("build-config");
+    std::fs::create_dir_all(dir.join("p")).unwrap();
+    std::fs::copy(
+        repo().join("examples/strict-allowlist/main.egress"),
+        dir.join("p/main.egress"),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo().join("examples/strict-allowlist/approvals.egress"),
+        dir.join("p/approvals.egress"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("egc.toml"),
+        "policies = [\"p\"]\n[build]\ntargets = [\"seccomp\"]\nout = \"out\"\n",
+    )
+    .unwrap();
+    let build = egc(&["build"], &dir);
+    assert!(build.status.success(), "{}", stderr(&build));
+    assert!(dir.join("out").is_dir());
+}

@@ -8,7 +8,7 @@ use crate::common::{self, Format};
 #[derive(clap::Args)]
 pub struct Args {
     /// Policy files or directories (each directory of `.egress` files is one policy).
-    #[arg(required = true)]
+    /// None: the policies the nearest `egc.toml` names.
     pub paths: Vec<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
@@ -20,7 +20,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let policies = match common::load_policies(&args.paths, args.root.as_deref()) {
+    let paths = match crate::config::paths_or_config(&args.paths, None) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let policies = match common::load_policies(&paths, args.root.as_deref()) {
         Ok(p) => p,
         Err(code) => return code,
     };

@@ -24,7 +24,7 @@ pub enum TestFormat {
 #[derive(clap::Args)]
 pub struct Args {
     /// Policy directories (or files); each policy's tests are `tests/*.egtest` beside it.
-    #[arg(default_value = ".")]
+    /// None: the policies the nearest `egc.toml` names, else the current directory.
     pub paths: Vec<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = TestFormat::Human)]
@@ -58,16 +58,15 @@ fn test_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let policies = match common::load_policies(&args.paths, args.root.as_deref()) {
+    let paths = match crate::config::paths_or_config(&args.paths, Some(".")) {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let inputs: Vec<PathBuf> = match args
-        .paths
-        .iter()
-        .map(|p| common::absolute_path(p))
-        .collect()
-    {
+    let policies = match common::load_policies(&paths, args.root.as_deref()) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let inputs: Vec<PathBuf> = match paths.iter().map(|p| common::absolute_path(p)).collect() {
         Ok(i) => i,
         Err(code) => return code,
     };
