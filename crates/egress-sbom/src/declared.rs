@@ -173,6 +173,7 @@ fn default_port(scheme: &str) -> Option<u16> {
 
 /// The host and port a location URL names: `https://h/…`, `git+https://h:8443/…`,
 /// `ssh://git@h/…`, or the scp-like `git@h:org/repo.git` (SSH, port 22).
+/// The host is what the URL says; nothing is inferred from a purl or a package name.
 pub fn source_of(location: &str) -> Result<Source, String> {
     let location = location.trim();
     let Some((scheme, rest)) = location.split_once("://") else {
@@ -206,10 +207,14 @@ fn scp_like(location: &str) -> Result<Source, String> {
     let Some((authority, path)) = location.split_once(':') else {
         return Err("not a URL (no `scheme://`)".into());
     };
+    // Only `user@host:path`: without the user, `name:rest` is more often a URN or a
+    // broken URL than a host.
+    let Some((_, host)) = authority.rsplit_once('@') else {
+        return Err("not a URL (no `scheme://`)".into());
+    };
     if path.is_empty() || authority.contains('/') {
         return Err("not a URL (no `scheme://`)".into());
     }
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     Ok(Source {
         host: host_name(host)?,
         port: 22,

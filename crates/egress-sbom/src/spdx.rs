@@ -33,8 +33,8 @@ pub struct ExternalRef {
 
 impl Document {
     /// Every package. Its locations are its `downloadLocation` (unless `NONE` or
-    /// `NOASSERTION`) and the external references whose locator is a URL; a purl names
-    /// the package, it does not locate it.
+    /// `NOASSERTION`) and the package-manager and other external references whose
+    /// locator is a URL; a purl names the package, it does not locate it.
     pub fn components(&self) -> Vec<Component> {
         self.packages
             .iter()
@@ -47,7 +47,13 @@ impl Document {
                     });
                 }
                 for r in &p.external_refs {
-                    if r.reference_locator.contains("://") {
+                    // Security advisories and persistent ids are not where a package
+                    // comes from; only package-manager and other references locate it.
+                    let locating = matches!(
+                        r.reference_category.as_str(),
+                        "PACKAGE-MANAGER" | "PACKAGE_MANAGER" | "OTHER"
+                    );
+                    if locating && r.reference_locator.contains("://") {
                         locations.push(Location {
                             kind: LocationKind::ExternalRef,
                             url: r.reference_locator.clone(),

@@ -8,6 +8,9 @@
 //! - `egctest`: `egc test` on `tests/egctest/tests/*.egtest`, JUnit validated against
 //!   `tests/junit/junit.xsd`; each example's `tests/*.egtest` pass.
 //! - `graph`: `egc graph` DOT and Mermaid snapshots, SVG parsed as XML.
+//! - `sbom`: `egc sbom import` on `tests/sbom/import/*.json` (each validated against its
+//!   vendored schema in `tests/schemas/`), `sbom-justified` on `tests/sbom/verify/*/`,
+//!   `egc sbom diff` on `tests/sbom/diff/`, and the `sbom-registries` example.
 
 #![allow(
     clippy::unwrap_used,
@@ -20,6 +23,7 @@ mod baseline;
 mod boundary;
 mod egctest;
 mod graph;
+mod sbom;
 
 use std::path::{Path, PathBuf};
 
@@ -66,5 +70,6 @@ fn main() {
     trials.extend(boundary::trials());
     trials.extend(egctest::trials());
     trials.extend(graph::trials());
+    trials.extend(sbom::trials());
     libtest_mimic::run(&args, trials).exit();
 }
