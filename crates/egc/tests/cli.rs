@@ -416,3 +416,91 @@ fn egc_build_with_no_arguments_reads_egc_toml() {
     assert!(build.status.success(), "{}", stderr(&build));
     assert!(dir.join("out").is_dir());
 }
+
+/// The `run:` blocks of `action.yml`, in order (a minimal reader: `run: CMD` or
+/// `run: |` and the lines indented below it).
+fn action_runs(text: &str) -> Vec<Vec<String>> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let indent = line.len() - line.trim_start().len();
+        if let Some(rest) = line.trim_start().strip_prefix("run:") {
+            let rest = rest.trim();
+            if rest == "|" {
+                let mut block = Vec::new();
+                i += 1;
+                while i < lines.len() {
+                    let l = lines[i];
+                    if !l.trim().is_empty() && l.len() - l.trim_start().len() <= indent {
+                        break;
+                    }
+                    block.push(l.trim().to_string());
+                    i += 1;
+                }
+                out.push(block);
+                continue;
+            }
+            out.push(vec![rest.to_string()]);
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Every `egc` command of the action's steps runs against examples/ (through the
+/// repository's egc.toml) with the built binary, as GitHub would run it, with the pull
+/// request's range set to an unchanged one.
+#[test]
+fn action_steps_run_locally() {
+    let root = repo();
+    let action = std::fs::read_to_string(root.join("action.yml")).unwrap();
+    let runs = action_runs(&action);
+    let commands: Vec<&String> = runs
+        .iter()
+        .flatten()
+        .filter(|l| l.starts_with("egc "))
+        .collect();
+    for expected in [
+        "egc check",
+        "egc verify --format sarif",
+        "egc test",
+        "egc diff",
+    ] {
+        assert!(
+            commands.iter().any(|c| c.starts_with(expected)),
+            "action.yml runs no `{expected}`: {commands:?}"
+        );
+    }
+    let temp = temp_dir("action");
+    let bin = Path::new(env!("CARGO_BIN_EXE_egc")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for command in commands {
+        let output = Command::new("bash")
+            .args(["-euo", "pipefail", "-c", command])
+            .current_dir(&root)
+            .env("PATH", &path)
+            .env("NO_COLOR", "1")
+            .env("RUNNER_TEMP", &temp)
+            .env("GITHUB_ENV", temp.join("github-env"))
+            .env("EGC_DIFF_RANGE", "HEAD..HEAD")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "`{command}`: {}", stderr(&output));
+    }
+    assert!(
+        !temp.join("github-env").exists(),
+        "verify failed on the examples"
+    );
+    let sarif: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(temp.join("egc.sarif")).unwrap()).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    assert_eq!(sarif["runs"][0]["properties"]["verdict"], "verified");
+    let comment = std::fs::read_to_string(temp.join("egc-diff.md")).unwrap();
+    assert!(comment.starts_with("### Egress changes"), "{comment}");
+}

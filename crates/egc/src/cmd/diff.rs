@@ -393,16 +393,24 @@ fn load_sides(args: &Args) -> Result<Sides, ExitCode> {
         let cwd = std::env::current_dir()
             .map_err(|e| common::usage_error(format!("cannot read the current directory: {e}")))?;
         let (top, prefix) = crate::gitsource::repository_of(&cwd).map_err(common::usage_error)?;
-        let path = args.new.clone().unwrap_or_else(|| PathBuf::from("."));
-        let path = crate::gitsource::repo_path(&prefix, &path).map_err(common::usage_error)?;
-        let old =
-            crate::gitsource::load_revision(&top, base, &path).map_err(common::usage_error)?;
-        let new =
-            crate::gitsource::load_revision(&top, head, &path).map_err(common::usage_error)?;
+        // The path given, else the policies `egc.toml` names, else the current directory.
+        let paths = match &args.new {
+            Some(path) => vec![path.clone()],
+            None => crate::config::paths_or_config(&[], Some("."))?,
+        };
+        let (mut old, mut new) = (Vec::new(), Vec::new());
+        for path in &paths {
+            let path = crate::gitsource::repo_path(&prefix, path).map_err(common::usage_error)?;
+            old.extend(
+                crate::gitsource::load_revision(&top, base, &path).map_err(common::usage_error)?,
+            );
+            new.extend(
+                crate::gitsource::load_revision(&top, head, &path).map_err(common::usage_error)?,
+            );
+        }
         if old.is_empty() && new.is_empty() {
             return Err(common::usage_error(format!(
-                "no `.egress` files under `{}` in `{base}` or `{head}`",
-                if path.is_empty() { "." } else { &path }
+                "no `.egress` files in `{base}` or `{head}` under the paths compared"
             )));
         }
         return Ok((old, new));
