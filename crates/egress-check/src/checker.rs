@@ -1693,11 +1693,19 @@ impl<'s> Checker<'s> {
             }
         }
         let id = WorkflowId(u32::try_from(self.workflows.len()).unwrap_or(u32::MAX));
+        let orchestrator = d.orchestrator.as_ref().and_then(|name| {
+            self.resolve(file, name, Kind::Authority).map(|i| Ref {
+                id: AuthorityId(i),
+                span: name.span,
+            })
+        });
         self.workflows.push(Workflow {
             id,
             name: self.name(file, &d.name),
             span,
             doc,
+            orchestrator,
+            ordered: d.ordered.is_some(),
             steps,
         });
     }

@@ -719,6 +719,11 @@ pub struct Workflow {
     pub name: Name,
     pub span: Span,
     pub doc: Option<String>,
+    /// The authority whose key signs step tokens (`egc workflow grant`); `None`: the
+    /// workflow's steps cannot be granted at run time.
+    pub orchestrator: Option<Ref<AuthorityId>>,
+    /// Step tokens apply only in the order of the steps.
+    pub ordered: bool,
     pub steps: Vec<Step>,
 }
 

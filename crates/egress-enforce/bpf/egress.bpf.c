@@ -154,9 +154,12 @@ struct {
 
 // Sockets connected through an exception, by socket cookie: the slot that admitted each,
 // so the egress gate can end the connection when the exception ends. Only exception
-// connections are recorded (user space removes a slot's entries when it frees the
-// slot); when the map is full, an exception connect is refused rather than left
-// unwatched.
+// connections are recorded. When user space frees a slot it marks the slot's sockets
+// ENDED_SLOT, so a later exception in the same slot does not revive them. Entries are
+// not removed when a socket closes, so an attachment records at most SOCKETS_MAX_ENTRIES
+// exception connections over its life; when the map is full, an exception connect is
+// refused rather than left unwatched.
+#define ENDED_SLOT 0xffff
 #define SOCKETS_MAX_ENTRIES 65536
 
 struct sock_state {

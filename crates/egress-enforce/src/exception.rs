@@ -171,7 +171,7 @@ impl std::fmt::Display for ExceptionError {
 
 impl std::error::Error for ExceptionError {}
 
-fn refused(message: impl Into<String>) -> ExceptionError {
+pub(crate) fn refused(message: impl Into<String>) -> ExceptionError {
     ExceptionError::Refused(message.into())
 }
 
@@ -179,7 +179,7 @@ fn refused(message: impl Into<String>) -> ExceptionError {
 // Keys
 
 /// Random bytes from the kernel.
-fn random_bytes<const N: usize>() -> Result<[u8; N], ExceptionError> {
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], ExceptionError> {
     let mut out = [0u8; N];
     let mut filled = 0usize;
     while filled < N {
@@ -274,7 +274,7 @@ impl AuditLog {
     }
 }
 
-fn record(event: &str, claims: Option<&Claims>, extra: Value) -> Value {
+pub(crate) fn record(event: &str, claims: Option<&Claims>, extra: Value) -> Value {
     let mut out = BTreeMap::new();
     out.insert("time".to_string(), json!(state::now_unix()));
     out.insert("event".to_string(), json!(event));
@@ -764,6 +764,19 @@ fn install(
     config: &ApplyConfig,
     now: u64,
 ) -> Result<Installed, ExceptionError> {
+    let rules = rules_for(policy, claims)?;
+    install_rules(claims, rules, config, now)
+}
+
+/// Installs `rules`, gated by a fresh exception slot that expires at
+/// `claims.expires_at`, into the attachment of one of `claims.agents`; records the use
+/// in the ledger (reserving the remaining uses). Shared by exception and step tokens.
+pub(crate) fn install_rules(
+    claims: &Claims,
+    rules: Vec<ExceptionRule>,
+    config: &ApplyConfig,
+    now: u64,
+) -> Result<Installed, ExceptionError> {
     let mut candidates: Vec<String> = claims
         .agents
         .iter()
@@ -797,8 +810,6 @@ fn install(
             }
         },
     };
-    let rules = rules_for(policy, claims)?;
-
     let _ledger_lock = config.ledger.lock()?;
     let mut ledger = config.ledger.get(&claims.id)?;
     if let Some(active) = &ledger.active_in {
@@ -1034,8 +1045,40 @@ pub fn wait_and_expire(
             // The attachment went away (detached, or `egc run` ended).
             return remove_with(installed, config, "expire", held.as_mut());
         }
+        if !still_installed(installed) {
+            // Ended by another process (`egc enforce step end`), which recorded it.
+            return Ok(0);
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Whether the attachment's state still holds this installation.
+fn still_installed(installed: &Installed) -> bool {
+    match state::load(&installed.attachment) {
+        Ok(st) => st
+            .exceptions
+            .iter()
+            .any(|e| e.slot == installed.slot && e.token_id == installed.claims.id),
+        // Unreadable right now (being rewritten): assume it is.
+        Err(_) => true,
+    }
+}
+
+/// Finds an installed token by id in any attachment (for ending it from another
+/// process).
+pub fn find_installed(token_id: &str, claims: &Claims) -> Option<Installed> {
+    for st in state::list() {
+        if let Some(active) = st.exceptions.iter().find(|e| e.token_id == token_id) {
+            return Some(Installed {
+                claims: claims.clone(),
+                attachment: st.name.clone(),
+                slot: active.slot,
+                rules: active.rules.clone(),
+            });
+        }
+    }
+    None
 }
 
 /// Audits a grant.

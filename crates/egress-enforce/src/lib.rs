@@ -25,4 +25,5 @@ pub mod run;
 pub mod sandbox;
 pub mod seccomp;
 pub mod state;
+pub mod steps;
 pub mod sys;

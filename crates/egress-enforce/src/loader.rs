@@ -178,6 +178,9 @@ pub fn ensure_bpffs() -> Result<(), EnforceError> {
     fs::create_dir_all(pin_root()).map_err(io_err(format!("create {}", pin_root().display())))
 }
 
+/// The slot of sockets whose exception has ended (never a live slot).
+pub const ENDED_SLOT: u16 = 0xffff;
+
 /// `config.flags`: the agent holds an approved `CAP_NET_RAW`, so raw and ping sockets
 /// may be created (they bypass the connect hooks; the verifier requires the approval).
 pub const FLAG_ALLOW_RAW: u32 = 1;
@@ -470,24 +473,27 @@ impl Attachment {
             .map_err(bpf_err("write `exceptions`"))
     }
 
-    /// Forgets the sockets connected through exception slot `slot` (when the slot is
-    /// freed, so a later exception in the same slot does not revive them). Returns how
-    /// many there were.
+    /// Marks the sockets connected through exception slot `slot` as ended (when the
+    /// slot is freed): the egress gate keeps dropping their packets, and a later
+    /// exception in the same slot does not revive them. Returns how many there were.
     pub fn forget_exception_sockets(&mut self, slot: u16) -> Result<usize, EnforceError> {
         let Some(sockets) = self.sockets.as_mut() else {
             return Ok(0);
         };
-        let mut doomed = Vec::new();
+        let mut ended = Vec::new();
         for item in sockets.iter() {
             let (cookie, state) = item.map_err(bpf_err("iterate `sockets`"))?;
             if state.exception_slot == slot {
-                doomed.push(cookie);
+                ended.push((cookie, state));
             }
         }
-        for cookie in &doomed {
-            let _ = sockets.remove(cookie);
+        for (cookie, mut state) in ended.iter().copied() {
+            state.exception_slot = ENDED_SLOT;
+            sockets
+                .insert(cookie, state, 0)
+                .map_err(bpf_err("update `sockets`"))?;
         }
-        Ok(doomed.len())
+        Ok(ended.len())
     }
 
     /// Opens the pinned links; the program stays attached while they are held.

@@ -54,7 +54,7 @@ fn entry_keywords(item: &str) -> &'static [&'static str] {
             "handles",
             "invokes",
         ],
-        "workflow" => &["step"],
+        "workflow" => &["orchestrator", "ordered", "step"],
         "exception" => &[
             "agents",
             "to",

@@ -262,6 +262,10 @@ pub enum AgentEntry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct WorkflowDecl {
     pub name: Ident,
+    /// `orchestrator AUTHORITY`: whose key signs step tokens.
+    pub orchestrator: Option<Ident>,
+    /// `ordered`: step tokens apply only in the order of the steps.
+    pub ordered: Option<Span>,
     pub steps: Vec<StepAst>,
 }
 

@@ -96,6 +96,8 @@ pub const ENTRY_KEYWORDS: &[&str] = &[
     "workflows",
     "image",
     "executable",
+    "orchestrator",
+    "ordered",
     "cgroup",
     "uid",
     "uses",

@@ -445,6 +445,8 @@ fn describe_rule(rule: Rule) -> Option<String> {
         Rule::agents_entry => "`agents`",
         Rule::to_entry => "`to`",
         Rule::approver_entry => "`approver`",
+        Rule::orchestrator_entry => "`orchestrator`",
+        Rule::ordered_entry => "`ordered`",
         Rule::max_ttl_entry => "`max_ttl`",
         Rule::max_uses_entry => "`max_uses`",
         Rule::audit_entry => "`audit`",
@@ -671,9 +673,22 @@ impl Converter<'_> {
                 let mut inner = significant(pair);
                 let name = self.ident(inner.next()?);
                 let mut steps = Vec::new();
+                let mut orchestrator = None;
+                let mut ordered = None;
                 for p in inner {
                     self.line(&p);
                     let span = self.span(&p);
+                    match p.as_rule() {
+                        Rule::orchestrator_entry => {
+                            orchestrator = significant(p).next().map(|n| self.ident(n));
+                            continue;
+                        }
+                        Rule::ordered_entry => {
+                            ordered = Some(span);
+                            continue;
+                        }
+                        _ => {}
+                    }
                     let mut parts = significant(p);
                     let agent = self.ident(parts.next()?);
                     let action = parts.next()?;
@@ -698,7 +713,12 @@ impl Converter<'_> {
                         action,
                     });
                 }
-                ItemKind::Workflow(WorkflowDecl { name, steps })
+                ItemKind::Workflow(WorkflowDecl {
+                    name,
+                    orchestrator,
+                    ordered,
+                    steps,
+                })
             }
             Rule::exception_decl => {
                 self.block_braces_of(&pair);

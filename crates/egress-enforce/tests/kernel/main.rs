@@ -11,3 +11,4 @@ mod common;
 mod enforce;
 mod exception;
 mod run;
+mod steps;
