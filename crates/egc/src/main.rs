@@ -57,6 +57,8 @@ enum Command {
     Sbom(cmd::sbom::Args),
     /// Check a signed build (`egc build --sign`) against its intent manifest.
     Manifest(cmd::manifest::Args),
+    /// Workflow steps granted by the orchestrator: grant a signed step token.
+    Workflow(cmd::workflow::Args),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Exception(args) => cmd::exception::run(args),
         Command::Manifest(args) => cmd::manifest::run(args),
+        Command::Workflow(args) => cmd::workflow::run(args),
         Command::Sbom(args) => cmd::sbom::run(args),
     }
 }

@@ -1014,7 +1014,10 @@ fn identity_trial(kind: &'static str) -> Result<(), Failed> {
             .output()
             .map_err(|e| e.to_string())?;
         let text = String::from_utf8_lossy(&out.stdout);
-        Ok(format!("sha256:{}", text.split_whitespace().next().unwrap_or("")))
+        Ok(format!(
+            "sha256:{}",
+            text.split_whitespace().next().unwrap_or("")
+        ))
     };
     let sh = fs::canonicalize("/bin/sh").map_err(|e| e.to_string())?;
     let policy = format!(
@@ -1032,17 +1035,26 @@ fn identity_trial(kind: &'static str) -> Result<(), Failed> {
     let result = match kind {
         "pinned-script-runs" => {
             let out = run(&["/bin/sh", &script_arg]);
-            if out.status.code() == Some(0) && String::from_utf8_lossy(&out.stdout).contains("reviewed") {
+            if out.status.code() == Some(0)
+                && String::from_utf8_lossy(&out.stdout).contains("reviewed")
+            {
                 Ok(())
             } else {
-                Err(format!("exit {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr)))
+                Err(format!(
+                    "exit {:?}: {}",
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stderr)
+                ))
             }
         }
         "changed-script-refused" => {
             fs::write(&script, "echo changed\n").map_err(|e| e.to_string())?;
             let out = run(&["/bin/sh", &script_arg]);
             let stderr = String::from_utf8_lossy(&out.stderr);
-            if out.status.code() == Some(1) && stderr.contains("E0154") && !String::from_utf8_lossy(&out.stdout).contains("changed") {
+            if out.status.code() == Some(1)
+                && stderr.contains("E0154")
+                && !String::from_utf8_lossy(&out.stdout).contains("changed")
+            {
                 Ok(())
             } else {
                 Err(format!("exit {:?}: {stderr}", out.status.code()))
@@ -1050,7 +1062,9 @@ fn identity_trial(kind: &'static str) -> Result<(), Failed> {
         }
         "inline-code-refused" => {
             let out = run(&["/bin/sh", "-c", "echo inline"]);
-            if out.status.code() == Some(1) && !String::from_utf8_lossy(&out.stdout).contains("inline") {
+            if out.status.code() == Some(1)
+                && !String::from_utf8_lossy(&out.stdout).contains("inline")
+            {
                 Ok(())
             } else {
                 Err(format!("exit {:?}", out.status.code()))
@@ -1068,6 +1082,111 @@ fn identity_trial(kind: &'static str) -> Result<(), Failed> {
     };
     let _ = fs::remove_dir_all(&dir);
     result.map_err(Failed::from)
+}
+
+/// Issue 13, workflow steps: `egc run --step-token` opens exactly the granted step's
+/// destination for the run; without the token the destination stays closed; a token for
+/// another step of an ordered workflow is refused.
+fn step_trial() -> Result<(), Failed> {
+    let case = Case {
+        name: "step-token".into(),
+        ..Case::default()
+    };
+    let world = World::new(&case)?;
+    let dir = world.dir.clone();
+    let keygen = Command::new(EGC)
+        .args(["exception", "keygen", "--out"])
+        .arg(dir.join("key"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    let public = String::from_utf8_lossy(&keygen.stdout)
+        .split('"')
+        .find(|p| p.starts_with("ed25519:"))
+        .ok_or("no key printed")?
+        .to_string();
+    fs::create_dir_all(dir.join("pol")).map_err(|e| e.to_string())?;
+    fs::write(
+        dir.join("pol/main.egress"),
+        format!(
+            "import std.sys\nauthority ci {{\n    key \"{public}\"\n    max_ttl 1h\n}}\ndestination build_cache {{\n    cidr 127.0.0.8/32\n    port 8080\n}}\ndestination publish {{\n    cidr 127.0.0.9/32\n    port 8080\n}}\ncapability base {{\n    syscalls sys.process_base, sys.network_client\n}}\ncapability fetch {{\n    connect build_cache\n    workflows release\n}}\ncapability upload {{\n    connect publish\n    workflows release\n}}\nagent attacker {{\n    uses base, fetch, upload\n}}\nworkflow release {{\n    orchestrator ci\n    ordered\n    step attacker uses fetch\n    step attacker uses upload\n}}\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let grant = |step: &str, run: &str| {
+        egc_in(
+            &dir,
+            &[
+                "workflow",
+                "grant",
+                "pol",
+                "release",
+                step,
+                "--agent",
+                "attacker",
+                "--key",
+                "key",
+                "--ttl",
+                "10m",
+                "--run",
+                run,
+                "--audit-log",
+                "audit.jsonl",
+            ],
+        )
+    };
+    let script = "for a in 127.0.0.8 127.0.0.9; do if (echo hi > /dev/tcp/$a/8080) 2>/dev/null; then echo $a:ok; else echo $a:refused; fi; done";
+    let run = |token: Option<&str>| {
+        let mut args: Vec<String> = vec![
+            format!("--net=/run/netns/{}", world.netns),
+            EGC.into(),
+            "run".into(),
+            "pol".into(),
+            "--agent".into(),
+            "attacker".into(),
+            "--uid".into(),
+            "65534".into(),
+            "--no-seccomp".into(),
+        ];
+        if let Some(t) = token {
+            args.push("--step-token".into());
+            args.push(t.into());
+        }
+        args.extend(["--".into(), "bash".into(), "-c".into(), script.into()]);
+        Command::new("nsenter")
+            .current_dir(&dir)
+            .args(&args)
+            .output()
+            .expect("egc run")
+    };
+    let without = run(None);
+    let out = String::from_utf8_lossy(&without.stdout).into_owned();
+    if !out.contains("127.0.0.8:refused") || !out.contains("127.0.0.9:refused") {
+        return Err(format!("without a step token both stay closed: {out}").into());
+    }
+    let run_a = format!("a-{}", world.netns);
+    let run_b = format!("b-{}", world.netns);
+    let token1 = grant("1", &run_a);
+    let token1 = String::from_utf8_lossy(&token1.stdout).trim().to_string();
+    let with = run(Some(&token1));
+    let out = String::from_utf8_lossy(&with.stdout).into_owned();
+    if !out.contains("127.0.0.8:ok") || !out.contains("127.0.0.9:refused") {
+        return Err(format!(
+            "step 1 opens exactly its destination: {out} {}",
+            String::from_utf8_lossy(&with.stderr)
+        )
+        .into());
+    }
+    let token2 = grant("2", &run_b);
+    let token2 = String::from_utf8_lossy(&token2.stdout).trim().to_string();
+    let refused = run(Some(&token2));
+    if refused.status.success() || String::from_utf8_lossy(&refused.stdout).contains(":ok") {
+        return Err(format!(
+            "step 2 before step 1 of a run must be refused: {}",
+            String::from_utf8_lossy(&refused.stderr)
+        )
+        .into());
+    }
+    Ok(())
 }
 
 fn cgroup_root() -> PathBuf {
@@ -1203,6 +1322,7 @@ fn main() {
             identity_trial(kind)
         }));
     }
+    trials.push(Trial::test("steps::run-step-token", step_trial));
     trials.push(Trial::test("threat-model::names-every-case", move || {
         threat_model_names_every_case(&case_names)
     }));

@@ -86,6 +86,9 @@ pub struct RunConfig {
     /// The agent's `executable` digests: the program (and, for an interpreter, its
     /// script) must hash to one of them (empty: not checked).
     pub executables: Vec<String>,
+    /// Called with the attachment's name once the program is attached and before the
+    /// command starts (to open a workflow step in it); an error stops the run.
+    pub before_start: Option<Box<dyn FnOnce(&str) -> Result<(), String>>>,
 }
 
 #[derive(Debug)]
@@ -349,6 +352,32 @@ pub fn pick_dynamic_uid() -> Option<u32> {
         .find(|uid| !used.contains(uid) && !uid_has_account(*uid))
 }
 
+/// The TCP port ranges of every capability `agent` uses, workflow-limited ones included:
+/// Landlock must allow them from the start, since a workflow step token opens them while
+/// the command runs (the eBPF program still gates their addresses).
+pub fn capability_tcp_ports(
+    policy: &egress_check::CheckedPolicy,
+    agent: &egress_check::Agent,
+) -> Vec<(u16, u16)> {
+    let mut ports = Vec::new();
+    for cap in &agent.capabilities {
+        let Some(capability) = policy.capability(cap.id) else {
+            continue;
+        };
+        for connect in &capability.connects {
+            let Some(dest) = policy.destination(connect.dest) else {
+                continue;
+            };
+            if dest.protocols.contains(&egress_check::Protocol::Tcp) {
+                ports.extend(dest.ports.iter().map(|p| (p.start, p.end)));
+            }
+        }
+    }
+    ports.sort();
+    ports.dedup();
+    ports
+}
+
 /// The TCP port ranges of every exception that names `agent`: Landlock must allow them
 /// from the start, since a token is applied while the command runs.
 pub fn exception_tcp_ports(
@@ -530,6 +559,9 @@ pub fn run_with(
         kind: Kind::Run,
     })?;
     let attachment = loader::open(&name)?;
+    if let Some(hook) = config.before_start {
+        hook(&name).map_err(RunError::User)?;
+    }
     let mut events = attachment.events()?;
     // Hold the links open for the whole run: removing their pins (which a root child
     // could do) then does not detach the program.

@@ -33,6 +33,9 @@ pub enum EnforceCommand {
     Detach(DetachArgs),
     /// Print denials as they happen (agent, destination, reason), one per line.
     Events(EventsArgs),
+    /// Open (`apply`) or close (`end`) one workflow step granted by the orchestrator.
+    #[command(subcommand)]
+    Step(StepCommand),
 }
 
 /// Policy options shared by `egc enforce apply` and `egc run`.
@@ -78,6 +81,14 @@ pub struct ApplyArgs {
     pub format: Format,
 }
 
+#[derive(clap::Subcommand)]
+pub enum StepCommand {
+    /// Open a step's destinations for its agent until it ends or its token expires.
+    Apply(crate::cmd::workflow::StepApplyArgs),
+    /// End an applied step: close its destinations and the connections it opened.
+    End(crate::cmd::workflow::StepEndArgs),
+}
+
 #[derive(clap::Args)]
 pub struct StatusArgs {
     #[arg(long, value_enum, default_value_t = Format::Human)]
@@ -110,6 +121,8 @@ pub fn run(args: Args) -> ExitCode {
         EnforceCommand::Status(a) => status(a),
         EnforceCommand::Detach(a) => detach(a),
         EnforceCommand::Events(a) => events(a),
+        EnforceCommand::Step(StepCommand::Apply(a)) => crate::cmd::workflow::apply(a),
+        EnforceCommand::Step(StepCommand::End(a)) => crate::cmd::workflow::end(a),
     }
 }
 

@@ -222,7 +222,7 @@ fn grant(args: GrantArgs) -> ExitCode {
     }
 }
 
-fn read_token(arg: &str) -> Result<String, ExitCode> {
+pub(crate) fn read_token(arg: &str) -> Result<String, ExitCode> {
     if arg == "-" {
         let mut text = String::new();
         std::io::stdin()

@@ -16,3 +16,4 @@ pub mod run;
 pub mod sbom;
 pub mod test;
 pub mod verify;
+pub mod workflow;

@@ -44,6 +44,10 @@ pub struct Args {
     /// Keep the work directory read-only.
     #[arg(long)]
     pub read_only_work_dir: bool,
+    /// Open one workflow step for the run (a token from `egc workflow grant`); it ends
+    /// when the command exits or the token expires.
+    #[arg(long, value_name = "TOKEN")]
+    pub step_token: Option<String>,
     /// Do not install the agent's seccomp profile (loudly weaker; for debugging).
     #[arg(long)]
     pub no_seccomp: bool,
@@ -134,7 +138,10 @@ pub fn run(args: Args) -> ExitCode {
         return common::usage_error("no command given after `--`");
     };
     let agent_name = maps.agent_name.clone();
-    let extra_tcp_ports = egress_enforce::run::exception_tcp_ports(&policy, agent);
+    let mut extra_tcp_ports = egress_enforce::run::exception_tcp_ports(&policy, agent);
+    if args.step_token.is_some() {
+        extra_tcp_ports.extend(egress_enforce::run::capability_tcp_ports(&policy, agent));
+    }
     let config = RunConfig {
         maps,
         policy: Some(absolute(&args.policy.path)),
@@ -149,7 +156,43 @@ pub fn run(args: Args) -> ExitCode {
         args: command.collect(),
         user,
         executables: agent.identity.executables.clone(),
+        before_start: None,
     };
+    let step_config = egress_enforce::exception::ApplyConfig {
+        audit: egress_enforce::exception::AuditLog {
+            path: egress_enforce::exception::AuditLog::default_path(),
+        },
+        ledger: egress_enforce::exception::Ledger {
+            dir: egress_enforce::exception::Ledger::default_dir(),
+        },
+        attachment: None,
+    };
+    let step_installed: std::rc::Rc<
+        std::cell::RefCell<Option<egress_enforce::exception::Installed>>,
+    > = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let mut config = config;
+    if let Some(arg) = &args.step_token {
+        let token = match crate::cmd::exception::read_token(arg) {
+            Ok(t) => t,
+            Err(code) => return code,
+        };
+        let policy = policy.clone();
+        let slot = step_installed.clone();
+        let step_config = step_config.clone();
+        config.before_start = Some(Box::new(move |attachment: &str| {
+            let mut at = step_config.clone();
+            at.attachment = Some(attachment.to_string());
+            let installed = egress_enforce::steps::apply(
+                &policy,
+                &token,
+                &at,
+                egress_enforce::state::now_unix(),
+            )
+            .map_err(|e| format!("step token: {e}"))?;
+            *slot.borrow_mut() = Some(installed);
+            Ok(())
+        }));
+    }
     let human = args.format == Format::Human;
     let mut on_denial = |d: &egress_enforce::loader::Denial| {
         if human {
@@ -161,7 +204,11 @@ pub fn run(args: Args) -> ExitCode {
             eprintln!("egc: warning: weaker confinement: {missing}");
         }
     };
-    match run_confined(config, &mut on_start, &mut on_denial) {
+    let outcome = run_confined(config, &mut on_start, &mut on_denial);
+    if let Some(installed) = step_installed.borrow_mut().take() {
+        let _ = egress_enforce::exception::remove(&installed, &step_config, "end");
+    }
+    match outcome {
         Ok(report) => {
             if !human {
                 eprintln!("{}", serde_json::to_string(&report).unwrap_or_default());

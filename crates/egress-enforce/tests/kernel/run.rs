@@ -73,6 +73,7 @@ fn run_probe(
         args: targets.iter().map(OsString::from).collect(),
         user,
         executables: Vec::new(),
+        before_start: None,
     };
     let report = with_stdout(file, || run(config, &mut |_| {})).unwrap();
     let text = std::fs::read_to_string(&out).unwrap();
@@ -315,6 +316,7 @@ exception gdpr_erasure {{
         args: vec!["-c".into(), script.into()],
         user: RunUser::Uid(65534),
         executables: Vec::new(),
+        before_start: None,
     };
     let runner = std::thread::spawn(move || with_stdout(file, || run(config, &mut |_| {})));
     // Wait for the run's attachment, then grant and apply a token for it.

@@ -184,7 +184,10 @@ workflow release {{
         "data crossed after the step ended: {:?}",
         String::from_utf8_lossy(&rest)
     );
-    expect(&probe(Some(&cg), std::slice::from_ref(&t1)), &[(t1.clone(), "EPERM")]);
+    expect(
+        &probe(Some(&cg), std::slice::from_ref(&t1)),
+        &[(t1.clone(), "EPERM")],
+    );
     drop(installed);
     // Now step 2, in order.
     let _installed2 = steps::apply(&policy, &token2, &config, now_unix()).unwrap();
