@@ -57,6 +57,9 @@ pub enum RunUser {
     Root,
 }
 
+/// A hook called with the attachment's name before the command starts.
+pub type BeforeStart = Box<dyn FnOnce(&str) -> Result<(), String> + Send>;
+
 /// The uids `--dynamic-user` picks from (systemd's dynamic-user range).
 pub const DYNAMIC_UIDS: std::ops::RangeInclusive<u32> = 61184..=65519;
 
@@ -88,7 +91,7 @@ pub struct RunConfig {
     pub executables: Vec<String>,
     /// Called with the attachment's name once the program is attached and before the
     /// command starts (to open a workflow step in it); an error stops the run.
-    pub before_start: Option<Box<dyn FnOnce(&str) -> Result<(), String>>>,
+    pub before_start: Option<BeforeStart>,
 }
 
 #[derive(Debug)]

@@ -167,9 +167,8 @@ pub fn run(args: Args) -> ExitCode {
         },
         attachment: None,
     };
-    let step_installed: std::rc::Rc<
-        std::cell::RefCell<Option<egress_enforce::exception::Installed>>,
-    > = std::rc::Rc::new(std::cell::RefCell::new(None));
+    type StepSlot = std::sync::Arc<std::sync::Mutex<Option<egress_enforce::exception::Installed>>>;
+    let step_installed: StepSlot = std::sync::Arc::new(std::sync::Mutex::new(None));
     let mut config = config;
     if let Some(arg) = &args.step_token {
         let token = match crate::cmd::exception::read_token(arg) {
@@ -189,7 +188,9 @@ pub fn run(args: Args) -> ExitCode {
                 egress_enforce::state::now_unix(),
             )
             .map_err(|e| format!("step token: {e}"))?;
-            *slot.borrow_mut() = Some(installed);
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some(installed);
+            }
             Ok(())
         }));
     }
@@ -205,7 +206,8 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     let outcome = run_confined(config, &mut on_start, &mut on_denial);
-    if let Some(installed) = step_installed.borrow_mut().take() {
+    let ended = step_installed.lock().ok().and_then(|mut s| s.take());
+    if let Some(installed) = ended {
         let _ = egress_enforce::exception::remove(&installed, &step_config, "end");
     }
     match outcome {
