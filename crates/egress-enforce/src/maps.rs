@@ -181,7 +181,7 @@ pub fn lower_with(
                     ),
                 )
                 .with_label("left out of the eBPF maps")
-                .with_help("pass `--workflow NAME` to open it for a run of that workflow"),
+                .with_help("a signed step token opens it for one step (`egc workflow grant`, then `egc run --step-token` or `egc enforce step apply`); `--workflow NAME` opens it unsigned, for debugging"),
             );
             continue;
         }

@@ -46,7 +46,9 @@ pub struct PolicyArgs {
     /// The agent whose policy to enforce.
     #[arg(long)]
     pub agent: String,
-    /// Also open capabilities usable only within this workflow.
+    /// Also open capabilities usable only within this workflow, for the whole run, on
+    /// your word alone: an unsigned debugging aid. Steps granted by the orchestrator
+    /// (`egc workflow grant`, `--step-token`) are the way to open them for real.
     #[arg(long)]
     pub workflow: Option<String>,
     /// Keep host-name and workload destinations closed (a declared narrowing) instead
@@ -225,6 +227,11 @@ pub(crate) fn agent_maps(
         load_agent_policy(&args.path, args.root.as_deref(), &args.agent, format)?;
     if let (Some(dir), Some(key)) = (&args.manifest, &args.key) {
         check_manifest(dir, key, &loaded, &policy, &args.agent)?;
+    }
+    if let Some(workflow) = &args.workflow {
+        eprintln!(
+            "egc: warning: --workflow {workflow}: opening every capability of this workflow for the whole run, unsigned (a debugging aid); use a step token from `egc workflow grant` to open one step for real"
+        );
     }
     let config = LowerConfig {
         workflow: args.workflow.clone(),
