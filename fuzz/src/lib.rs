@@ -5,7 +5,8 @@
 
 use arbitrary::{Result, Unstructured};
 use egress_verify::generate::{
-    AgentSpec, DestSpec, EndpointSpec, ExceptionSpec, Passing, PolicySpec, ZoneSpec,
+    AgentSpec, CapExtras, DestSpec, EndpointSpec, ExceptionSpec, Passing, PolicySpec, ZoneSpec,
+    LOCAL_SOCKETS,
 };
 
 /// Host patterns: exact names, `*` and `**` at several depths, over shared labels so that
@@ -135,8 +136,9 @@ fn destination(u: &mut Unstructured) -> Result<DestSpec> {
     })
 }
 
-/// A small policy: 2–5 destinations, 1–3 capabilities and agents, delegation with and
-/// without data, 1–2 zones, an optional exception and optional assertions.
+/// A small policy: 2–5 destinations, 1–3 capabilities (some with `CAP_NET_RAW` or local
+/// sockets) and agents, delegation with and without data, 1–2 zones (some approving raw
+/// sockets or local sockets), an optional exception and optional assertions.
 pub fn policy(u: &mut Unstructured) -> Result<PolicySpec> {
     let destinations = u.int_in_range(2usize..=5)?;
     let capabilities = u.int_in_range(1usize..=3)?;
@@ -163,11 +165,22 @@ pub fn policy(u: &mut Unstructured) -> Result<PolicySpec> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let cap_extras = (0..capabilities)
+        .map(|_| {
+            Ok(CapExtras {
+                net_raw: u.ratio(1u8, 5)?,
+                via_set: u.arbitrary()?,
+                unix: indices(u, 1, LOCAL_SOCKETS.len())?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let zones = several(u, 1, 2, |u| {
         Ok(ZoneSpec {
             agents: indices(u, 2, agent_count)?,
             approve: indices(u, 3, destinations)?,
             clear_pii: indices(u, 3, destinations)?,
+            approve_net_raw: u.ratio(3u8, 10)?,
+            approve_unix: indices(u, 1, LOCAL_SOCKETS.len())?,
         })
     })?;
     let exceptions = several(u, 0, 1, |u| {
@@ -189,6 +202,7 @@ pub fn policy(u: &mut Unstructured) -> Result<PolicySpec> {
     Ok(PolicySpec {
         dests,
         caps,
+        cap_extras,
         agents,
         zones,
         exceptions,
