@@ -120,7 +120,15 @@ pub fn run(args: Args) -> ExitCode {
     // Verification gates every build: an artifact of an unproven policy is not written.
     let verify_config = VerifyConfig::default();
     let mut unverified = Vec::new();
+    // One step per policy verified and per policy lowered; drawn only on a terminal.
+    let progress = crate::progress::Progress::new(
+        policies.len() * 2,
+        "building",
+        args.format == Format::Human,
+    );
     for p in &policies {
+        progress.set_message(&p.dir);
+        progress.inc();
         if let Some(policy) = &p.result.policy {
             let report = egress_verify::verify(policy, &verify_config);
             if report.verdict != Verdict::Verified {
@@ -135,6 +143,7 @@ pub fn run(args: Args) -> ExitCode {
         }
     }
     if !unverified.is_empty() {
+        progress.finish();
         for line in &unverified {
             eprintln!("error: not verified: {line}");
         }
@@ -154,6 +163,8 @@ pub fn run(args: Args) -> ExitCode {
     let mut validated = 0usize;
     let several = policies.len() > 1;
     for p in &policies {
+        progress.set_message(&p.dir);
+        progress.inc();
         let Some(policy) = &p.result.policy else {
             continue;
         };
@@ -221,6 +232,7 @@ pub fn run(args: Args) -> ExitCode {
             result,
         });
     }
+    progress.finish();
     common::print_diagnostics(&reported, args.format);
     if failed {
         eprintln!("error: nothing built: a target refused the policy or validation failed");
