@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-targets=(parse_check format_roundtrip verify_differential lower_validate lsp exception)
+targets=(parse_check format_roundtrip verify_differential lower_validate lsp exception signed_intent sbom_import)
 
 usage() {
   sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -77,6 +77,17 @@ seed() {
       printf '\000eyJ2IjoxfQ.AAAA' >"$dir/token"
       printf '\000[2001:db8::1]:443/tcp' >"$dir/target"
       printf '\002{"event":"grant","time":1}\n{"event":"expire"}\nnot json\n' >"$dir/audit"
+      ;;
+    sbom_import)
+      find tests/sbom examples -type f -name '*.json' -print0 |
+        while IFS= read -r -d '' file; do
+          cp "$file" "$dir/$(echo "$file" | tr '/' '_')"
+        done
+      ;;
+    signed_intent)
+      printf '\001{"agents":{"main.a":{"connections":"sha256:00"}},"artifacts":{"k8s/a.json":"sha256:11"},"format":"egc-intent/1","policy":{"main.egress":"sha256:22"}}\n' >"$dir/intent"
+      printf '\003{"v":1,"kind":"step","id":"00","workflow":"policy.release","step":1,"agent":"policy.builder","run":"r1","issued_at":1799999900,"expires_at":1800000600,"orchestrator":"policy.ci"}' >"$dir/step"
+      printf '\002eyJ2IjoxfQ.AAAA' >"$dir/token"
       ;;
     *)
       # Structured targets build their input with `arbitrary`; a few byte patterns start them.
