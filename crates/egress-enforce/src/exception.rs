@@ -465,8 +465,9 @@ pub fn peek_claims(token: &str) -> Option<Claims> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Verifies a token against the policy at time `now`; returns its claims.
-pub fn verify(policy: &CheckedPolicy, token: &str, now: u64) -> Result<Claims, ExceptionError> {
+/// Splits a signed token (`base64url(claims).base64url(signature)`, exception and step
+/// tokens alike) into its claims bytes and signature, without checking the signature.
+pub(crate) fn decode_token(token: &str) -> Result<(Vec<u8>, [u8; 64]), ExceptionError> {
     let (payload_b64, signature_b64) = token
         .trim()
         .split_once('.')
@@ -474,11 +475,17 @@ pub fn verify(policy: &CheckedPolicy, token: &str, now: u64) -> Result<Claims, E
     let payload = URL_SAFE_NO_PAD
         .decode(payload_b64)
         .map_err(|_| refused("malformed token (claims are not base64url)"))?;
-    let signature_bytes: [u8; 64] = URL_SAFE_NO_PAD
+    let signature: [u8; 64] = URL_SAFE_NO_PAD
         .decode(signature_b64)
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| refused("malformed token (signature is not 64 bytes of base64url)"))?;
+    Ok((payload, signature))
+}
+
+/// Verifies a token against the policy at time `now`; returns its claims.
+pub fn verify(policy: &CheckedPolicy, token: &str, now: u64) -> Result<Claims, ExceptionError> {
+    let (payload, signature_bytes) = decode_token(token)?;
     let claims: Claims = serde_json::from_slice(&payload)
         .map_err(|_| refused("malformed token (claims are not valid JSON)"))?;
     let exception = find_exception(policy, &claims.exception)?;

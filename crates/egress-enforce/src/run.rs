@@ -276,45 +276,13 @@ pub fn writable_paths(
 
 /// The home directory of `uid` in the user database.
 pub fn home_of(uid: u32) -> Option<PathBuf> {
-    let mut buf = vec![0u8; 16 * 1024];
-    // SAFETY: passwd is plain data; zeroed is a valid initial value.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: getpwuid_r writes into `pwd` and `buf` (of the length given) only.
-    let ret = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if ret != 0 || result.is_null() || pwd.pw_dir.is_null() {
-        return None;
-    }
-    // SAFETY: pw_dir points into `buf`, NUL-terminated by getpwuid_r.
-    let dir = unsafe { std::ffi::CStr::from_ptr(pwd.pw_dir) };
-    use std::os::unix::ffi::OsStrExt;
-    Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
+    crate::sandbox::passwd_entry(uid)
+        .map(|(_, home)| home)
+        .filter(|h| !h.as_os_str().is_empty())
 }
 
 fn uid_has_account(uid: u32) -> bool {
-    let mut buf = vec![0u8; 16 * 1024];
-    // SAFETY: as in `home_of`.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: as in `home_of`.
-    let ret = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    ret == 0 && !result.is_null()
+    crate::sandbox::passwd_entry(uid).is_some()
 }
 
 /// Every uid some process runs as (real, effective, saved or file-system uid).

@@ -354,8 +354,8 @@ fn set_caps(keep: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// The primary group of `uid` from the user database (the uid itself when unknown).
-pub fn primary_gid(uid: u32) -> u32 {
+/// The user database's entry for `uid`: its primary group and home directory.
+pub fn passwd_entry(uid: u32) -> Option<(u32, std::path::PathBuf)> {
     let mut buf = vec![0u8; 16 * 1024];
     // SAFETY: passwd is plain data; zeroed is a valid initial value.
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
@@ -370,9 +370,21 @@ pub fn primary_gid(uid: u32) -> u32 {
             &mut result,
         )
     };
-    if ret == 0 && !result.is_null() {
-        pwd.pw_gid
-    } else {
-        uid
+    if ret != 0 || result.is_null() {
+        return None;
     }
+    let home = if pwd.pw_dir.is_null() {
+        std::path::PathBuf::new()
+    } else {
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: pw_dir points into `buf`, NUL-terminated by getpwuid_r.
+        let dir = unsafe { std::ffi::CStr::from_ptr(pwd.pw_dir) };
+        std::path::PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes()))
+    };
+    Some((pwd.pw_gid, home))
+}
+
+/// The primary group of `uid` from the user database (the uid itself when unknown).
+pub fn primary_gid(uid: u32) -> u32 {
+    passwd_entry(uid).map_or(uid, |(gid, _)| gid)
 }

@@ -254,18 +254,7 @@ pub fn peek(token: &str) -> Option<StepClaims> {
 
 /// Verifies a step token at time `now`.
 pub fn verify(policy: &CheckedPolicy, token: &str, now: u64) -> Result<StepClaims, ExceptionError> {
-    let (payload_b64, signature_b64) = token
-        .trim()
-        .split_once('.')
-        .ok_or_else(|| refused("malformed step token"))?;
-    let payload = URL_SAFE_NO_PAD
-        .decode(payload_b64)
-        .map_err(|_| refused("malformed step token"))?;
-    let signature: [u8; 64] = URL_SAFE_NO_PAD
-        .decode(signature_b64)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| refused("malformed step token signature"))?;
+    let (payload, signature) = crate::exception::decode_token(token)?;
     let claims: StepClaims =
         serde_json::from_slice(&payload).map_err(|_| refused("malformed step token claims"))?;
     if claims.kind != "step" {

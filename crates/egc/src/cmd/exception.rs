@@ -117,7 +117,7 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn fail(e: ExceptionError) -> ExitCode {
+pub(crate) fn fail(e: ExceptionError) -> ExitCode {
     match e {
         ExceptionError::Refused(_) => {
             eprintln!("error: {e}");

@@ -14,7 +14,7 @@ use egress_enforce::exception::{
 use egress_enforce::steps::{self, StepGrant};
 
 use crate::cmd::enforce::load_agent_policy;
-use crate::cmd::exception::{read_token, AuditArgs};
+use crate::cmd::exception::{fail, read_token, AuditArgs};
 use crate::common::{self, Format};
 
 #[derive(clap::Args)]
@@ -90,13 +90,19 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn fail(e: ExceptionError) -> ExitCode {
-    match e {
-        ExceptionError::Refused(_) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
-        ExceptionError::Failed(_) => common::usage_error(e),
+fn apply_config(
+    audit: &AuditArgs,
+    ledger: &std::path::Path,
+    attachment: Option<String>,
+) -> ApplyConfig {
+    ApplyConfig {
+        audit: AuditLog {
+            path: audit.audit_log.clone(),
+        },
+        ledger: Ledger {
+            dir: ledger.to_path_buf(),
+        },
+        attachment,
     }
 }
 
@@ -172,15 +178,7 @@ pub fn apply(args: StepApplyArgs) -> ExitCode {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let config = ApplyConfig {
-        audit: AuditLog {
-            path: args.audit.audit_log.clone(),
-        },
-        ledger: Ledger {
-            dir: args.ledger.clone(),
-        },
-        attachment: args.attachment.clone(),
-    };
+    let config = apply_config(&args.audit, &args.ledger, args.attachment.clone());
     let Some(claims) = steps::peek(&token) else {
         return fail(ExceptionError::Refused("malformed step token".into()));
     };
@@ -221,15 +219,7 @@ pub fn end(args: StepEndArgs) -> ExitCode {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let config = ApplyConfig {
-        audit: AuditLog {
-            path: args.audit.audit_log.clone(),
-        },
-        ledger: Ledger {
-            dir: args.ledger.clone(),
-        },
-        attachment: None,
-    };
+    let config = apply_config(&args.audit, &args.ledger, None);
     match steps::end(&token, &config) {
         Ok(used) => {
             eprintln!("ended the step: {used} connection(s) were opened through it");
