@@ -272,7 +272,9 @@ impl World {
                 .unwrap_or_else(|| PathBuf::from(format!("/tmp/egc-att-{id}.sock"))),
             abstract_name: format!("egc-att-{id}"),
             victim: None,
-            home: dir.join("home"),
+            // Outside every path a confined command may write (the build directory may
+            // itself lie under /tmp, which is writable), as a real home directory is.
+            home: PathBuf::from(format!("/run/egc-attack-tests/home-{id}")),
             work: dir.join("work"),
         };
         if let Some(parent) = world.unix_socket.parent() {
@@ -451,6 +453,7 @@ impl Drop for World {
             .args(["netns", "del", &self.netns])
             .output();
         let _ = fs::remove_file(&self.unix_socket);
+        let _ = fs::remove_dir_all(&self.home);
     }
 }
 
