@@ -971,10 +971,15 @@ fn manifest_trial(kind: &'static str) -> Result<(), Failed> {
             }
             fs::write(&path, bytes).map_err(|e| e.to_string())?;
             let v = verify(&[]);
-            if v.status.code() == Some(1) {
+            let r = run("pol");
+            if v.status.code() == Some(1) && r.status.code() == Some(2) {
                 Ok(())
             } else {
-                Err(format!("manifest verify exit {:?}", v.status.code()))
+                Err(format!(
+                    "manifest verify exit {:?}, run exit {:?}",
+                    v.status.code(),
+                    r.status.code()
+                ))
             }
         }
         "tampered-manifest" => {

@@ -261,9 +261,21 @@ fn check_manifest(
     policy: &CheckedPolicy,
     agent: &str,
 ) -> Result<(), ExitCode> {
+    // The signature, the policy's sources and the agent's connection set, and every
+    // artifact in the signed directory: a byte changed anywhere refuses.
     let problems = match crate::cmd::manifest::open_manifest(dir, key) {
         Ok(intent) => {
-            crate::cmd::manifest::policy_differences(&intent, loaded, policy, Some(agent))
+            let mut problems =
+                crate::cmd::manifest::policy_differences(&intent, loaded, policy, Some(agent));
+            match crate::cmd::manifest::files_in(dir) {
+                Ok(here) => problems.extend(egress_enforce::manifest::compare(
+                    "artifact",
+                    &intent.artifacts,
+                    &here,
+                )),
+                Err(e) => problems.push(e),
+            }
+            problems
         }
         Err(e) => vec![e],
     };

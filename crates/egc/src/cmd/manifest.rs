@@ -211,7 +211,7 @@ pub(crate) fn policy_differences(
     out
 }
 
-fn files_in(dir: &Path) -> Result<BTreeMap<String, String>, String> {
+pub(crate) fn files_in(dir: &Path) -> Result<BTreeMap<String, String>, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(current) = stack.pop() {
