@@ -14,7 +14,7 @@
 # regression case under tests/ before fixing it.
 #
 # cargo-fuzz needs nightly compiler flags; on a stable toolchain RUSTC_BOOTSTRAP=1 allows
-# them. cargo-fuzz itself is installed from crates.io when it is missing.
+# them. cargo-fuzz itself is installed with `cargo install` when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -40,7 +40,7 @@ seconds() {
 
 ensure_cargo_fuzz() {
   if ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "fuzz: installing cargo-fuzz from crates.io"
+    echo "fuzz: installing cargo-fuzz with cargo install"
     cargo install cargo-fuzz --locked --quiet
   fi
 }

@@ -16,7 +16,7 @@ fi
 
 # Fuzzing smoke run (fuzz/, book/src/fuzzing.md): every libFuzzer target for a short,
 # bounded time, seeded with the repository's policies and regression cases; any crash,
-# hang or leak fails. cargo-fuzz comes from crates.io when missing; without it the run is
+# hang or leak fails. cargo-fuzz is installed with `cargo install` when missing; without it the run is
 # skipped with a message. EGC_FUZZ_SECONDS sets the time per target (0 skips).
 fuzz_seconds=${EGC_FUZZ_SECONDS:-20}
 if [ "$fuzz_seconds" -gt 0 ]; then
