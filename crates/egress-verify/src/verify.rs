@@ -116,6 +116,71 @@ impl Allowed {
     }
 }
 
+/// Which destinations of a set may contain, or meet, a given one: the boxes of the set in
+/// one index, each box mapped back to the destinations it belongs to.
+struct ContainmentPartners {
+    index: BoxIndex,
+    owners: BTreeMap<ConnBox, BTreeSet<DestId>>,
+}
+
+impl ContainmentPartners {
+    fn new(dests: impl IntoIterator<Item = DestId>, dest_boxes: &[Vec<ConnBox>]) -> Self {
+        let mut owners: BTreeMap<ConnBox, BTreeSet<DestId>> = BTreeMap::new();
+        for d in dests {
+            for b in dest_boxes.get(d.index()).map(Vec::as_slice).unwrap_or(&[]) {
+                owners.entry(b.clone()).or_default().insert(d);
+            }
+        }
+        ContainmentPartners {
+            index: BoxIndex::new(owners.keys().cloned().collect()),
+            owners,
+        }
+    }
+
+    /// The destinations with a box that may intersect one of `dest`'s boxes.
+    fn near(&self, dest: DestId, dest_boxes: &[Vec<ConnBox>]) -> BTreeSet<DestId> {
+        let mut out = BTreeSet::new();
+        for b in dest_boxes
+            .get(dest.index())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            for candidate in self.index.candidates(b) {
+                if let Some(ds) = self.owners.get(candidate) {
+                    out.extend(ds.iter().copied());
+                }
+            }
+        }
+        out
+    }
+
+    /// The destinations that may contain `dest`: those near every non-empty box of it.
+    /// `None` when `dest` has no non-empty box (it lies inside anything).
+    fn of(&self, dest: DestId, dest_boxes: &[Vec<ConnBox>]) -> Option<BTreeSet<DestId>> {
+        let mut result: Option<BTreeSet<DestId>> = None;
+        for b in dest_boxes
+            .get(dest.index())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            if b.is_empty() {
+                continue;
+            }
+            let mut here = BTreeSet::new();
+            for candidate in self.index.candidates(b) {
+                if let Some(ds) = self.owners.get(candidate) {
+                    here.extend(ds.iter().copied());
+                }
+            }
+            result = Some(match result {
+                None => here,
+                Some(previous) => previous.intersection(&here).copied().collect(),
+            });
+        }
+        result
+    }
+}
+
 struct Ctx<'p> {
     policy: &'p CheckedPolicy,
     decider: Decider,
@@ -1462,10 +1527,21 @@ impl<'p> Ctx<'p> {
             {
                 continue;
             }
+            // A destination can lie inside another only if each of its boxes meets one of
+            // the other's: the box index narrows each entry's partners to those, so the
+            // exact containment check runs on a few pairs instead of every pair.
+            let partners =
+                ContainmentPartners::new(cap.connects.iter().map(|c| c.dest), &self.dest_boxes);
             for (i, c) in cap.connects.iter().enumerate() {
+                let candidates = partners.of(c.dest, &self.dest_boxes);
                 for (j, other) in cap.connects.iter().enumerate() {
                     if i == j || c.dest == other.dest {
                         continue;
+                    }
+                    if let Some(candidates) = &candidates {
+                        if !candidates.contains(&other.dest) {
+                            continue;
+                        }
                     }
                     let others = Allowed::new([other.dest], &self.dest_boxes);
                     // Report only one direction of a pair of equal destinations.
@@ -1509,12 +1585,17 @@ impl<'p> Ctx<'p> {
                 .flat_map(|a| eval::routes_indexed(self.policy, &self.index, *a))
                 .map(|r| r.dest)
                 .collect();
+            let partners = ContainmentPartners::new(reached.iter().copied(), &self.dest_boxes);
             for approval in &zone.approve {
                 if reached.contains(&approval.id) {
                     continue;
                 }
+                // Only destinations with a box the index finds near one of the approval's
+                // can meet it.
+                let near = partners.near(approval.id, &self.dest_boxes);
                 let used = reached
                     .iter()
+                    .filter(|d| near.contains(*d))
                     .any(|d| matches!(self.meet(*d, approval.id), Answer::Witness(_)));
                 if !used {
                     out.push(
