@@ -337,9 +337,21 @@ fn approver_key(
     policy: &CheckedPolicy,
     exception: &Exception,
 ) -> Result<(String, VerifyingKey, u64), ExceptionError> {
-    let authority = policy
-        .authority(exception.approver.id)
-        .ok_or_else(|| refused("the exception's approver is not in the policy"))?;
+    authority_key(
+        policy,
+        exception.approver.id,
+        "the exception's approver is not in the policy",
+    )
+}
+
+/// An authority's qualified name, public key and longest token lifetime (exception
+/// approvers and workflow orchestrators alike); `missing` explains an absent authority.
+pub(crate) fn authority_key(
+    policy: &CheckedPolicy,
+    id: egress_check::AuthorityId,
+    missing: &str,
+) -> Result<(String, VerifyingKey, u64), ExceptionError> {
+    let authority = policy.authority(id).ok_or_else(|| refused(missing))?;
     let key = VerifyingKey::from_bytes(&authority.key).map_err(|_| {
         refused(format!(
             "authority `{}` has an invalid key",

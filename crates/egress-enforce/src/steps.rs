@@ -94,20 +94,11 @@ fn orchestrator_key(
             workflow.name.local
         ))
     })?;
-    let authority = policy
-        .authority(reference.id)
-        .ok_or_else(|| refused("the workflow's orchestrator is not in the policy"))?;
-    let key = VerifyingKey::from_bytes(&authority.key).map_err(|_| {
-        refused(format!(
-            "authority `{}` has an invalid key",
-            authority.name.local
-        ))
-    })?;
-    Ok((
-        authority.name.qualified.clone(),
-        key,
-        authority.max_ttl_secs,
-    ))
+    crate::exception::authority_key(
+        policy,
+        reference.id,
+        "the workflow's orchestrator is not in the policy",
+    )
 }
 
 /// The destinations a step opens: its capability's CIDR destinations (host names and
