@@ -1,0 +1,539 @@
+//! The gate: the connect hook redirects the agent's TCP connections to learned addresses
+//! here. The gate checks the name the client sends against the rules that admitted the
+//! address, and splices the connection to its original destination. It never terminates
+//! TLS: the bytes it read are sent on unchanged, and then both directions are copied.
+//!
+//! Guarantees, for every accepted connection:
+//! - Its original destination is `Kernel::origin(peer)`; none (or the gate itself): the
+//!   connection is closed, reason `no-origin`.
+//! - The rules that admit it are those with a live learned admission for the original
+//!   address, TCP, and the original port (the learned table the DNS gateway fills).
+//! - If one of them is `sni optional`, the connection is spliced at once, without reading
+//!   (a client could omit the name anyway; this also serves protocols where the server
+//!   speaks first).
+//! - Otherwise the gate reads at most 16 KiB for at most 10 s, until [`client_name`]
+//!   finds a complete TLS ClientHello or HTTP/1.x request head. It splices only when the
+//!   name (the SNI, or the HTTP Host / absolute request target) matches the pattern of
+//!   an admitting rule. Refusals: `encrypted-client-hello` (an ECH extension, whatever
+//!   the outer SNI), `no-sni`, `no-host`, `sni-mismatch`, `host-mismatch`,
+//!   `not-tls-or-http` (anything else, or nothing complete in 10 s / 16 KiB). A refused
+//!   HTTP request gets `403 Forbidden` with the event as its JSON body; a refused TLS
+//!   connection is closed.
+//! - In audit mode a refused connection is spliced anyway and its event says `audit`.
+//!
+//! Known limits (the address was admitted for an allowed name in any case): the name is
+//! checked once per connection, so later requests on a kept-alive HTTP connection, and
+//! the HTTP Host inside TLS, are not looked at.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use egress_check::{HostPattern, Protocol};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::event::{reason, Event, Layer};
+use crate::server::{lock, now_ms, Shared};
+
+/// The most the gate reads before deciding.
+pub const MAX_HELLO: usize = 16 * 1024;
+/// How long the gate waits for the name.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connecting to the original destination.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections being read or checked at once (spliced ones do not count).
+const MAX_PENDING: usize = 256;
+/// The Encrypted Client Hello extension type.
+pub const ECH_EXTENSION: u16 = 0xfe0d;
+
+/// What the first bytes of a connection say about the name it is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NameParse {
+    /// Not enough bytes yet to say.
+    Incomplete,
+    /// A complete TLS ClientHello: its SNI host name (the first `host_name` entry,
+    /// lower-cased, without a trailing dot), and whether it has an ECH extension.
+    Tls { sni: Option<String>, ech: bool },
+    /// A complete HTTP/1.x request head: the host it is for (lower-cased, without port
+    /// or trailing dot), from the Host header or an absolute / authority-form target.
+    Http { host: Option<String> },
+    /// Neither: another protocol, a malformed ClientHello or request head, or an
+    /// ambiguous one (two Host headers, a Host and a target that disagree, a ClientHello
+    /// with two SNI or two ECH extensions).
+    Other,
+}
+
+/// Parses the name out of the first bytes a client sent. Total: never panics, whatever
+/// `buf` holds. TLS is recognised by a first byte 0x16; the ClientHello may span several
+/// TLS records.
+pub fn client_name(buf: &[u8]) -> NameParse {
+    match buf.first() {
+        None => NameParse::Incomplete,
+        Some(0x16) => tls_name(buf),
+        Some(_) => http_name(buf),
+    }
+}
+
+fn tls_name(buf: &[u8]) -> NameParse {
+    use tls_parser::nom::Err as NomErr;
+    use tls_parser::TlsRecordType;
+    // Gather the handshake bytes of the leading records.
+    let mut handshake: Vec<u8> = Vec::new();
+    let mut rest = buf;
+    let body = loop {
+        // A complete handshake message? (type, 24-bit length, body)
+        if let Some(&[kind, a, b, c]) = handshake.get(..4) {
+            if kind != 0x01 {
+                return NameParse::Other; // the first message must be a ClientHello
+            }
+            let len = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+            if let Some(body) = handshake.get(4..4 + len) {
+                break body.to_vec();
+            }
+            if 4 + len > MAX_HELLO {
+                return NameParse::Other;
+            }
+        }
+        match tls_parser::parse_tls_raw_record(rest) {
+            Ok((next, record)) => {
+                if record.hdr.record_type != TlsRecordType::Handshake || record.data.is_empty() {
+                    return NameParse::Other;
+                }
+                handshake.extend_from_slice(record.data);
+                rest = next;
+            }
+            Err(NomErr::Incomplete(_)) => return NameParse::Incomplete,
+            Err(_) => return NameParse::Other,
+        }
+    };
+    let Ok((_, hello)) = tls_parser::parse_tls_handshake_client_hello(&body) else {
+        return NameParse::Other;
+    };
+    let Some(mut exts) = hello.ext else {
+        return NameParse::Tls {
+            sni: None,
+            ech: false,
+        };
+    };
+    // Walk every extension by type and length only, so that one tls-parser cannot read
+    // does not hide the ones after it (an ECH behind it, say).
+    let mut sni = None;
+    let mut seen_sni = false;
+    let mut ech = false;
+    while !exts.is_empty() {
+        let Ok((next, ext)) = tls_parser::parse_tls_extension_unknown(exts) else {
+            return NameParse::Other;
+        };
+        exts = next;
+        let tls_parser::TlsExtension::Unknown(kind, data) = ext else {
+            return NameParse::Other;
+        };
+        match kind.0 {
+            0 => {
+                if seen_sni {
+                    return NameParse::Other;
+                }
+                seen_sni = true;
+                let Ok((_, tls_parser::TlsExtension::SNI(names))) =
+                    tls_parser::parse_tls_extension_sni_content(data)
+                else {
+                    return NameParse::Other;
+                };
+                sni = names
+                    .iter()
+                    .find(|(kind, _)| kind.0 == 0)
+                    .map(|(_, name)| clean_name(&String::from_utf8_lossy(name)));
+            }
+            ECH_EXTENSION => {
+                if ech {
+                    return NameParse::Other;
+                }
+                ech = true;
+            }
+            _ => {}
+        }
+    }
+    NameParse::Tls { sni, ech }
+}
+
+fn http_name(buf: &[u8]) -> NameParse {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Partial) => NameParse::Incomplete,
+        Err(_) => NameParse::Other,
+        Ok(httparse::Status::Complete(_)) => {
+            let mut hosts = req
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("host"));
+            let host = match (hosts.next(), hosts.next()) {
+                (Some(h), None) => match std::str::from_utf8(h.value) {
+                    Ok(v) => Some(strip_port(v.trim())),
+                    Err(_) => return NameParse::Other,
+                },
+                (None, _) => None,
+                (Some(_), Some(_)) => return NameParse::Other,
+            };
+            let target = req.path.and_then(target_host);
+            match (host, target) {
+                (Some(h), Some(t)) if h != t => NameParse::Other,
+                (Some(h), _) => NameParse::Http { host: Some(h) },
+                (None, t) => NameParse::Http { host: t },
+            }
+        }
+    }
+}
+
+/// The host of an absolute-form (`http://host/...`) or authority-form (`host:port`)
+/// request target; `None` for origin-form (`/...`) and `*`.
+fn target_host(target: &str) -> Option<String> {
+    if target.starts_with('/') || target == "*" {
+        return None;
+    }
+    let after_scheme = match target.find("://") {
+        Some(i) => target.get(i + 3..).unwrap_or(""),
+        None => target,
+    };
+    let authority = after_scheme
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or(after_scheme);
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    Some(strip_port(host_port))
+}
+
+/// `host[:port]` or `[v6]:port` to the bare, cleaned host.
+fn strip_port(v: &str) -> String {
+    if let Some(rest) = v.strip_prefix('[') {
+        return clean_name(rest.split(']').next().unwrap_or(rest));
+    }
+    match v.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => clean_name(host),
+        _ => clean_name(v),
+    }
+}
+
+fn clean_name(name: &str) -> String {
+    crate::names::normalize(name)
+}
+
+/// Accepts the gate's connections on `listener`.
+pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
+    let pending = Arc::new(Semaphore::new(MAX_PENDING));
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let Ok(permit) = Arc::clone(&pending).try_acquire_owned() else {
+            continue; // dropping the stream closes it
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            connection(&shared, stream, peer, permit).await;
+        });
+    }
+}
+
+/// Why a connection is refused.
+struct Refusal {
+    reason: &'static str,
+    name: Option<String>,
+    message: String,
+}
+
+/// How reading the name ended.
+enum Read {
+    Parsed(NameParse),
+    /// EOF, timeout, or 16 KiB without a complete name.
+    Gave(&'static str),
+}
+
+async fn connection(
+    shared: &Shared,
+    mut client: TcpStream,
+    peer: SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let origin = shared
+        .kernel
+        .origin(peer)
+        .map(|o| SocketAddr::new(o.ip().to_canonical(), o.port()));
+    let origin = match origin {
+        Some(o) if !(o.ip().is_loopback() && o.port() == shared.gate_port) => o,
+        _ => {
+            shared.emit(
+                Layer::Gate,
+                reason::NO_ORIGIN,
+                false,
+                peer,
+                Protocol::Tcp,
+                |e| {
+                    e.message =
+                        "connection closed: the kernel knows no original destination for it".into();
+                },
+            );
+            return;
+        }
+    };
+
+    let (_, sni_optional) = admitting(shared, origin);
+    if sni_optional {
+        drop(permit);
+        splice(client, origin, &[]).await;
+        return;
+    }
+
+    let mut buf = Vec::with_capacity(2048);
+    let read = read_name(&mut client, &mut buf).await;
+    let parse = match &read {
+        Read::Parsed(p) => p.clone(),
+        Read::Gave(_) if buf.is_empty() => return, // nothing sent: nothing to check
+        Read::Gave(_) => NameParse::Other,
+    };
+    let is_http = matches!(parse, NameParse::Http { .. });
+    // The admissions now: some may have lapsed while the client was sending.
+    let (patterns, _) = admitting(shared, origin);
+    let verdict = decide(&parse, &patterns, origin, &read);
+    drop(permit);
+
+    let Err(refusal) = verdict else {
+        splice(client, origin, &buf).await;
+        return;
+    };
+    let audit = shared.audit;
+    let mut event = None;
+    shared.emit(
+        Layer::Gate,
+        refusal.reason,
+        audit,
+        peer,
+        Protocol::Tcp,
+        |e| {
+            e.name = refusal.name.clone();
+            e.address = Some(origin.ip().to_string());
+            e.port = Some(origin.port());
+            e.message = if audit {
+                format!("{} (audit: spliced anyway)", refusal.message)
+            } else {
+                refusal.message.clone()
+            };
+            e.suggestion = refusal
+                .name
+                .as_ref()
+                .map(|n| format!("host \"{n}\" port {}", origin.port()));
+            event = Some(e.clone());
+        },
+    );
+    if audit {
+        splice(client, origin, &buf).await;
+    } else if is_http {
+        let _ = tokio::time::timeout(READ_TIMEOUT, forbidden(&mut client, event.as_ref())).await;
+    }
+}
+
+/// The patterns of the rules with a live admission for `origin` over TCP, and whether
+/// one of them is `sni optional`.
+fn admitting(shared: &Shared, origin: SocketAddr) -> (Vec<HostPattern>, bool) {
+    let learned = lock(&shared.learned);
+    let adms = learned.admitting(origin.ip(), origin.port(), now_ms());
+    let sni_optional = adms.iter().any(|a| a.rule.sni_optional);
+    let mut patterns: Vec<HostPattern> = adms.iter().map(|a| a.rule.pattern.clone()).collect();
+    patterns.sort();
+    patterns.dedup();
+    (patterns, sni_optional)
+}
+
+fn decide(
+    parse: &NameParse,
+    patterns: &[HostPattern],
+    origin: SocketAddr,
+    read: &Read,
+) -> Result<(), Refusal> {
+    let matched = |name: &str| patterns.iter().any(|p| p.matches(name));
+    let admitted = if patterns.is_empty() {
+        format!("no host destination admits {origin} now")
+    } else {
+        let list: Vec<String> = patterns.iter().map(|p| format!("\"{p}\"")).collect();
+        format!("{origin} was admitted for {}", list.join(", "))
+    };
+    match parse {
+        NameParse::Tls { ech: true, sni } => Err(Refusal {
+            reason: reason::ENCRYPTED_CLIENT_HELLO,
+            name: sni.clone(),
+            message: format!(
+                "TLS connection to {origin} refused: Encrypted Client Hello hides the server name"
+            ),
+        }),
+        NameParse::Tls { sni: None, .. } => Err(Refusal {
+            reason: reason::NO_SNI,
+            name: None,
+            message: format!("TLS connection to {origin} refused: no server name (SNI); {admitted}"),
+        }),
+        NameParse::Tls { sni: Some(n), .. } if matched(n) => Ok(()),
+        NameParse::Tls { sni: Some(n), .. } => Err(Refusal {
+            reason: reason::SNI_MISMATCH,
+            name: Some(n.clone()),
+            message: format!("TLS connection to {origin} for \"{n}\" refused: {admitted}"),
+        }),
+        NameParse::Http { host: None } => Err(Refusal {
+            reason: reason::NO_HOST,
+            name: None,
+            message: format!("HTTP request to {origin} refused: no Host; {admitted}"),
+        }),
+        NameParse::Http { host: Some(h) } if matched(h) => Ok(()),
+        NameParse::Http { host: Some(h) } => Err(Refusal {
+            reason: reason::HOST_MISMATCH,
+            name: Some(h.clone()),
+            message: format!("HTTP request to {origin} for \"{h}\" refused: {admitted}"),
+        }),
+        NameParse::Incomplete | NameParse::Other => Err(Refusal {
+            reason: reason::NOT_TLS_OR_HTTP,
+            name: None,
+            message: match read {
+                Read::Gave(why) => format!(
+                    "connection to {origin} refused: {why} before a TLS ClientHello or HTTP request head"
+                ),
+                Read::Parsed(_) => format!(
+                    "connection to {origin} refused: not a TLS ClientHello or HTTP/1.x request head"
+                ),
+            },
+        }),
+    }
+}
+
+/// Reads into `buf` until [`client_name`] can say, EOF, [`READ_TIMEOUT`] or [`MAX_HELLO`].
+async fn read_name(client: &mut TcpStream, buf: &mut Vec<u8>) -> Read {
+    let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
+    let mut chunk = vec![0u8; 4096];
+    loop {
+        match client_name(buf) {
+            NameParse::Incomplete => {}
+            parsed => return Read::Parsed(parsed),
+        }
+        let room = MAX_HELLO.saturating_sub(buf.len()).min(chunk.len());
+        if room == 0 {
+            return Read::Gave("16 KiB");
+        }
+        let Some(space) = chunk.get_mut(..room) else {
+            return Read::Gave("16 KiB");
+        };
+        match tokio::time::timeout_at(deadline, client.read(space)).await {
+            Err(_) => return Read::Gave("nothing complete in 10 s"),
+            Ok(Err(_)) | Ok(Ok(0)) => return Read::Gave("end of stream"),
+            Ok(Ok(n)) => buf.extend_from_slice(space.get(..n).unwrap_or_default()),
+        }
+    }
+}
+
+/// Connects to `origin`, sends `first`, and copies both ways until both sides close.
+async fn splice(mut client: TcpStream, origin: SocketAddr, first: &[u8]) {
+    let Ok(Ok(mut server)) =
+        tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(origin)).await
+    else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    if server.write_all(first).await.is_err() {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+}
+
+/// The 403 reply to a refused HTTP request: the event as JSON.
+async fn forbidden(client: &mut TcpStream, event: Option<&Event>) {
+    let body = event
+        .and_then(|e| serde_json::to_string(e).ok())
+        .unwrap_or_else(|| "{}".into());
+    let reply = format!(
+        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = client.write_all(reply.as_bytes()).await;
+    let _ = client.shutdown().await;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_names() {
+        assert_eq!(client_name(b""), NameParse::Incomplete);
+        assert_eq!(
+            client_name(b"GET / HTTP/1.1\r\nHost: a"),
+            NameParse::Incomplete
+        );
+        assert_eq!(
+            client_name(b"GET / HTTP/1.1\r\nHost: API.Corp.test:8080\r\n\r\n"),
+            NameParse::Http {
+                host: Some("api.corp.test".into())
+            }
+        );
+        assert_eq!(
+            client_name(b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n"),
+            NameParse::Http {
+                host: Some("::1".into())
+            }
+        );
+        assert_eq!(
+            client_name(b"GET / HTTP/1.0\r\n\r\n"),
+            NameParse::Http { host: None }
+        );
+        assert_eq!(
+            client_name(b"GET http://evil.test/x HTTP/1.1\r\nHost: api.corp.test\r\n\r\n"),
+            NameParse::Other
+        );
+        assert_eq!(
+            client_name(b"GET http://u@api.corp.test:80/x HTTP/1.1\r\nHost: api.corp.test\r\n\r\n"),
+            NameParse::Http {
+                host: Some("api.corp.test".into())
+            }
+        );
+        assert_eq!(
+            client_name(b"CONNECT evil.test:443 HTTP/1.1\r\n\r\n"),
+            NameParse::Http {
+                host: Some("evil.test".into())
+            }
+        );
+        assert_eq!(
+            client_name(b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n"),
+            NameParse::Other
+        );
+        assert_eq!(client_name(b"SSH-2.0-OpenSSH\r\n"), NameParse::Other);
+        assert_eq!(client_name(b"\x00\x01\x02"), NameParse::Other);
+        assert_eq!(
+            client_name(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+            NameParse::Other
+        );
+    }
+
+    #[test]
+    fn tls_garbage_never_panics() {
+        let mut seed = 0x1234_5678_u64;
+        for len in 0..600 {
+            for _ in 0..20 {
+                let mut buf = vec![0x16u8];
+                for _ in 0..len {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    buf.push((seed >> 33) as u8);
+                }
+                let _ = client_name(&buf);
+                if buf.len() > 5 {
+                    buf[5] = 1;
+                    let _ = client_name(&buf);
+                }
+            }
+        }
+        assert_eq!(client_name(&[0x16]), NameParse::Incomplete);
+        assert_eq!(client_name(&[0x16, 3, 1, 0]), NameParse::Incomplete);
+        // An alert record first.
+        assert_eq!(client_name(&[0x15, 3, 1, 0, 2, 1, 0]), NameParse::Other);
+    }
+}
