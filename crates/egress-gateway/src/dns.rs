@@ -26,7 +26,8 @@
 //!   match the question name, until now + clamp(TTL, ttl_min, ttl_max) (the TTL being
 //!   the least of the record's and the chain's CNAMEs'), capped at the rule's `until`.
 //!   If the kernel refuses them: SERVFAIL, reason `learn-failed`. In audit mode only a
-//!   question name some rule matches is learned.
+//!   question name some rule matches is learned. A v4-mapped AAAA is learned as its IPv4
+//!   address; an unspecified address (`0.0.0.0`, `::`) is never learned.
 //! - The answer the agent gets keeps only the answer records owned by chain names, keeps
 //!   the authority section, drops the additional section (but EDNS), and has every TTL
 //!   capped at `ttl_max`, so no client caches an address longer than the kernel admits
@@ -59,6 +60,8 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 /// Queries in flight at once (UDP), and TCP client connections at once.
 const MAX_UDP_IN_FLIGHT: usize = 256;
 const MAX_TCP_CONNECTIONS: usize = 64;
+/// The pause after a failed receive or accept.
+pub(crate) const ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// Longest CNAME chain followed.
 const MAX_CHAIN: usize = 16;
 /// The EDNS payload size asked of the upstream is clamped to this.
@@ -71,6 +74,7 @@ pub(crate) async fn serve_udp(shared: Arc<Shared>, socket: UdpSocket) {
     let mut buf = vec![0u8; 65535];
     loop {
         let Ok((n, client)) = socket.recv_from(&mut buf).await else {
+            tokio::time::sleep(ERROR_PAUSE).await;
             continue;
         };
         // Over the limit: drop (the rate limit refuses long before this).
@@ -95,6 +99,8 @@ pub(crate) async fn serve_tcp(shared: Arc<Shared>, listener: TcpListener) {
     let connections = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
     loop {
         let Ok((stream, client)) = listener.accept().await else {
+            // Out of descriptors, say: do not spin.
+            tokio::time::sleep(ERROR_PAUSE).await;
             continue;
         };
         let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
@@ -309,9 +315,13 @@ pub(crate) async fn handle(
             .filter_map(|r| {
                 let ip = match r.data() {
                     RData::A(a) => IpAddr::V4(a.0),
-                    RData::AAAA(a) => IpAddr::V6(a.0),
+                    // A v4-mapped AAAA is the IPv4 address (as the gate looks it up).
+                    RData::AAAA(a) => IpAddr::V6(a.0).to_canonical(),
                     _ => return None,
                 };
+                if ip.is_unspecified() {
+                    return None; // never opened, whatever the answer says
+                }
                 Some((ip, shared.expiry_ms(r.ttl().min(chain_ttl), now)))
             })
             .collect();

@@ -108,8 +108,11 @@ fn tls_name(buf: &[u8]) -> NameParse {
             Err(_) => return NameParse::Other,
         }
     };
-    let Ok((_, hello)) = tls_parser::parse_tls_handshake_client_hello(&body) else {
-        return NameParse::Other;
+    // The extensions end the message: bytes left over mean an extension block the
+    // parser could not frame (it then reports none), which must not read as "no SNI".
+    let hello = match tls_parser::parse_tls_handshake_client_hello(&body) {
+        Ok((&[], hello)) => hello,
+        _ => return NameParse::Other,
     };
     let Some(mut exts) = hello.ext else {
         return NameParse::Tls {
@@ -225,6 +228,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     let pending = Arc::new(Semaphore::new(MAX_PENDING));
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
+            tokio::time::sleep(crate::dns::ERROR_PAUSE).await;
             continue;
         };
         let Ok(permit) = Arc::clone(&pending).try_acquire_owned() else {
