@@ -604,3 +604,9 @@ fn gate_splices_sni_optional_destinations_without_reading() {
     assert_eq!(&greeting, b"220 server speaks first\r\n");
     assert!(f.drain().is_empty());
 }
+
+#[test]
+fn the_gateway_can_move_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<egress_gateway::Gateway>();
+}
