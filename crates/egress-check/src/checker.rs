@@ -968,8 +968,13 @@ impl<'s> Checker<'s> {
         let mut ports = Vec::new();
         let mut protocols = Vec::new();
         let mut saw_ports = false;
+        let mut sni_optional: Option<Span> = None;
         for entry in &body.entries {
             match entry {
+                ast::DestEntry::SniOptional { span } => match sni_optional {
+                    Some(first) => self.duplicate_entry(*span, first, "sni optional"),
+                    None => sni_optional = Some(*span),
+                },
                 ast::DestEntry::Hosts { hosts, .. } => {
                     for host in hosts {
                         match values::host_pattern(host) {
@@ -1106,6 +1111,25 @@ impl<'s> Checker<'s> {
             )
         });
         let name_span = name.span;
+        let has_hosts = body
+            .entries
+            .iter()
+            .any(|e| matches!(e, ast::DestEntry::Hosts { .. }));
+        if let (Some(sni_span), true, false) = (sni_optional, has_endpoint_entries, has_hosts) {
+            self.error(
+                Diagnostic::warning(
+                    "W0005",
+                    sni_span,
+                    "`sni optional` on a destination without host names",
+                )
+                .with_label("has no effect here")
+                .with_help(
+                    "`sni optional` relaxes the run-time name check of `host` destinations; \
+                     connections to `cidr` and `workload` endpoints are allowed by address \
+                     alone, so remove it",
+                ),
+            );
+        }
         if !has_endpoint_entries {
             let what = if inline {
                 "this destination".to_string()
@@ -1148,6 +1172,7 @@ impl<'s> Checker<'s> {
             endpoints,
             ports,
             protocols,
+            sni_optional: sni_optional.is_some(),
         });
         id
     }

@@ -282,6 +282,10 @@ pub struct Destination {
     pub ports: Vec<PortRange>,
     /// Sorted, deduplicated, non-empty (defaults to `tcp`).
     pub protocols: Vec<Protocol>,
+    /// `sni optional`: the run-time gate also lets through a connection to a learned
+    /// address of this destination's hosts that names no host (no SNI, no `Host` header,
+    /// or an encrypted ClientHello). The verifier's sets do not change.
+    pub sni_optional: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -35,7 +35,7 @@ pub struct CompletionItem {
 
 fn entry_keywords(item: &str) -> &'static [&'static str] {
     match item {
-        "destination" => &["host", "cidr", "workload", "port", "protocol"],
+        "destination" => &["host", "cidr", "workload", "port", "protocol", "sni"],
         "capability" => &[
             "connect",
             "syscalls",
@@ -205,6 +205,7 @@ impl Analysis {
             (Some("workload"), _) => &["namespace"],
             (Some("namespace"), _) => &["labels"],
             (Some("cidr"), _) => &["except"],
+            (Some("sni"), _) => &["optional"],
             (Some("step"), _) => &["uses", "invokes"],
             _ => &[],
         };

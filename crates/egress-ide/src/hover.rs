@@ -502,6 +502,7 @@ fn keyword_doc(keyword: &str) -> Option<&'static str> {
         "workload" => "In-cluster workloads: `namespace \"ns\"` and `labels { k = \"v\" }` (all listed labels must match).",
         "port" | "ports" => "Ports or ranges (`443, 8000-8080`), 1 to 65535; required.",
         "protocol" => "`tcp`, `udp` or both; `tcp` when omitted.",
+        "sni" | "optional" => "`sni optional`: the run-time gate also lets through connections to the learned addresses of this destination's hosts that name no host (no TLS SNI, no HTTP `Host` header, or an encrypted ClientHello); without it they are refused. Only for `host` destinations (W0005 elsewhere).",
         "connect" => "The destinations this capability may connect to.",
         "grant" => "Linux capabilities, literal (`CAP_NET_RAW`: an explicit grant) or capability sets.",
         "workflows" => "The capability is usable only within these workflows, and only by steps that use it.",

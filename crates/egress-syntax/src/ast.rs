@@ -137,7 +137,7 @@ pub struct DestinationDecl {
     pub body: DestBody,
 }
 
-/// `{ host ... cidr ... workload ... port ... protocol ... }`
+/// `{ host ... cidr ... workload ... port ... protocol ... sni optional }`
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DestBody {
     pub span: Span,
@@ -163,6 +163,10 @@ pub enum DestEntry {
     Protocols {
         span: Span,
         names: Vec<Ident>,
+    },
+    /// `sni optional`: the run-time gate also admits connections that name no host.
+    SniOptional {
+        span: Span,
     },
 }
 

@@ -177,6 +177,10 @@ pub const CODES: &[(&str, &str)] = &[
     ("W0002", "very broad port range"),
     ("W0003", "very broad CIDR"),
     ("W0004", "capability limited to workflows that never use it"),
+    (
+        "W0005",
+        "`sni optional` on a destination without host names",
+    ),
     // Backends (egress-lower).
     ("E0100", "host-name destination the target cannot express"),
     ("E0101", "workload destination the target cannot express"),

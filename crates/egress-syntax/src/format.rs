@@ -162,6 +162,29 @@ mod tests {
     }
 
     #[test]
+    fn sni_optional_round_trips() {
+        let source = "destination cdn{host \"cdn.example.com\"\nport 443 sni   optional // ECH\n}";
+        let formatted = format_source(source).unwrap();
+        assert_eq!(
+            formatted,
+            "destination cdn {\n    host \"cdn.example.com\"\n    port 443\n    sni optional // ECH\n}\n"
+        );
+        assert_eq!(format_source(&formatted).unwrap(), formatted);
+        let parsed = parse(FileId(0), &formatted);
+        let Some(crate::ast::ItemKind::Destination(d)) = parsed.ast.items.first().map(|i| &i.kind)
+        else {
+            panic!("not a destination: {:?}", parsed.ast.items);
+        };
+        assert!(d
+            .body
+            .entries
+            .iter()
+            .any(|e| matches!(e, crate::ast::DestEntry::SniOptional { .. })));
+        // `sni` needs `optional`.
+        assert!(parse(FileId(0), "destination x { host \"a.example\" port 1 sni }").has_errors());
+    }
+
+    #[test]
     fn imports_stay_together() {
         let source = "import std.dns\nimport std.sys\n\n\nimport \"a.egress\" as a\ndata pii";
         let formatted = format_source(source).unwrap();

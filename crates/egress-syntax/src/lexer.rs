@@ -124,6 +124,8 @@ pub const ENTRY_KEYWORDS: &[&str] = &[
     "unix",
     "justified_by",
     "sbom",
+    "sni",
+    "optional",
 ];
 
 pub fn is_keyword(text: &str) -> bool {

@@ -423,6 +423,7 @@ fn describe_rule(rule: Rule) -> Option<String> {
         Rule::workload_entry => "`workload`",
         Rule::port_entry => "`port`",
         Rule::protocol_entry => "`protocol`",
+        Rule::sni_entry => "`sni optional`",
         Rule::passing => "`passing`",
         Rule::step => "`step`",
         Rule::step_uses => "`uses`",
@@ -947,6 +948,7 @@ impl Converter<'_> {
                     span,
                     names: significant(p).map(|i| self.ident(i)).collect(),
                 },
+                Rule::sni_entry => DestEntry::SniOptional { span },
                 _ => return None,
             };
             entries.push(entry);

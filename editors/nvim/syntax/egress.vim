@@ -7,7 +7,7 @@ endif
 syntax case match
 
 syntax keyword egressItem import data destination capability agent workflow exception authority zone assert syscalls capset
-syntax keyword egressEntry as host cidr except workload namespace labels port ports protocol connect grant workflows image executable orchestrator ordered cgroup uid uses handles invokes passing step agents to approver max_ttl max_uses audit legal_basis key owner approve clear unix justified_by sbom
+syntax keyword egressEntry as host cidr except workload namespace labels port ports protocol connect grant workflows image executable orchestrator ordered cgroup uid uses handles invokes passing step agents to approver max_ttl max_uses audit legal_basis key owner approve clear unix justified_by sbom sni optional
 syntax keyword egressClaim cannot can reach never reaches
 syntax keyword egressConstant tcp udp
 syntax match egressCapability /\<CAP_[A-Z_]\+\>/
