@@ -197,11 +197,37 @@ pub fn find_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ExitCode> {
     Ok(files)
 }
 
+/// Reads project files from disk, except those `files` holds (paths relative to the
+/// project root, as the checker names them): a change checked before it is written.
+pub struct OverlaySource<'a> {
+    pub disk: DiskSource,
+    pub files: &'a BTreeMap<String, String>,
+}
+
+impl FileSource for OverlaySource<'_> {
+    fn read(&self, path: &str) -> Result<String, ReadError> {
+        match self.files.get(path) {
+            Some(text) => Ok(text.clone()),
+            None => self.disk.read(path),
+        }
+    }
+}
+
 /// Loads and checks the policies under `paths`. A directory that directly holds `.egress`
 /// files is one policy. Diagnostics are returned, not printed.
 pub fn load_policies(
     paths: &[PathBuf],
     root: Option<&Path>,
+) -> Result<Vec<LoadedPolicy>, ExitCode> {
+    load_policies_over(paths, root, &BTreeMap::new())
+}
+
+/// [`load_policies`], reading the files `overlay` holds (by path relative to the project
+/// root) from it instead of from disk. The set of files is still the one on disk.
+pub fn load_policies_over(
+    paths: &[PathBuf],
+    root: Option<&Path>,
+    overlay: &BTreeMap<String, String>,
 ) -> Result<Vec<LoadedPolicy>, ExitCode> {
     let files = find_files(paths)?;
     if files.is_empty() {
@@ -227,7 +253,10 @@ pub fn load_policies(
             .unwrap_or_else(|| ".".into());
         groups.entry(dir).or_default().push(rel);
     }
-    let source = DiskSource { root };
+    let source = OverlaySource {
+        disk: DiskSource { root },
+        files: overlay,
+    };
     Ok(groups
         .into_iter()
         .map(|(dir, roots)| LoadedPolicy {

@@ -59,6 +59,8 @@ enum Command {
     Manifest(cmd::manifest::Args),
     /// Workflow steps granted by the orchestrator: grant a signed step token.
     Workflow(cmd::workflow::Args),
+    /// Propose the smallest policy change that allows denied run-time events, as a diff.
+    Suggest(cmd::suggest::Args),
 }
 
 fn main() -> ExitCode {
@@ -90,5 +92,6 @@ fn main() -> ExitCode {
         Command::Manifest(args) => cmd::manifest::run(args),
         Command::Workflow(args) => cmd::workflow::run(args),
         Command::Sbom(args) => cmd::sbom::run(args),
+        Command::Suggest(args) => cmd::suggest::run(args),
     }
 }

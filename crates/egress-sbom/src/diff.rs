@@ -57,15 +57,7 @@ pub fn diff_module(
         .filter(|(s, j)| old.1.sources.get(*s).is_some_and(|o| o != *j))
         .map(|(s, _)| named(s))
         .collect();
-    let unified = if old_module == new_module {
-        String::new()
-    } else {
-        similar::TextDiff::from_lines(&old_module, &new_module)
-            .unified_diff()
-            .context_radius(3)
-            .header(&format!("a/{path}"), &format!("b/{path}"))
-            .to_string()
-    };
+    let unified = unified_diff(&old_module, &new_module, path);
     Ok(ModuleDiff {
         added,
         removed,
@@ -73,4 +65,17 @@ pub fn diff_module(
         unified,
         new_module,
     })
+}
+
+/// The unified diff (three lines of context, headers `a/PATH` and `b/PATH`) from `old` to
+/// `new`; empty when they are equal. Shared with `egc suggest`.
+pub fn unified_diff(old: &str, new: &str, path: &str) -> String {
+    if old == new {
+        return String::new();
+    }
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a/{path}"), &format!("b/{path}"))
+        .to_string()
 }

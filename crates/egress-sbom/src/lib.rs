@@ -21,7 +21,7 @@ pub use declared::{
     declared, source_of, Declared, Finding, FindingKind, Justification, LocationKind, Source,
     SourceHost,
 };
-pub use diff::{diff_module, ModuleDiff};
+pub use diff::{diff_module, unified_diff, ModuleDiff};
 pub use module::{destination_name, import_module, ImportConfig};
 
 use serde::Deserialize;

@@ -11,6 +11,7 @@
 //! - `sbom`: `egc sbom import` on `tests/sbom/import/*.json` (each validated against its
 //!   vendored schema in `tests/schemas/`), `sbom-justified` on `tests/sbom/verify/*/`,
 //!   `egc sbom diff` on `tests/sbom/diff/`, and the `sbom-registries` example.
+//! - `suggest`: `egc suggest` on `tests/suggest/NAME/` (`events.jsonl`, `policy/`).
 
 #![allow(
     clippy::unwrap_used,
@@ -24,6 +25,7 @@ mod boundary;
 mod egctest;
 mod graph;
 mod sbom;
+mod suggest;
 
 use std::path::{Path, PathBuf};
 
@@ -71,5 +73,6 @@ fn main() {
     trials.extend(egctest::trials());
     trials.extend(graph::trials());
     trials.extend(sbom::trials());
+    trials.extend(suggest::trials());
     libtest_mimic::run(&args, trials).exit();
 }

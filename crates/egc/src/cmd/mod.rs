@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod query;
 pub mod run;
 pub mod sbom;
+pub mod suggest;
 pub mod test;
 pub mod verify;
 pub mod workflow;
