@@ -578,6 +578,9 @@ fn denials_in(output: &str) -> Vec<(String, String)> {
         if value["denial"].is_object() {
             push(&value["denial"]);
         }
+        if value["format"] == "egc-event/1" {
+            push(&value);
+        }
     }
     found
 }

@@ -42,6 +42,9 @@
 #define CNT_DENIED_SOCKOPT 10
 #define CNT_DROPPED_PACKETS 11
 #define CNT_DENIED_UNSPECIFIED 12
+#define CNT_DNS_REDIRECTED 13
+#define CNT_GATE_REDIRECTED 14
+#define CNT_AUDITED 15
 #define CNT_MAX 16
 
 // Denial reasons.
@@ -55,6 +58,8 @@
 #define REASON_PACKET_OPTIONS 8   // a packet carrying IPv4 options or IPv6 extension headers
 #define REASON_UNSPECIFIED 9      // 0.0.0.0/8, :: or ::ffff:0.0.0.0/104: the local host
 #define REASON_EXC_ENDED 10       // a packet of a connection whose exception has ended
+#define REASON_LEARNED_UDP 11     // UDP to an address learned for a host name: no name to check
+#define REASON_ORIGINS_FULL 12    // the redirect could not be recorded
 
 // Hooks.
 #define HOOK_CONNECT4 1
@@ -64,9 +69,12 @@
 #define HOOK_SOCK_CREATE 5
 #define HOOK_SETSOCKOPT 6
 #define HOOK_EGRESS 7
+#define HOOK_SOCKOPS 8
 
 // config.flags
 #define FLAG_ALLOW_RAW 1          // the agent holds an approved CAP_NET_RAW: raw and ping sockets
+#define FLAG_NAMES 2              // egc's DNS gateway and name gate serve this agent
+#define FLAG_AUDIT 4              // audit mode: report would-be denials, allow them
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -107,6 +115,22 @@ struct exception_slot {
 struct config {
 	__u32 agent_id;
 	__u32 flags;
+	__u16 dns_port;         // host byte order: the DNS gateway, at 127.0.0.1 and ::1
+	__u16 gate_port;        // host byte order: the name gate, at 127.0.0.1 and ::1
+	__u32 pad;
+};
+
+// Where a redirected socket was going: recorded by socket cookie when the connect or
+// sendmsg hook sends it to the DNS gateway or the name gate.
+#define ORIGIN_DNS 1
+#define ORIGIN_GATE 2
+
+struct origin {
+	__u8 addr[16];          // IPv4 addresses IPv4-mapped
+	__u16 port;             // host byte order
+	__u8 kind;              // ORIGIN_DNS or ORIGIN_GATE
+	__u8 family;            // AF_INET or AF_INET6 (the socket's)
+	__u32 pad;
 };
 
 struct deny_event {
@@ -118,7 +142,8 @@ struct deny_event {
 	__u8 protocol;
 	__u8 reason;
 	__u8 hook;
-	__u8 pad[3];
+	__u8 audit;             // 1: audit mode let it through
+	__u8 pad[2];
 	__u8 addr[16];          // IPv4 addresses IPv4-mapped
 	char comm[16];
 };
@@ -175,6 +200,41 @@ struct {
 	__type(value, struct sock_state);
 } sockets SEC(".maps");
 
+// Addresses learned by the DNS gateway from answers for the agent's host names, with the
+// ports and protocols of the destinations that admitted them (exception_slot unused).
+// A TCP connect to one is redirected to the name gate; user space adds and removes
+// entries as answers arrive and their TTLs expire.
+#define LEARNED_MAX_ENTRIES 65536
+
+struct learned_key {
+	__u8 addr[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LEARNED_MAX_ENTRIES);
+	__type(key, struct learned_key);
+	__type(value, struct rule_set);
+} learned SEC(".maps");
+
+// Original destinations of redirected sockets, by socket cookie.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct origin);
+} origins SEC(".maps");
+
+// Original destinations of connections to the name gate, by the client's local port
+// and family (key: family << 16 | port), written when the SYN leaves (sockops): the gate
+// looks up where an accepted connection was going.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct origin);
+} gate_clients SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
@@ -199,6 +259,22 @@ static __always_inline __u32 config_flags(void)
 	__u32 zero = 0;
 	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
 	return cfg ? cfg->flags : 0;
+}
+
+static __always_inline int audit_mode(void)
+{
+	return (config_flags() & FLAG_AUDIT) != 0;
+}
+
+// The verdict after a reported denial: 0 (refuse), or 1 in audit mode (let it through;
+// the event says so).
+static __always_inline int audited(void)
+{
+	if (audit_mode()) {
+		count(CNT_AUDITED);
+		return 1;
+	}
+	return 0;
 }
 
 // Reports a denial on the ring buffer. `with_task`: the hook runs in the task's context
@@ -227,9 +303,9 @@ static __always_inline void report(const __u8 *addr, __u8 protocol, __u16 port, 
 	event->protocol = protocol;
 	event->reason = reason;
 	event->hook = hook;
+	event->audit = audit_mode() ? 1 : 0;
 	event->pad[0] = 0;
 	event->pad[1] = 0;
-	event->pad[2] = 0;
 	__builtin_memcpy(event->addr, addr, 16);
 	bpf_ringbuf_submit(event, 0);
 }
@@ -259,6 +335,10 @@ static __always_inline int deny(struct lpm_key *key, __u8 protocol, __u16 port, 
 		break;
 	}
 	report(key->addr, protocol, port, reason, hook, 1);
+	if (audit_mode()) {
+		count(CNT_AUDITED);
+		return 1;
+	}
 	return 0;
 }
 
@@ -292,9 +372,128 @@ static __always_inline int remember_slot(struct bpf_sock_addr *ctx, __u16 slot)
 	return bpf_map_update_elem(&sockets, &cookie, &state, BPF_ANY) == 0;
 }
 
+static __always_inline int is_ipv4_mapped(const __u8 *addr)
+{
+	__u8 high = 0;
+	for (int i = 0; i < 10; i++)
+		high |= addr[i];
+	return high == 0 && addr[10] == 0xff && addr[11] == 0xff;
+}
+
+// Sends the socket to egc's DNS gateway or name gate on the loopback address of its own
+// family (an IPv6 socket going to an IPv4-mapped address goes to ::ffff:127.0.0.1).
+static __always_inline void redirect(struct bpf_sock_addr *ctx, const struct lpm_key *key, int v6,
+				     __u16 port)
+{
+	if (!v6) {
+		ctx->user_ip4 = bpf_htonl(0x7f000001);
+	} else if (is_ipv4_mapped(key->addr)) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0x0000ffff);
+		ctx->user_ip6[3] = bpf_htonl(0x7f000001);
+	} else {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = 0;
+		ctx->user_ip6[3] = bpf_htonl(1);
+	}
+	ctx->user_port = bpf_htons(port);
+}
+
+static __always_inline int record_origin(struct bpf_sock_addr *ctx, const struct lpm_key *key,
+					 __u16 port, __u8 kind, int v6)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct origin origin = {};
+	__builtin_memcpy(origin.addr, key->addr, 16);
+	origin.port = port;
+	origin.kind = kind;
+	origin.family = v6 ? AF_INET6 : AF_INET;
+	return bpf_map_update_elem(&origins, &cookie, &origin, BPF_ANY) == 0;
+}
+
+// Does a matching rule admit the socket now? A policy rule (slot 0) always does; an
+// exception slot only while it lives and has uses left. Records which slot admitted a
+// connecting socket; on refusal sets `reason`.
+static __always_inline int slot_admits(struct bpf_sock_addr *ctx, __u16 slot_number, int connecting,
+				       __u8 *reason)
+{
+	if (slot_number == 0) {
+		if (connecting)
+			remember_slot(ctx, 0);
+		return 1;
+	}
+	__u32 slot_index = slot_number;
+	struct exception_slot *slot = bpf_map_lookup_elem(&exceptions, &slot_index);
+	if (!slot)
+		return 0;
+	if (bpf_ktime_get_boot_ns() >= slot->expires_boot_ns) {
+		*reason = REASON_EXC_EXPIRED;
+		return 0;
+	}
+	__u64 before = __sync_fetch_and_add(&slot->used, 1);
+	if (slot->max_uses != 0 && before >= slot->max_uses) {
+		*reason = REASON_EXC_EXHAUSTED;
+		return 0;
+	}
+	if (connecting && !remember_slot(ctx, slot_number)) {
+		*reason = REASON_EXC_EXHAUSTED;
+		return 0;
+	}
+	count(CNT_ALLOWED_VIA_EXCEPTION);
+	return 1;
+}
+
+// A connection to an address the DNS gateway learned for one of the agent's host names,
+// on a port and protocol of a destination that admitted it: a TCP connect goes to the
+// name gate, which checks the SNI (or Host) before splicing it to the address. Returns
+// -1 when the address is not learned for this port and protocol.
+static __always_inline int via_gate(struct bpf_sock_addr *ctx, struct lpm_key *key, __u8 protocol,
+				    __u16 port, __u8 hook, int connecting, int v6, __u16 gate_port)
+{
+	struct learned_key lkey;
+	__builtin_memcpy(lkey.addr, key->addr, 16);
+	struct rule_set *set = bpf_map_lookup_elem(&learned, &lkey);
+	if (!set)
+		return -1;
+	// No name can be checked in a datagram: UDP to a learned address stays closed. A UDP
+	// connect (resolvers use one to sort addresses; it sends nothing) goes to the gate's
+	// UDP sink, which drops and reports whatever is sent; an unconnected datagram is refused.
+	if (protocol != IPPROTO_TCP) {
+		if (!connecting)
+			return deny(key, protocol, port, REASON_LEARNED_UDP, hook);
+		remember_slot(ctx, 0);
+		redirect(ctx, key, v6, gate_port);
+		return 1;
+	}
+	int found = 0;
+	__u8 reason = REASON_PORT;
+	__u32 n = set->count;
+	for (__u32 i = 0; i < MAX_RULES; i++) {
+		if (i >= n)
+			break;
+		struct port_rule *rule = &set->rules[i];
+		if (rule->protocol != protocol || port < rule->port_lo || port > rule->port_hi)
+			continue;
+		found = 1;
+		// Learned for an exception's name: only while the exception lives.
+		if (slot_admits(ctx, rule->exception_slot, connecting, &reason))
+			break;
+		found = 0;
+	}
+	if (!found)
+		return reason == REASON_PORT ? -1 : deny(key, protocol, port, reason, hook);
+	if (!record_origin(ctx, key, port, ORIGIN_GATE, v6))
+		return deny(key, protocol, port, REASON_ORIGINS_FULL, hook);
+	redirect(ctx, key, v6, gate_port);
+	count(CNT_GATE_REDIRECTED);
+	return 1;
+}
+
 // Returns 1 to allow, 0 to deny (the kernel turns 0 into EPERM).
 static __always_inline int decide(struct bpf_sock_addr *ctx, struct lpm_key *key, __u8 hook,
-				  int connecting)
+				  int connecting, int v6)
 {
 	__u8 protocol = (__u8)ctx->protocol;
 	__u16 port = bpf_ntohs((__u16)ctx->user_port);
@@ -306,44 +505,44 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, struct lpm_key *key
 	if (is_unspecified(key->addr))
 		return deny(key, protocol, port, REASON_UNSPECIFIED, hook);
 
-	struct rule_set *set = bpf_map_lookup_elem(&rules, key);
-	if (!set)
-		return deny(key, protocol, port, REASON_NO_PREFIX, hook);
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
+	__u32 flags = cfg ? cfg->flags : 0;
+	__u16 dns_port = cfg ? cfg->dns_port : 0;
+	__u16 gate_port = cfg ? cfg->gate_port : 0;
+	int names = (flags & FLAG_NAMES) && dns_port != 0 && gate_port != 0;
 
-	__u8 reason = REASON_PORT;
-	__u32 n = set->count;
-	for (__u32 i = 0; i < MAX_RULES; i++) {
-		if (i >= n)
-			break;
-		struct port_rule *rule = &set->rules[i];
-		if (rule->protocol != protocol || port < rule->port_lo || port > rule->port_hi)
-			continue;
-		if (rule->exception_slot == 0) {
-			count(CNT_ALLOWED);
-			if (connecting)
-				remember_slot(ctx, 0);
-			return 1;
-		}
-		__u32 slot_index = rule->exception_slot;
-		struct exception_slot *slot = bpf_map_lookup_elem(&exceptions, &slot_index);
-		if (!slot)
-			continue;
-		if (bpf_ktime_get_boot_ns() >= slot->expires_boot_ns) {
-			reason = REASON_EXC_EXPIRED;
-			continue;
-		}
-		__u64 before = __sync_fetch_and_add(&slot->used, 1);
-		if (slot->max_uses != 0 && before >= slot->max_uses) {
-			reason = REASON_EXC_EXHAUSTED;
-			continue;
-		}
-		if (connecting && !remember_slot(ctx, rule->exception_slot)) {
-			reason = REASON_EXC_EXHAUSTED;
-			continue;
-		}
-		count(CNT_ALLOWED);
-		count(CNT_ALLOWED_VIA_EXCEPTION);
+	// Every DNS query, to any address, goes to egc's DNS gateway, which answers only
+	// the agent's host names: no other name ever leaves the machine.
+	if (names && port == 53) {
+		if (!record_origin(ctx, key, port, ORIGIN_DNS, v6))
+			return deny(key, protocol, port, REASON_ORIGINS_FULL, hook);
+		redirect(ctx, key, v6, dns_port);
+		count(CNT_DNS_REDIRECTED);
 		return 1;
+	}
+
+	__u8 reason = REASON_NO_PREFIX;
+	struct rule_set *set = bpf_map_lookup_elem(&rules, key);
+	if (set) {
+		reason = REASON_PORT;
+		__u32 n = set->count;
+		for (__u32 i = 0; i < MAX_RULES; i++) {
+			if (i >= n)
+				break;
+			struct port_rule *rule = &set->rules[i];
+			if (rule->protocol != protocol || port < rule->port_lo || port > rule->port_hi)
+				continue;
+			if (slot_admits(ctx, rule->exception_slot, connecting, &reason)) {
+				count(CNT_ALLOWED);
+				return 1;
+			}
+		}
+	}
+	if (names) {
+		int verdict = via_gate(ctx, key, protocol, port, hook, connecting, v6, gate_port);
+		if (verdict >= 0)
+			return verdict;
 	}
 	return deny(key, protocol, port, reason, hook);
 }
@@ -373,7 +572,7 @@ int egc_connect4(struct bpf_sock_addr *ctx)
 {
 	struct lpm_key key;
 	key_from_ip4(&key, ctx->user_ip4);
-	return decide(ctx, &key, HOOK_CONNECT4, 1);
+	return decide(ctx, &key, HOOK_CONNECT4, 1, 0);
 }
 
 SEC("cgroup/connect6")
@@ -381,7 +580,7 @@ int egc_connect6(struct bpf_sock_addr *ctx)
 {
 	struct lpm_key key;
 	key_from_ip6(&key, ctx);
-	return decide(ctx, &key, HOOK_CONNECT6, 1);
+	return decide(ctx, &key, HOOK_CONNECT6, 1, 1);
 }
 
 SEC("cgroup/sendmsg4")
@@ -389,7 +588,7 @@ int egc_sendmsg4(struct bpf_sock_addr *ctx)
 {
 	struct lpm_key key;
 	key_from_ip4(&key, ctx->user_ip4);
-	return decide(ctx, &key, HOOK_SENDMSG4, 0);
+	return decide(ctx, &key, HOOK_SENDMSG4, 0, 0);
 }
 
 SEC("cgroup/sendmsg6")
@@ -397,7 +596,89 @@ int egc_sendmsg6(struct bpf_sock_addr *ctx)
 {
 	struct lpm_key key;
 	key_from_ip6(&key, ctx);
-	return decide(ctx, &key, HOOK_SENDMSG6, 0);
+	return decide(ctx, &key, HOOK_SENDMSG6, 0, 1);
+}
+
+// Replies from the DNS gateway carry the address the query was sent to, so resolvers
+// that check where an answer came from (glibc does) accept them.
+static __always_inline struct origin *dns_origin(struct bpf_sock_addr *ctx, __u16 *dns_port)
+{
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg || !(cfg->flags & FLAG_NAMES) || cfg->dns_port == 0)
+		return 0;
+	if (bpf_ntohs((__u16)ctx->user_port) != cfg->dns_port)
+		return 0;
+	*dns_port = cfg->dns_port;
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct origin *origin = bpf_map_lookup_elem(&origins, &cookie);
+	if (!origin || origin->kind != ORIGIN_DNS)
+		return 0;
+	return origin;
+}
+
+SEC("cgroup/recvmsg4")
+int egc_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	if (ctx->user_ip4 != bpf_htonl(0x7f000001))
+		return 1;
+	__u16 dns_port = 0;
+	struct origin *origin = dns_origin(ctx, &dns_port);
+	if (!origin || !is_ipv4_mapped(origin->addr))
+		return 1;
+	__u32 ip4;
+	__builtin_memcpy(&ip4, &origin->addr[12], 4);
+	ctx->user_ip4 = ip4;
+	ctx->user_port = bpf_htons(origin->port);
+	return 1;
+}
+
+SEC("cgroup/recvmsg6")
+int egc_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	__u32 w3 = ctx->user_ip6[3];
+	__u32 w2 = ctx->user_ip6[2];
+	if (ctx->user_ip6[0] != 0 || ctx->user_ip6[1] != 0)
+		return 1;
+	int loopback6 = w2 == 0 && w3 == bpf_htonl(1);
+	int loopback4 = w2 == bpf_htonl(0x0000ffff) && w3 == bpf_htonl(0x7f000001);
+	if (!loopback6 && !loopback4)
+		return 1;
+	__u16 dns_port = 0;
+	struct origin *origin = dns_origin(ctx, &dns_port);
+	if (!origin)
+		return 1;
+	__u32 words[4];
+	__builtin_memcpy(words, origin->addr, 16);
+	ctx->user_ip6[0] = words[0];
+	ctx->user_ip6[1] = words[1];
+	ctx->user_ip6[2] = words[2];
+	ctx->user_ip6[3] = words[3];
+	ctx->user_port = bpf_htons(origin->port);
+	return 1;
+}
+
+// When a connection redirected to the name gate sends its SYN, its local port is known:
+// record where it was going under that port, for the gate to look up on accept.
+SEC("sockops")
+int egc_sockops(struct bpf_sock_ops *skops)
+{
+	if (skops->op != BPF_SOCK_OPS_TCP_CONNECT_CB)
+		return 1;
+	__u64 cookie = bpf_get_socket_cookie(skops);
+	struct origin *origin = bpf_map_lookup_elem(&origins, &cookie);
+	if (!origin || origin->kind != ORIGIN_GATE)
+		return 1;
+	// The gate sees an IPv6 socket's connection to ::ffff:127.0.0.1 as IPv4: key by the
+	// connection's family, not the socket's.
+	__u32 family = skops->family;
+	if (family == AF_INET6 && skops->remote_ip6[0] == 0 && skops->remote_ip6[1] == 0 &&
+	    skops->remote_ip6[2] == bpf_htonl(0x0000ffff))
+		family = AF_INET;
+	__u32 key = (family << 16) | (skops->local_port & 0xffff);
+	struct origin copy = *origin;
+	bpf_map_update_elem(&gate_clients, &key, &copy, BPF_ANY);
+	return 1;
 }
 
 // Inet sockets other than TCP and UDP never pass the connect hooks (raw and packet
@@ -423,7 +704,7 @@ int egc_sock_create(struct bpf_sock *ctx)
 	count(CNT_DENIED);
 	count(CNT_DENIED_SOCKET);
 	report(zero, (__u8)protocol, (__u16)type, REASON_SOCKET_KIND, HOOK_SOCK_CREATE, 1);
-	return 0;
+	return audited();
 }
 
 // Socket options that route a packet through other addresses than the one the connect
@@ -451,7 +732,7 @@ int egc_setsockopt(struct bpf_sockopt *ctx)
 	count(CNT_DENIED);
 	count(CNT_DENIED_SOCKOPT);
 	report(zero, (__u8)level, (__u16)optname, REASON_SOCKOPT, HOOK_SETSOCKOPT, 1);
-	return 0;
+	return audited();
 }
 
 // The second gate, on every packet the cgroup sends: no IPv4 options and no IPv6
@@ -474,7 +755,7 @@ int egc_egress(struct __sk_buff *skb)
 			__builtin_memcpy(&addr[12], &daddr, 4);
 			count(CNT_DROPPED_PACKETS);
 			report(addr, 0, 0, REASON_PACKET_OPTIONS, HOOK_EGRESS, 0);
-			return 0;
+			return audited();
 		}
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		__u8 next = 0;
@@ -485,7 +766,7 @@ int egc_egress(struct __sk_buff *skb)
 			bpf_skb_load_bytes(skb, 24, addr, 16);
 			count(CNT_DROPPED_PACKETS);
 			report(addr, next, 0, REASON_PACKET_OPTIONS, HOOK_EGRESS, 0);
-			return 0;
+			return audited();
 		}
 	}
 	__u64 cookie = bpf_get_socket_cookie(skb);
@@ -520,7 +801,7 @@ int egc_egress(struct __sk_buff *skb)
 			       REASON_EXC_ENDED, HOOK_EGRESS, 0);
 		}
 	}
-	return 0;
+	return audited();
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -102,6 +102,7 @@ pub fn detach(name: &str) -> Result<(), EnforceError> {
     let _lock = state::lock(name)?;
     let result = loader::detach(name);
     state::remove(name);
+    crate::names::EventLog::remove(name);
     result
 }
 
@@ -117,6 +118,12 @@ pub struct AttachmentStatus {
     pub links: Vec<LinkStatus>,
     pub counters: BTreeMap<&'static str, u64>,
     pub exceptions: Vec<ActiveException>,
+    /// Audit mode: would-be denials are let through and reported.
+    pub audit: bool,
+    /// The DNS gateway and name gate ports, when names are served.
+    pub names: Option<(u16, u16)>,
+    /// Addresses the DNS gateway has learned (`address tcp 443`).
+    pub learned: Vec<String>,
 }
 
 /// Every attachment pinned under `/sys/fs/bpf/egc`, sorted by name.
@@ -126,7 +133,33 @@ pub fn status() -> Vec<AttachmentStatus> {
         .filter_map(|name| {
             let attachment = loader::open(&name).ok()?;
             let state = state::load(&name).ok();
+            let config = attachment.config().ok();
+            let learned = attachment
+                .learned()
+                .into_iter()
+                .map(|(addr, set)| {
+                    let rules: Vec<String> = set
+                        .active()
+                        .iter()
+                        .map(|r| {
+                            format!(
+                                "{} {}-{}",
+                                crate::rules::protocol_from_number(r.protocol)
+                                    .map_or("?", |p| p.as_str()),
+                                r.port_lo,
+                                r.port_hi
+                            )
+                        })
+                        .collect();
+                    format!("{} {}", crate::rules::unmapped_addr(addr), rules.join(", "))
+                })
+                .collect();
             Some(AttachmentStatus {
+                audit: config.is_some_and(|c| c.flags & loader::FLAG_AUDIT != 0),
+                names: config
+                    .filter(|c| c.flags & loader::FLAG_NAMES != 0)
+                    .map(|c| (c.dns_port, c.gate_port)),
+                learned,
                 agent: state.as_ref().map(|s| s.maps.agent_name.clone()),
                 cgroup: state.as_ref().map(|s| s.cgroup.clone()),
                 kind: state.as_ref().map(|s| s.kind.clone()),

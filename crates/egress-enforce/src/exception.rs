@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 
 use crate::layout::ExceptionSlot;
 use crate::loader;
-use crate::state::{self, ActiveException, ExceptionRule};
+use crate::state::{self, ActiveException, ExceptionRule, NameException};
 
 /// Claims of a token (signed as serialised).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -732,6 +732,8 @@ pub struct Installed {
     pub attachment: String,
     pub slot: u16,
     pub rules: Vec<ExceptionRule>,
+    /// Host names opened in the attachment's DNS gateway.
+    pub names: Vec<NameException>,
 }
 
 fn refuse_and_audit(
@@ -766,6 +768,7 @@ pub fn apply(
                 json!({
                     "attachment": installed.attachment,
                     "rules": installed.rules.iter().map(|r| format!("{} {} {}", r.network, r.protocol, r.ports)).collect::<Vec<_>>(),
+                    "names": installed.names.iter().map(|n| format!("{} {} {}", n.pattern, n.protocol, n.ports)).collect::<Vec<_>>(),
                     "legal_basis": find_exception(policy, &claims.exception).map(|e| e.legal_basis.clone()).unwrap_or_default(),
                     "audit_sink": find_exception(policy, &claims.exception).ok().and_then(|e| policy.destination(e.audit.id)).map(|d| d.name.qualified.clone()),
                 }),
@@ -783,19 +786,89 @@ fn install(
     config: &ApplyConfig,
     now: u64,
 ) -> Result<Installed, ExceptionError> {
+    let attachment = choose_attachment(claims, config)?;
+    // An attachment whose DNS gateway serves names opens a host name there, for the
+    // token's lifetime, instead of resolving it once now.
+    let serves_names = loader::open(&attachment)
+        .and_then(|a| a.config())
+        .is_ok_and(|c| c.flags & loader::FLAG_NAMES != 0);
+    if serves_names {
+        if let Some(names) = names_for(policy, claims)? {
+            return install_into(claims, Vec::new(), names, &attachment, config, now);
+        }
+    }
     let rules = rules_for(policy, claims)?;
-    install_rules(claims, rules, config, now)
+    install_into(claims, rules, Vec::new(), &attachment, config, now)
 }
 
-/// Installs `rules`, gated by a fresh exception slot that expires at
-/// `claims.expires_at`, into the attachment of one of `claims.agents`; records the use
-/// in the ledger (reserving the remaining uses). Shared by exception and step tokens.
-pub(crate) fn install_rules(
+/// The host names a verified token opens, when its target is a name (`--to HOST:PORT`)
+/// or, without a target, when its destination is made of host patterns only; `None`
+/// when it names addresses.
+pub fn names_for(
+    policy: &CheckedPolicy,
     claims: &Claims,
-    rules: Vec<ExceptionRule>,
-    config: &ApplyConfig,
-    now: u64,
-) -> Result<Installed, ExceptionError> {
+) -> Result<Option<Vec<NameException>>, ExceptionError> {
+    let exception = find_exception(policy, &claims.exception)?;
+    let dest = policy
+        .destination(exception.to.id)
+        .ok_or_else(|| refused("the exception's `to` destination is missing"))?;
+    let protocols: Vec<Protocol> = match claims.to.as_ref().and_then(|t| t.protocol) {
+        Some(p) => vec![p],
+        None => dest.protocols.clone(),
+    };
+    let ports_text = |p: &egress_check::PortRange| {
+        if p.start == p.end {
+            p.start.to_string()
+        } else {
+            format!("{}-{}", p.start, p.end)
+        }
+    };
+    let mut names = Vec::new();
+    match &claims.to {
+        Some(target) => {
+            if target.host.parse::<IpAddr>().is_ok() {
+                return Ok(None);
+            }
+            for protocol in &protocols {
+                names.push(NameException {
+                    pattern: target.host.trim_end_matches('.').to_ascii_lowercase(),
+                    destination: dest.name.qualified.clone(),
+                    protocol: *protocol,
+                    ports: target.port.to_string(),
+                    sni_optional: dest.sni_optional,
+                });
+            }
+        }
+        None => {
+            for endpoint in &dest.endpoints {
+                let EndpointKind::Host(pattern) = &endpoint.kind else {
+                    return Ok(None);
+                };
+                for protocol in &protocols {
+                    for ports in &dest.ports {
+                        names.push(NameException {
+                            pattern: pattern.to_string(),
+                            destination: dest.name.qualified.clone(),
+                            protocol: *protocol,
+                            ports: ports_text(ports),
+                            sni_optional: dest.sni_optional,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return Err(refused("the token opens no name"));
+    }
+    Ok(Some(names))
+}
+
+/// The attachment a token goes into: `config.attachment`, or the only one that enforces
+/// an agent the token names.
+fn choose_attachment(claims: &Claims, config: &ApplyConfig) -> Result<String, ExceptionError> {
     let mut candidates: Vec<String> = claims
         .agents
         .iter()
@@ -829,6 +902,31 @@ pub(crate) fn install_rules(
             }
         },
     };
+    Ok(attachment)
+}
+
+/// Installs `rules`, gated by a fresh exception slot that expires at
+/// `claims.expires_at`, into the attachment of one of `claims.agents`; records the use
+/// in the ledger (reserving the remaining uses). Shared by exception and step tokens.
+pub(crate) fn install_rules(
+    claims: &Claims,
+    rules: Vec<ExceptionRule>,
+    config: &ApplyConfig,
+    now: u64,
+) -> Result<Installed, ExceptionError> {
+    let attachment = choose_attachment(claims, config)?;
+    install_into(claims, rules, Vec::new(), &attachment, config, now)
+}
+
+fn install_into(
+    claims: &Claims,
+    rules: Vec<ExceptionRule>,
+    names: Vec<NameException>,
+    attachment: &str,
+    config: &ApplyConfig,
+    now: u64,
+) -> Result<Installed, ExceptionError> {
+    let attachment = attachment.to_string();
     let _ledger_lock = config.ledger.lock()?;
     let mut ledger = config.ledger.get(&claims.id)?;
     if let Some(active) = &ledger.active_in {
@@ -884,6 +982,7 @@ pub(crate) fn install_rules(
         exception: claims.exception.clone(),
         slot,
         rules: rules.clone(),
+        names: names.clone(),
         expires_unix: claims.expires_at,
         max_uses: claims.max_uses,
         pid: std::process::id(),
@@ -904,6 +1003,7 @@ pub(crate) fn install_rules(
         attachment,
         slot,
         rules,
+        names,
     })
 }
 
@@ -1094,6 +1194,7 @@ pub fn find_installed(token_id: &str, claims: &Claims) -> Option<Installed> {
                 attachment: st.name.clone(),
                 slot: active.slot,
                 rules: active.rules.clone(),
+                names: active.names.clone(),
             });
         }
     }

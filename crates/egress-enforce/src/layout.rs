@@ -30,6 +30,9 @@ pub mod counter {
     pub const DENIED_SOCKOPT: u32 = 10;
     pub const DROPPED_PACKETS: u32 = 11;
     pub const DENIED_UNSPECIFIED: u32 = 12;
+    pub const DNS_REDIRECTED: u32 = 13;
+    pub const GATE_REDIRECTED: u32 = 14;
+    pub const AUDITED: u32 = 15;
     /// Number of slots in the array.
     pub const MAX: u32 = 16;
     /// Names in index order, as shown by `egc enforce status`.
@@ -47,6 +50,9 @@ pub mod counter {
         (DENIED_SOCKOPT, "denied_socket_option"),
         (DROPPED_PACKETS, "dropped_packets"),
         (DENIED_UNSPECIFIED, "denied_unspecified_address"),
+        (DNS_REDIRECTED, "dns_to_gateway"),
+        (GATE_REDIRECTED, "connects_to_name_gate"),
+        (AUDITED, "audited_would_deny"),
     ];
 }
 
@@ -118,6 +124,36 @@ pub struct ExceptionSlot {
 pub struct Config {
     pub agent_id: u32,
     pub flags: u32,
+    /// The DNS gateway's port at 127.0.0.1 and ::1 (0: no gateway).
+    pub dns_port: u16,
+    /// The name gate's port at 127.0.0.1 and ::1 (0: no gate).
+    pub gate_port: u16,
+    pub pad: u32,
+}
+
+/// `learned` map key: an address the DNS gateway learned (IPv4-mapped).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LearnedKey {
+    pub addr: [u8; 16],
+}
+
+/// `origin.kind`: a socket redirected to the DNS gateway.
+pub const ORIGIN_DNS: u8 = 1;
+/// `origin.kind`: a socket redirected to the name gate.
+pub const ORIGIN_GATE: u8 = 2;
+
+/// Where a redirected socket was going (`origins` by cookie, `gate_clients` by local port).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub addr: [u8; 16],
+    /// Host byte order.
+    pub port: u16,
+    pub kind: u8,
+    /// `AF_INET` (2) or `AF_INET6` (10): the socket's family.
+    pub family: u8,
+    pub pad: u32,
 }
 
 /// A denial as written to the `events` ring buffer.
@@ -132,7 +168,9 @@ pub struct DenyEvent {
     pub protocol: u8,
     pub reason: u8,
     pub hook: u8,
-    pub pad: [u8; 3],
+    /// 1: audit mode let it through.
+    pub audit: u8,
+    pub pad: [u8; 2],
     pub addr: [u8; 16],
     pub comm: [u8; 16],
 }
@@ -160,6 +198,8 @@ pub mod reason {
     pub const PACKET_OPTIONS: u8 = 8;
     pub const UNSPECIFIED: u8 = 9;
     pub const EXCEPTION_ENDED: u8 = 10;
+    pub const LEARNED_UDP: u8 = 11;
+    pub const ORIGINS_FULL: u8 = 12;
 
     pub fn name(reason: u8) -> &'static str {
         match reason {
@@ -173,6 +213,8 @@ pub mod reason {
             PACKET_OPTIONS => "packet-with-ip-options-or-routing-header",
             UNSPECIFIED => "unspecified-address",
             EXCEPTION_ENDED => "exception-ended-connection-cut",
+            LEARNED_UDP => "udp-to-learned-address",
+            ORIGINS_FULL => "redirect-table-full",
             _ => "unknown",
         }
     }
@@ -188,6 +230,7 @@ pub mod hook {
             5 => "sock_create",
             6 => "setsockopt",
             7 => "egress",
+            8 => "sockops",
             _ => "unknown",
         }
     }
@@ -214,6 +257,10 @@ unsafe impl aya::Pod for ExceptionSlot {}
 unsafe impl aya::Pod for Config {}
 // SAFETY: see above.
 unsafe impl aya::Pod for SockState {}
+// SAFETY: see above.
+unsafe impl aya::Pod for LearnedKey {}
+// SAFETY: see above.
+unsafe impl aya::Pod for Origin {}
 
 #[cfg(test)]
 #[allow(
@@ -232,7 +279,9 @@ mod tests {
         assert_eq!(std::mem::size_of::<PortRule>(), 8);
         assert_eq!(std::mem::size_of::<RuleSet>(), 8 + 8 * MAX_RULES);
         assert_eq!(std::mem::size_of::<ExceptionSlot>(), 24);
-        assert_eq!(std::mem::size_of::<Config>(), 8);
+        assert_eq!(std::mem::size_of::<Config>(), 16);
+        assert_eq!(std::mem::size_of::<LearnedKey>(), 16);
+        assert_eq!(std::mem::size_of::<Origin>(), 24);
         assert_eq!(std::mem::size_of::<DenyEvent>(), 64);
         assert_eq!(std::mem::size_of::<SockState>(), 8);
     }

@@ -20,6 +20,7 @@ pub mod layout;
 pub mod loader;
 pub mod manifest;
 pub mod maps;
+pub mod names;
 pub mod rules;
 pub mod run;
 pub mod sandbox;

@@ -25,13 +25,13 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf};
-use aya::programs::{CgroupSkb, CgroupSock, CgroupSockAddr, CgroupSockopt};
+use aya::programs::{CgroupSkb, CgroupSock, CgroupSockAddr, CgroupSockopt, SockOps};
 use aya::{Ebpf, EbpfLoader};
 use serde::Serialize;
 
 use crate::layout::{
-    counter, hook, reason, Config, DenyEvent, ExceptionSlot, LpmAddr, RuleSet, SockState,
-    RULES_MAX_ENTRIES,
+    counter, hook, reason, Config, DenyEvent, ExceptionSlot, LearnedKey, LpmAddr, Origin, RuleSet,
+    SockState, RULES_MAX_ENTRIES,
 };
 use crate::rules::{pack, protocol_from_number, unmapped_addr, TrieContents};
 use crate::sys;
@@ -55,6 +55,7 @@ pub enum ProgramKind {
     Sock,
     Sockopt,
     Skb,
+    SockOps,
 }
 
 /// The hooks, the program that serves each, the kernel attach type and the program kind.
@@ -66,6 +67,10 @@ pub enum ProgramKind {
 /// - `setsockopt`: IPv6 routing headers and IPv4 source routes are refused.
 /// - `egress`: every packet is checked again: no IP options or IPv6 routing headers (also
 ///   when passed per packet), and no packet of a connection whose exception has ended.
+/// - `recvmsg4`/`recvmsg6`: answers from the DNS gateway carry the address the query was
+///   sent to (names enforced at run time).
+/// - `sockops`: records where a connection redirected to the name gate was going, by its
+///   local port, when its SYN leaves.
 pub const HOOKS: &[(&str, &str, u32, ProgramKind)] = &[
     (
         "connect4",
@@ -109,6 +114,24 @@ pub const HOOKS: &[(&str, &str, u32, ProgramKind)] = &[
         sys::BPF_CGROUP_INET_EGRESS,
         ProgramKind::Skb,
     ),
+    (
+        "recvmsg4",
+        "egc_recvmsg4",
+        sys::BPF_CGROUP_UDP4_RECVMSG,
+        ProgramKind::SockAddr,
+    ),
+    (
+        "recvmsg6",
+        "egc_recvmsg6",
+        sys::BPF_CGROUP_UDP6_RECVMSG,
+        ProgramKind::SockAddr,
+    ),
+    (
+        "sockops",
+        "egc_sockops",
+        sys::BPF_CGROUP_SOCK_OPS,
+        ProgramKind::SockOps,
+    ),
 ];
 
 const MAPS: &[&str] = &[
@@ -118,6 +141,9 @@ const MAPS: &[&str] = &[
     "config",
     "events",
     "sockets",
+    "learned",
+    "origins",
+    "gate_clients",
 ];
 
 #[derive(Debug)]
@@ -184,6 +210,11 @@ pub const ENDED_SLOT: u16 = 0xffff;
 /// `config.flags`: the agent holds an approved `CAP_NET_RAW`, so raw and ping sockets
 /// may be created (they bypass the connect hooks; the verifier requires the approval).
 pub const FLAG_ALLOW_RAW: u32 = 1;
+/// `config.flags`: egc's DNS gateway and name gate serve this attachment (DNS goes to
+/// the gateway, connections to learned addresses to the gate).
+pub const FLAG_NAMES: u32 = 2;
+/// `config.flags`: audit mode: would-be denials are reported and let through.
+pub const FLAG_AUDIT: u32 = 4;
 
 /// What to attach.
 #[derive(Clone, Debug)]
@@ -207,6 +238,11 @@ pub struct Attachment {
     exceptions: Array<MapData, ExceptionSlot>,
     /// Sockets connected through exceptions (absent in attachments made by older egc).
     sockets: Option<HashMap<MapData, u64, SockState>>,
+    config: Array<MapData, Config>,
+    /// Addresses learned by the DNS gateway (absent in attachments made by older egc).
+    learned: Option<HashMap<MapData, LearnedKey, RuleSet>>,
+    /// Original destinations of connections to the name gate, by local port.
+    gate_clients: Option<HashMap<MapData, u32, Origin>>,
 }
 
 /// Loads the program, fills its maps with `contents`, attaches it to the cgroup at all
@@ -250,6 +286,9 @@ fn attach_into(
         let value = Config {
             agent_id: config.agent_id,
             flags: config.flags,
+            dns_port: 0,
+            gate_port: 0,
+            pad: 0,
         };
         array.set(0, value, 0).map_err(bpf_err("write `config`"))?;
     }
@@ -300,6 +339,11 @@ fn attach_into(
                 prog.load().map_err(load_error)?;
                 prog.fd().map_err(bpf_err("program fd"))?.try_clone()
             }
+            ProgramKind::SockOps => {
+                let prog: &mut SockOps = prog.try_into().map_err(bpf_err("program type"))?;
+                prog.load().map_err(load_error)?;
+                prog.fd().map_err(bpf_err("program fd"))?.try_clone()
+            }
         }
         .map_err(bpf_err("program fd"))?;
         let link = sys::link_create_cgroup(prog_fd.as_fd(), cgroup.as_fd(), *attach_type).map_err(
@@ -338,6 +382,17 @@ pub fn open(name: &str) -> Result<Attachment, EnforceError> {
         Ok(data) => Some(HashMap::try_from(Map::HashMap(data)).map_err(bpf_err("map `sockets`"))?),
         Err(_) => None,
     };
+    let config = Array::try_from(Map::Array(pinned("config")?)).map_err(bpf_err("map `config`"))?;
+    let learned = match pinned("learned") {
+        Ok(data) => Some(HashMap::try_from(Map::HashMap(data)).map_err(bpf_err("map `learned`"))?),
+        Err(_) => None,
+    };
+    let gate_clients = match pinned("gate_clients") {
+        Ok(data) => {
+            Some(HashMap::try_from(Map::LruHashMap(data)).map_err(bpf_err("map `gate_clients`"))?)
+        }
+        Err(_) => None,
+    };
     Ok(Attachment {
         name: name.to_string(),
         dir,
@@ -345,6 +400,9 @@ pub fn open(name: &str) -> Result<Attachment, EnforceError> {
         counters,
         exceptions,
         sockets,
+        config,
+        learned,
+        gate_clients,
     })
 }
 
@@ -392,6 +450,13 @@ pub fn detach(name: &str) -> Result<(), EnforceError> {
         return Err(EnforceError::NotAttached(name.to_string()));
     }
     remove_pins(&dir).map_err(io_err(format!("remove {}", dir.display())))
+}
+
+/// The `gate_clients` key: the connection's family (`AF_INET` 2, `AF_INET6` 10) over the
+/// client's local port.
+fn gate_key(port: u16, v4: bool) -> u32 {
+    let family: u32 = if v4 { 2 } else { 10 };
+    (family << 16) | u32::from(port)
 }
 
 /// A link as the kernel reports it.
@@ -494,6 +559,98 @@ impl Attachment {
                 .map_err(bpf_err("update `sockets`"))?;
         }
         Ok(ended.len())
+    }
+
+    /// The program's configuration (agent id, flags, gateway ports).
+    pub fn config(&self) -> Result<Config, EnforceError> {
+        self.config.get(&0, 0).map_err(bpf_err("read `config`"))
+    }
+
+    /// Turns run-time name enforcement on (DNS to `dns_port`, learned addresses to
+    /// `gate_port`, both at 127.0.0.1 and ::1) or off (ports 0), and audit mode.
+    pub fn set_names(
+        &mut self,
+        dns_port: u16,
+        gate_port: u16,
+        audit: bool,
+    ) -> Result<(), EnforceError> {
+        let mut value = self.config()?;
+        value.dns_port = dns_port;
+        value.gate_port = gate_port;
+        if dns_port != 0 && gate_port != 0 {
+            value.flags |= FLAG_NAMES;
+        } else {
+            value.flags &= !FLAG_NAMES;
+        }
+        if audit {
+            value.flags |= FLAG_AUDIT;
+        } else {
+            value.flags &= !FLAG_AUDIT;
+        }
+        self.config
+            .set(0, value, 0)
+            .map_err(bpf_err("write `config`"))
+    }
+
+    /// Sets what a learned address may be reached on through the gate; an empty rule
+    /// list removes it.
+    pub fn set_learned(
+        &mut self,
+        addr: [u8; 16],
+        rules: &[crate::layout::PortRule],
+    ) -> Result<(), EnforceError> {
+        let Some(learned) = self.learned.as_mut() else {
+            return Err(EnforceError::Bpf(
+                "this attachment has no `learned` map (made by an older egc): reattach it".into(),
+            ));
+        };
+        let key = LearnedKey { addr };
+        if rules.is_empty() {
+            return match learned.remove(&key) {
+                Ok(()) => Ok(()),
+                Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+                Err(e) => Err(EnforceError::Bpf(format!("remove from `learned`: {e}"))),
+            };
+        }
+        let set = RuleSet::from_rules(rules).ok_or_else(|| {
+            EnforceError::Bpf(format!(
+                "more than {} port rules for one learned address",
+                crate::layout::MAX_RULES
+            ))
+        })?;
+        learned
+            .insert(key, set, 0)
+            .map_err(bpf_err("insert into `learned`"))
+    }
+
+    /// The addresses the DNS gateway has learned, with their rules.
+    pub fn learned(&self) -> Vec<([u8; 16], RuleSet)> {
+        let Some(learned) = self.learned.as_ref() else {
+            return Vec::new();
+        };
+        let mut out: Vec<([u8; 16], RuleSet)> = learned
+            .iter()
+            .filter_map(|item| item.ok())
+            .map(|(k, v)| (k.addr, v))
+            .collect();
+        out.sort_by_key(|a| a.0);
+        out
+    }
+
+    /// Where the connection from local port `port` (of an IPv4 connection when `v4`) to
+    /// the name gate was going.
+    pub fn gate_origin(&self, port: u16, v4: bool) -> Option<Origin> {
+        self.gate_clients.as_ref()?.get(&gate_key(port, v4), 0).ok()
+    }
+
+    /// [`Attachment::gate_origin`], removing the record: each connection is looked up once,
+    /// so a later connection from the same port never finds a stale destination.
+    pub fn take_gate_origin(&mut self, port: u16, v4: bool) -> Option<Origin> {
+        let key = gate_key(port, v4);
+        let map = self.gate_clients.as_mut()?;
+        let origin = map.get(&key, 0).ok()?;
+        let _ = map.remove(&key);
+        Some(origin)
     }
 
     /// Opens the pinned links; the program stays attached while they are held.

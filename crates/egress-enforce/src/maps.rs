@@ -43,6 +43,25 @@ pub struct LowerConfig {
     /// Keep host-name and workload destinations closed (with a warning) instead of
     /// refusing the policy.
     pub deny_unenforceable: bool,
+    /// Host-name destinations are enforced by egc's DNS gateway and name gate (`egc
+    /// run`): they become [`EbpfMaps::names`] instead of errors.
+    pub names: bool,
+}
+
+/// A host-name destination enforced at run time by the DNS gateway and the name gate.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NameRecord {
+    /// The host pattern (`api.corp.example`, `*.corp.example`).
+    pub pattern: String,
+    /// The destination's qualified name.
+    pub destination: String,
+    #[serde(with = "protocols_serde")]
+    pub protocols: Vec<Protocol>,
+    /// `443` or `8000-8080`.
+    pub ports: Vec<String>,
+    /// The destination accepts clients that send no SNI or an encrypted ClientHello.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sni_optional: bool,
 }
 
 /// One allowed network, protocol and port range, with the destination it came from.
@@ -106,6 +125,14 @@ pub struct EbpfMaps {
     pub entries: Vec<EntryRecord>,
     /// Destinations kept closed because the socket cannot enforce them.
     pub not_enforced: Vec<NotEnforced>,
+    /// Host-name destinations enforced by the DNS gateway and the name gate (only when
+    /// lowered for `egc run`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<NameRecord>,
+    /// Single-address destinations on UDP port 53 the agent may reach: its declared
+    /// resolvers (`address:53`), the DNS gateway's upstream candidates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolvers: Vec<String>,
     /// TCP port ranges for Landlock's connect rules (`egc run`), merged.
     pub landlock_tcp_ports: Vec<(u16, u16)>,
     /// The agent's syscalls (from its syscall groups), sorted.
@@ -158,6 +185,7 @@ pub fn lower_with(
     let mut warnings = Vec::new();
     let mut rules: Vec<(AllowRule, RuleRecord)> = Vec::new();
     let mut not_enforced = Vec::new();
+    let mut names: Vec<NameRecord> = Vec::new();
 
     for granted in &agent.capabilities {
         let Some(cap) = policy.capability(granted.id) else {
@@ -212,6 +240,15 @@ pub fn lower_with(
                             }
                         }
                     }
+                    EndpointKind::Host(pattern) if config.names => {
+                        names.push(NameRecord {
+                            pattern: pattern.to_string(),
+                            destination: dest.name.qualified.clone(),
+                            protocols: dest.protocols.clone(),
+                            ports: dest.ports.iter().map(|p| ports_text(*p)).collect(),
+                            sni_optional: dest.sni_optional,
+                        });
+                    }
                     EndpointKind::Host(pattern) => {
                         let (code, what) = ("E0100", format!("host {pattern}"));
                         unenforceable(
@@ -225,6 +262,19 @@ pub fn lower_with(
                             what,
                             "a socket hook sees addresses, not names; resolving names at load time would let DNS widen the policy",
                         );
+                    }
+                    // With names served, every DNS query goes to egc's gateway whatever
+                    // its address: a resolver given as a workload (`dns.kube_dns`) needs
+                    // no rule of its own (the gateway forwards to `--resolver`).
+                    EndpointKind::Workload(selector)
+                        if config.names
+                            && dest.ports.iter().all(|p| p.start == 53 && p.end == 53) =>
+                    {
+                        not_enforced.push(NotEnforced {
+                            destination: dest.name.qualified.clone(),
+                            endpoint: format!("workload {selector}"),
+                            reason: "a resolver: the agent's DNS goes to egc's DNS gateway, which forwards allowed names to --resolver".to_string(),
+                        });
                     }
                     EndpointKind::Workload(selector) => {
                         unenforceable(
@@ -276,7 +326,35 @@ pub fn lower_with(
     records.dedup();
     not_enforced.sort();
     not_enforced.dedup();
-    let landlock_tcp_ports = tcp_port_ranges(&allow);
+    names.sort();
+    names.dedup();
+    let resolvers = resolvers(&allow);
+    let mut landlock_rules = allow.clone();
+    for name in &names {
+        // Connections to a name's addresses (and DNS over TCP) leave through their own
+        // ports; the eBPF program sends them to the gate, which checks the name.
+        if name.protocols.contains(&Protocol::Tcp) {
+            for ports in &name.ports {
+                if let Some(range) = parse_ports(ports) {
+                    landlock_rules.push(AllowRule {
+                        network: IpNet::default(),
+                        protocol: Protocol::Tcp,
+                        ports: range,
+                        exception_slot: 0,
+                    });
+                }
+            }
+        }
+    }
+    if !names.is_empty() {
+        landlock_rules.push(AllowRule {
+            network: IpNet::default(),
+            protocol: Protocol::Tcp,
+            ports: PortRange { start: 53, end: 53 },
+            exception_slot: 0,
+        });
+    }
+    let landlock_tcp_ports = tcp_port_ranges(&landlock_rules);
     let maps = EbpfMaps {
         format: FORMAT.to_string(),
         agent: agent.name.qualified.clone(),
@@ -286,6 +364,8 @@ pub fn lower_with(
         rules: records,
         entries: entry_records(&trie),
         not_enforced,
+        names,
+        resolvers,
         landlock_tcp_ports,
         syscalls: policy.syscalls_of(agent),
         linux_caps: policy
@@ -361,6 +441,23 @@ fn ports_text(ports: PortRange) -> String {
     }
 }
 
+mod protocols_serde {
+    use egress_check::Protocol;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(protocols: &[Protocol], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(protocols.iter().map(|p| p.as_str()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Protocol>, D::Error> {
+        let names = Vec::<String>::deserialize(d)?;
+        names
+            .iter()
+            .map(|n| super::protocol_serde::parse(n).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -395,6 +492,19 @@ pub fn entry_records(trie: &TrieContents) -> Vec<EntryRecord> {
                 .collect(),
         })
         .collect()
+}
+
+/// The single addresses the rules let the agent reach on UDP port 53, as `addr:53`.
+fn resolvers(rules: &[AllowRule]) -> Vec<String> {
+    let mut out: Vec<String> = rules
+        .iter()
+        .filter(|r| r.protocol == Protocol::Udp && r.ports.start <= 53 && 53 <= r.ports.end)
+        .filter(|r| r.network.prefix_len() == r.network.max_prefix_len())
+        .map(|r| std::net::SocketAddr::new(r.network.addr(), 53).to_string())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Merged TCP port ranges of a rule list.
@@ -562,12 +672,14 @@ pub mod protocol_serde {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Protocol, D::Error> {
         let text = String::deserialize(d)?;
-        match text.as_str() {
+        parse(&text).map_err(serde::de::Error::custom)
+    }
+
+    pub fn parse(text: &str) -> Result<Protocol, String> {
+        match text {
             "tcp" => Ok(Protocol::Tcp),
             "udp" => Ok(Protocol::Udp),
-            other => Err(serde::de::Error::custom(format!(
-                "unknown protocol {other:?}"
-            ))),
+            other => Err(format!("unknown protocol {other:?}")),
         }
     }
 }

@@ -92,7 +92,14 @@ pub struct RunConfig {
     /// Called with the attachment's name once the program is attached and before the
     /// command starts (to open a workflow step in it); an error stops the run.
     pub before_start: Option<BeforeStart>,
+    /// Enforce the agent's host-name destinations (`maps.names`) through egc's DNS
+    /// gateway and name gate. Required when `maps.names` is not empty.
+    pub names: Option<NamesConfig>,
+    /// Audit mode: every layer reports what it would deny and lets it through.
+    pub audit: bool,
 }
+
+pub use crate::names::NamesConfig;
 
 #[derive(Debug)]
 pub enum RunError {
@@ -161,6 +168,12 @@ pub struct RunReport {
     pub landlock: LandlockReport,
     pub unix_sockets: Vec<String>,
     pub counters: std::collections::BTreeMap<&'static str, u64>,
+    /// Audit mode: the events are would-be denials.
+    pub audit: bool,
+    /// Every denial (kernel, DNS gateway, name gate) as one event shape.
+    pub events: Vec<egress_gateway::Event>,
+    /// DNS gateway and name gate ports (names enforced), else `None`.
+    pub gateway: Option<(u16, u16)>,
 }
 
 /// Removes the attachment and cgroup when dropped (also on early return).
@@ -373,18 +386,28 @@ pub fn exception_tcp_ports(
     ports
 }
 
-/// Runs the command confined; calls `on_denial` for each denial as it happens.
-pub fn run(config: RunConfig, on_denial: &mut dyn FnMut(&Denial)) -> Result<RunReport, RunError> {
-    run_with(config, &mut |_| {}, on_denial)
+/// Runs the command confined; calls `on_event` for each denial as it happens.
+pub fn run(
+    config: RunConfig,
+    on_event: &mut dyn FnMut(&egress_gateway::Event, Option<&Denial>),
+) -> Result<RunReport, RunError> {
+    run_with(config, &mut |_| {}, on_event)
 }
 
 /// [`run`], calling `on_start` with what Landlock will enforce just before the command
 /// starts (so a weaker confinement is reported before, not after, the command runs).
+/// `on_event` gets every denial as an event, with the kernel's record for kernel ones.
 pub fn run_with(
     config: RunConfig,
     on_start: &mut dyn FnMut(&LandlockReport),
-    on_denial: &mut dyn FnMut(&Denial),
+    on_event: &mut dyn FnMut(&egress_gateway::Event, Option<&Denial>),
 ) -> Result<RunReport, RunError> {
+    if !config.maps.names.is_empty() && config.names.is_none() {
+        return Err(RunError::User(format!(
+            "agent `{}` has host-name destinations but no resolver for the DNS gateway",
+            config.maps.agent_name
+        )));
+    }
     // The code that starts must be the reviewed code, when the agent pins it.
     crate::identity::check(&config.executables, &config.program, &config.args)
         .map_err(RunError::CodeIdentity)?;
@@ -529,7 +552,28 @@ pub fn run_with(
         policy: config.policy.clone(),
         kind: Kind::Run,
     })?;
-    let attachment = loader::open(&name)?;
+    let mut attachment = loader::open(&name)?;
+    // Names: the DNS gateway and the name gate, then the program's flags point at them.
+    let (gateway, gateway_events) = match (&config.names, config.maps.names.is_empty()) {
+        (Some(names), false) => {
+            let (gateway, receiver) = crate::names::start_gateway(
+                &mut attachment,
+                &cgroup_path,
+                &config.maps,
+                names,
+                config.audit,
+            )
+            .map_err(RunError::User)?;
+            (Some(gateway), Some(receiver))
+        }
+        _ => {
+            if config.audit {
+                attachment.set_names(0, 0, true)?;
+            }
+            (None, None)
+        }
+    };
+    let gateway_ports = gateway.as_ref().map(|g| (g.dns_port(), g.gate_port()));
     if let Some(hook) = config.before_start {
         hook(&name).map_err(RunError::User)?;
     }
@@ -597,10 +641,43 @@ pub fn run_with(
     };
     let child_group = i32::try_from(child.id()).unwrap_or(0);
     let mut denials = Vec::new();
+    let mut all_events = Vec::new();
+    let agent = config.maps.agent.clone();
+    let audit = config.audit;
+    // Every event also goes to the attachment's log, for `egc enforce events`.
+    let mut log = crate::names::EventLog::create(&name).ok();
+    let take = |denial: Denial,
+                denials: &mut Vec<Denial>,
+                all: &mut Vec<egress_gateway::Event>,
+                log: &mut Option<crate::names::EventLog>,
+                on_event: &mut dyn FnMut(&egress_gateway::Event, Option<&Denial>)| {
+        let event = crate::names::denial_event(&agent, &denial, audit);
+        on_event(&event, Some(&denial));
+        if let Some(log) = log.as_mut() {
+            log.append(&event, Some(&denial));
+        }
+        all.push(event);
+        denials.push(denial);
+    };
+    let forward =
+        |receiver: &std::sync::mpsc::Receiver<egress_gateway::Event>,
+         all: &mut Vec<egress_gateway::Event>,
+         log: &mut Option<crate::names::EventLog>,
+         on_event: &mut dyn FnMut(&egress_gateway::Event, Option<&Denial>)| {
+            while let Ok(event) = receiver.try_recv() {
+                on_event(&event, None);
+                if let Some(log) = log.as_mut() {
+                    log.append(&event, None);
+                }
+                all.push(event);
+            }
+        };
     let status = loop {
         for denial in events.wait(100) {
-            on_denial(&denial);
-            denials.push(denial);
+            take(denial, &mut denials, &mut all_events, &mut log, on_event);
+        }
+        if let Some(receiver) = &gateway_events {
+            forward(receiver, &mut all_events, &mut log, on_event);
         }
         let signal = PENDING_SIGNAL.swap(0, Ordering::SeqCst);
         if signal != 0 && child_group > 0 {
@@ -620,9 +697,13 @@ pub fn run_with(
     };
     catch_signals(false);
     for denial in events.drain() {
-        on_denial(&denial);
-        denials.push(denial);
+        take(denial, &mut denials, &mut all_events, &mut log, on_event);
     }
+    drop(gateway);
+    if let Some(receiver) = &gateway_events {
+        forward(receiver, &mut all_events, &mut log, on_event);
+    }
+    drop(log);
     let counters = attachment.counters();
     drop(events);
     drop(attachment);
@@ -639,6 +720,9 @@ pub fn run_with(
         landlock: landlock_report,
         unix_sockets: config.unix_sockets.clone(),
         counters,
+        audit,
+        events: all_events,
+        gateway: gateway_ports,
     })
 }
 

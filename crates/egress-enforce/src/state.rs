@@ -42,9 +42,30 @@ pub struct ActiveException {
     pub exception: String,
     pub slot: u16,
     pub rules: Vec<ExceptionRule>,
+    /// Host names the token opens in the attachment's DNS gateway (when it serves
+    /// names): their answered addresses are reachable through the name gate, gated by
+    /// the exception slot, until the token ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<NameException>,
     pub expires_unix: u64,
     pub max_uses: Option<u32>,
     pub pid: u32,
+}
+
+/// A host name (or pattern) an exception token opens at run time.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NameException {
+    /// An exact host name (`--to HOST:PORT`) or the destination's host pattern.
+    pub pattern: String,
+    /// The exception's `to` destination (qualified name).
+    pub destination: String,
+    #[serde(with = "protocol_serde")]
+    pub protocol: Protocol,
+    /// `443` or `8000-8080`.
+    pub ports: String,
+    /// The destination says `sni optional`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sni_optional: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

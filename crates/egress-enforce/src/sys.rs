@@ -22,6 +22,9 @@ pub const BPF_CGROUP_INET4_CONNECT: u32 = 10;
 pub const BPF_CGROUP_INET6_CONNECT: u32 = 11;
 pub const BPF_CGROUP_UDP4_SENDMSG: u32 = 14;
 pub const BPF_CGROUP_UDP6_SENDMSG: u32 = 15;
+pub const BPF_CGROUP_SOCK_OPS: u32 = 3;
+pub const BPF_CGROUP_UDP4_RECVMSG: u32 = 19;
+pub const BPF_CGROUP_UDP6_RECVMSG: u32 = 20;
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 

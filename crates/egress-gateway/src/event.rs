@@ -85,4 +85,7 @@ pub mod reason {
     /// Gate: the first bytes are neither a TLS ClientHello nor an HTTP/1.x request head
     /// (or they did not complete within 10 s and 16 KiB).
     pub const NOT_TLS_OR_HTTP: &str = "not-tls-or-http";
+    /// A datagram from a UDP socket connected to a learned address (no name can be
+    /// checked in a datagram; the connect hook sends such sockets to the gate's sink).
+    pub const UDP_TO_LEARNED: &str = "udp-to-learned-address";
 }

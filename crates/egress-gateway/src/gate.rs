@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use egress_check::{HostPattern, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 
 use crate::event::{reason, Event, Layer};
@@ -240,6 +240,48 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
         });
     }
 }
+
+/// The UDP sink on the gate's port: a UDP socket connected to a learned address is sent
+/// here by the connect hook (no name can be checked in a datagram, so such datagrams
+/// never leave). Drops every datagram; reports at most one event per client port a
+/// second (and at most [`SINK_SOURCES`] client ports remembered).
+pub(crate) async fn serve_udp_sink(shared: Arc<Shared>, socket: UdpSocket) {
+    let mut buf = vec![0u8; 2048];
+    let mut last: std::collections::HashMap<SocketAddr, u64> = std::collections::HashMap::new();
+    loop {
+        let Ok((_, peer)) = socket.recv_from(&mut buf).await else {
+            tokio::time::sleep(crate::dns::ERROR_PAUSE).await;
+            continue;
+        };
+        let now = now_ms();
+        if last
+            .get(&peer)
+            .is_some_and(|t| now.saturating_sub(*t) < 1000)
+        {
+            continue;
+        }
+        if last.len() >= SINK_SOURCES {
+            last.retain(|_, t| now.saturating_sub(*t) < 1000);
+            if last.len() >= SINK_SOURCES {
+                continue;
+            }
+        }
+        last.insert(peer, now);
+        shared.emit(
+            Layer::Connect,
+            reason::UDP_TO_LEARNED,
+            false,
+            peer,
+            Protocol::Udp,
+            |event| {
+                event.message = "a datagram to an address learned for a host name was dropped: no name can be checked in a datagram, so host destinations are reachable over TCP only".to_string();
+            },
+        );
+    }
+}
+
+/// Client ports the UDP sink remembers for rate-limiting its events.
+const SINK_SOURCES: usize = 1024;
 
 /// Why a connection is refused.
 struct Refusal {

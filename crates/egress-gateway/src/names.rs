@@ -25,6 +25,10 @@ pub struct NameRule {
     pub until: Option<u64>,
     /// The destination accepts connections without SNI / Host (`sni optional`).
     pub sni_optional: bool,
+    /// 0: a host destination of the policy; otherwise the exception slot of the token
+    /// that opened this name (its grants carry the slot, so the kernel also enforces the
+    /// token's expiry and use limit).
+    pub exception_slot: u16,
 }
 
 impl NameRule {
@@ -43,6 +47,7 @@ impl NameRule {
                     protocol,
                     port_lo: range.start,
                     port_hi: range.end,
+                    exception_slot: self.exception_slot,
                 });
             }
         }
@@ -159,6 +164,7 @@ mod tests {
             }],
             until,
             sni_optional: false,
+            exception_slot: 0,
         }
     }
 

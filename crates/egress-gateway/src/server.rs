@@ -38,6 +38,9 @@ pub struct LearnedGrant {
     pub protocol: Protocol,
     pub port_lo: u16,
     pub port_hi: u16,
+    /// 0: the policy's; otherwise the exception slot whose token opened the name (the
+    /// kernel admits it only while the slot lives and has uses left).
+    pub exception_slot: u16,
 }
 
 /// The kernel side, implemented by `egress-enforce` over the attachment's eBPF maps.
@@ -147,7 +150,24 @@ pub(crate) struct Shared {
     pub kernel: Arc<dyn Kernel>,
     pub rate: Mutex<RateLimit>,
     events: std::sync::mpsc::Sender<Event>,
+    /// Recently sent events, to fold repeats ([`REPEAT_WINDOW_MS`]).
+    recent: Mutex<std::collections::HashMap<EventKey, u64>>,
 }
+
+type EventKey = (
+    Layer,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<u16>,
+    Option<u32>,
+);
+
+/// The same event (layer, reason, name, address, port, process) within this many
+/// milliseconds of the last one is not sent again.
+const REPEAT_WINDOW_MS: u64 = 1000;
+/// Events remembered for folding repeats.
+const RECENT_EVENTS: usize = 4096;
 
 impl Shared {
     /// Sends one event (a closed receiver is not an error: nobody is listening).
@@ -180,6 +200,32 @@ impl Shared {
             suggestion: None,
         };
         fill(&mut event);
+        // A resolver asks again (A and AAAA, each retried): the same refusal of the same
+        // process within a second is one event.
+        let key = (
+            event.layer,
+            event.reason.clone(),
+            event.name.clone(),
+            event.address.clone(),
+            event.port,
+            event.pid,
+        );
+        let now = now_ms();
+        {
+            let mut recent = lock(&self.recent);
+            if recent
+                .get(&key)
+                .is_some_and(|t| now.saturating_sub(*t) < REPEAT_WINDOW_MS)
+            {
+                return;
+            }
+            if recent.len() >= RECENT_EVENTS {
+                recent.retain(|_, t| now.saturating_sub(*t) < REPEAT_WINDOW_MS);
+            }
+            if recent.len() < RECENT_EVENTS {
+                recent.insert(key, now);
+            }
+        }
         let _ = self.events.send(event);
     }
 
@@ -287,13 +333,13 @@ pub fn start(
         ));
     }
     let (dns_port, udp, tcp) = bind_dns()?;
-    let (gate_port, gate) = bind_gate()?;
+    let (gate_port, gate, sinks) = bind_gate()?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     // Register the sockets with this runtime now, so errors reach the caller.
-    let (udp, tcp, gate) = {
+    let (udp, tcp, gate, sinks) = {
         let _guard = runtime.enter();
         let udp = udp
             .into_iter()
@@ -316,7 +362,14 @@ pub fn start(
                     .and_then(|()| tokio::net::TcpListener::from_std(s))
             })
             .collect::<std::io::Result<Vec<_>>>()?;
-        (udp, tcp, gate)
+        let sinks = sinks
+            .into_iter()
+            .map(|s| {
+                s.set_nonblocking(true)
+                    .and_then(|()| tokio::net::UdpSocket::from_std(s))
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        (udp, tcp, gate, sinks)
     };
 
     let shared = Arc::new(Shared {
@@ -332,6 +385,7 @@ pub fn start(
         kernel,
         rate: Mutex::new(RateLimit::new(config.query_rate, config.query_burst)),
         events,
+        recent: Mutex::new(std::collections::HashMap::new()),
     });
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -349,6 +403,9 @@ pub fn start(
                 }
                 for listener in gate {
                     tokio::spawn(crate::gate::serve(Arc::clone(&shared), listener));
+                }
+                for socket in sinks {
+                    tokio::spawn(crate::gate::serve_udp_sink(Arc::clone(&shared), socket));
                 }
                 tokio::spawn(tick(Arc::clone(&shared)));
                 // Either a stop or the Gateway dropped without sending.
@@ -434,17 +491,35 @@ fn bind_dns() -> std::io::Result<DnsSockets> {
     Err(last.unwrap_or_else(|| std::io::Error::other("no free port for the DNS gateway")))
 }
 
-/// TCP on 127.0.0.1 and ::1, one port.
-fn bind_gate() -> std::io::Result<(u16, Vec<std::net::TcpListener>)> {
+type GateSockets = (u16, Vec<std::net::TcpListener>, Vec<std::net::UdpSocket>);
+
+/// TCP on 127.0.0.1 and ::1, one port; and UDP on the same port: the sink that UDP
+/// sockets connected to a learned address are sent to (held, so no other process can
+/// bind it and receive their datagrams).
+fn bind_gate() -> std::io::Result<GateSockets> {
     let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
     let mut last = None;
     for _ in 0..BIND_ATTEMPTS {
         let tcp4 = std::net::TcpListener::bind(SocketAddr::new(v4, 0))?;
         let port = tcp4.local_addr()?.port();
-        match std::net::TcpListener::bind(SocketAddr::new(v6, port)) {
-            Ok(tcp6) => return Ok((port, vec![tcp4, tcp6])),
-            Err(e) if no_such_address(&e) => return Ok((port, vec![tcp4])),
+        let udp4 = match std::net::UdpSocket::bind(SocketAddr::new(v4, port)) {
+            Ok(s) => s,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        let tcp6 = match std::net::TcpListener::bind(SocketAddr::new(v6, port)) {
+            Ok(tcp6) => tcp6,
+            Err(e) if no_such_address(&e) => return Ok((port, vec![tcp4], vec![udp4])),
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        match std::net::UdpSocket::bind(SocketAddr::new(v6, port)) {
+            Ok(udp6) => return Ok((port, vec![tcp4, tcp6], vec![udp4, udp6])),
             Err(e) => last = Some(e),
         }
     }

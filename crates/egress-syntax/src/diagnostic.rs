@@ -237,6 +237,10 @@ pub const CODES: &[(&str, &str)] = &[
         "E0154",
         "program or script not among the agent's `executable` digests",
     ),
+    (
+        "E0155",
+        "host-name destinations at run time without a resolver for the DNS gateway",
+    ),
     // Verifier warnings (egress-verify).
     ("W0101", "capability not used by any agent or workflow step"),
     (

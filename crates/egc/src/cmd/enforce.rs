@@ -79,6 +79,22 @@ pub struct ApplyArgs {
     /// The attachment name (default: the agent's name).
     #[arg(long)]
     pub name: Option<String>,
+    /// Audit mode: allow what the policy denies, but report each would-be denial (never
+    /// a default; recorded in the audit log; `egc enforce status` shows it).
+    #[arg(long)]
+    pub audit: bool,
+    /// Enforce the agent's host-name destinations: stay in the foreground serving the
+    /// attachment's DNS gateway and name gate, printing events, until interrupted (then
+    /// the names are closed again). Without it, host destinations are refused (E0100).
+    #[arg(long)]
+    pub serve_names: bool,
+    /// With --serve-names: the resolver allowed names are forwarded to (default: the
+    /// agent's own resolver destination).
+    #[arg(long, value_name = "ADDR", requires = "serve_names")]
+    pub resolver: Option<String>,
+    /// With --serve-names: also write events as JSON lines to PATH.
+    #[arg(long, value_name = "PATH", requires = "serve_names")]
+    pub events: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 }
@@ -219,9 +235,12 @@ pub(crate) fn print_lowering(loaded: &LoadedPolicy, diagnostics: &[Diagnostic], 
 }
 
 /// Loads, checks and lowers the agent; prints diagnostics.
+/// With `names`, host-name destinations become name rules for the DNS gateway and name
+/// gate instead of errors.
 pub(crate) fn agent_maps(
     args: &PolicyArgs,
     format: Format,
+    names: bool,
 ) -> Result<(LoadedPolicy, CheckedPolicy, EbpfMaps), ExitCode> {
     let (loaded, policy) =
         load_agent_policy(&args.path, args.root.as_deref(), &args.agent, format)?;
@@ -236,6 +255,7 @@ pub(crate) fn agent_maps(
     let config = LowerConfig {
         workflow: args.workflow.clone(),
         deny_unenforceable: args.deny_unenforceable,
+        names,
     };
     match lower_with(&policy, &args.agent, &config) {
         Ok((maps, warnings)) => {
@@ -360,9 +380,30 @@ fn apply(args: ApplyArgs) -> ExitCode {
     if let Err(code) = require_root("egc enforce apply") {
         return code;
     }
-    let (_, policy, maps) = match agent_maps(&args.policy, args.format) {
+    let (_, policy, maps) = match agent_maps(&args.policy, args.format, args.serve_names) {
         Ok(x) => x,
         Err(code) => return code,
+    };
+    let names = if args.serve_names {
+        if maps.names.is_empty() {
+            return common::usage_error(format!(
+                "--serve-names: agent `{}` has no host-name destinations",
+                args.policy.agent
+            ));
+        }
+        match crate::cmd::run::upstream_resolver(args.resolver.as_deref(), &maps.resolvers) {
+            Ok(Some(upstream)) => Some(egress_enforce::names::NamesConfig::new(upstream)),
+            Ok(None) => {
+                eprintln!(
+                    "error[E0155]: agent `{}` has host-name destinations but no resolver for the DNS gateway; nothing was enforced\n  help: let a capability of the agent connect to its resolver (a single address on UDP port 53), or pass --resolver ADDR (egc explain E0155)",
+                    args.policy.agent
+                );
+                return ExitCode::from(1);
+            }
+            Err(message) => return common::usage_error(message),
+        }
+    } else {
+        None
     };
     if let Some(agent) = policy.agent_by_name(&args.policy.agent) {
         if let Err(message) = runtime_approvals(&policy, agent) {
@@ -424,10 +465,25 @@ fn apply(args: ApplyArgs) -> ExitCode {
                         "cgroup": cgroup.display().to_string(),
                         "rules": maps.rules.len(),
                         "entries": maps.entries.len(),
+                        "audit": args.audit,
                     })
                 ),
             }
-            ExitCode::SUCCESS
+            let mut attachment = match loader::open(&name) {
+                Ok(a) => a,
+                Err(e) => return common::usage_error(format!("cannot enforce: {e}")),
+            };
+            if let Err(e) = attachment.set_names(0, 0, args.audit) {
+                return common::usage_error(format!("cannot enforce: {e}"));
+            }
+            if args.audit {
+                eprintln!("egc: AUDIT MODE: attachment `{name}`: what the policy denies is let through and reported, not enforced");
+                audit_mode_record("enforce apply", &maps.agent);
+            }
+            match names {
+                Some(names) => serve_names(&mut attachment, &cgroup, &maps, &names, &args),
+                None => ExitCode::SUCCESS,
+            }
         }
         Err(e) => common::usage_error(format!("cannot enforce: {e}")),
     }
@@ -446,14 +502,28 @@ fn status(args: StatusArgs) -> ExitCode {
             for s in &all {
                 let attached = s.links.iter().filter(|l| l.attached).count();
                 println!(
-                    "{}  agent {}  cgroup {}  ({}, {}/4 hooks attached, {} trie entries)",
+                    "{}  agent {}  cgroup {}  ({}, {}/{} hooks attached, {} trie entries){}",
                     s.name,
                     s.agent.as_deref().unwrap_or("?"),
                     s.cgroup.as_deref().unwrap_or("?"),
                     s.kind.as_deref().unwrap_or("?"),
                     attached,
-                    s.rule_entries
+                    s.links.len(),
+                    s.rule_entries,
+                    if s.audit {
+                        "  AUDIT MODE: nothing enforced, would-be denials reported"
+                    } else {
+                        ""
+                    }
                 );
+                if let Some((dns, gate)) = s.names {
+                    println!(
+                        "    names served: DNS gateway port {dns}, name gate port {gate}; {} learned address(es){}{}",
+                        s.learned.len(),
+                        if s.learned.is_empty() { "" } else { ": " },
+                        s.learned.join("; ")
+                    );
+                }
                 println!(
                     "    allowed {}  denied {} (no rule for address {}, port/protocol {}, other protocol {}, exception expired {}, exception exhausted {})  via exceptions {}",
                     s.counters.get("allowed").unwrap_or(&0),
@@ -580,14 +650,24 @@ fn events(args: EventsArgs) -> ExitCode {
         Ok(a) => a,
         Err(e) => return common::usage_error(e),
     };
-    let agent = egress_enforce::state::load(&args.name)
-        .map(|s| s.maps.agent_name)
-        .unwrap_or_else(|_| args.name.clone());
+    let (agent, qualified) = egress_enforce::state::load(&args.name)
+        .map(|s| (s.maps.agent_name, s.maps.agent))
+        .unwrap_or_else(|_| (args.name.clone(), args.name.clone()));
+    let audit = attachment
+        .config()
+        .map(|c| c.flags & loader::FLAG_AUDIT != 0)
+        .unwrap_or(false);
+    let stop = egress_enforce::exception::stop_on_signals();
+    // An attachment served by a running process (`egc run`, `--serve-names`): that
+    // process reads the kernel's denials and writes every event to the log.
+    let log_path = egress_enforce::names::EventLog::path_for(&args.name);
+    if log_path.exists() {
+        return follow_log(&log_path, &args, stop);
+    }
     let mut reader = match attachment.events() {
         Ok(r) => r,
         Err(e) => return common::usage_error(e),
     };
-    let stop = egress_enforce::exception::stop_on_signals();
     loop {
         let batch = if args.follow {
             reader.wait(200)
@@ -599,13 +679,133 @@ fn events(args: EventsArgs) -> ExitCode {
                 Format::Human => eprintln!("{}", describe_denial(&agent, denial)),
                 _ => println!(
                     "{}",
-                    serde_json::to_string(&serde_json::json!({ "agent": agent, "denial": denial }))
-                        .unwrap_or_default()
+                    egress_enforce::names::event_line(
+                        &egress_enforce::names::denial_event(&qualified, denial, audit),
+                        Some(denial)
+                    )
                 ),
             }
         }
         if !args.follow || stop.load(std::sync::atomic::Ordering::SeqCst) {
             return ExitCode::SUCCESS;
+        }
+    }
+}
+
+/// Records in the audit log that an agent runs in audit mode (nothing enforced).
+pub(crate) fn audit_mode_record(command: &str, agent: &str) {
+    let audit = egress_enforce::exception::AuditLog {
+        path: egress_enforce::exception::AuditLog::default_path(),
+    };
+    let _ = audit.append(&serde_json::json!({
+        "event": "audit-mode",
+        "command": command,
+        "agent": agent,
+        "time": egress_enforce::state::now_unix(),
+    }));
+}
+
+/// `egc enforce apply --serve-names`: the attachment's DNS gateway and name gate, in the
+/// foreground until SIGINT/SIGTERM; then names are closed again.
+fn serve_names(
+    attachment: &mut loader::Attachment,
+    cgroup: &Path,
+    maps: &EbpfMaps,
+    names: &egress_enforce::names::NamesConfig,
+    args: &ApplyArgs,
+) -> ExitCode {
+    let mut file = match &args.events {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Some(std::io::BufWriter::new(f)),
+            Err(e) => return common::usage_error(format!("--events {}: {e}", path.display())),
+        },
+        None => None,
+    };
+    let stop = egress_enforce::exception::stop_on_signals();
+    let (gateway, receiver) =
+        match egress_enforce::names::start_gateway(attachment, cgroup, maps, names, args.audit) {
+            Ok(x) => x,
+            Err(e) => return common::usage_error(format!("--serve-names: {e}")),
+        };
+    let mut reader = match attachment.events() {
+        Ok(r) => r,
+        Err(e) => return common::usage_error(e),
+    };
+    eprintln!(
+        "egc: serving names for `{}` (DNS gateway port {}, name gate port {}, upstream {}); Ctrl-C stops and closes them",
+        attachment.name, gateway.dns_port(), gateway.gate_port(), names.upstream
+    );
+    let mut log = egress_enforce::names::EventLog::create(&attachment.name).ok();
+    let mut emit = |event: &egress_enforce::names::Event, denial: Option<&Denial>| {
+        if let Some(log) = log.as_mut() {
+            log.append(event, denial);
+        }
+        let line = egress_enforce::names::event_line(event, denial);
+        if let Some(out) = file.as_mut() {
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+        match args.format {
+            Format::Human => match denial {
+                Some(d) => eprintln!("{}", describe_denial(&maps.agent_name, d)),
+                None => eprintln!("{line}"),
+            },
+            _ => println!("{line}"),
+        }
+    };
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        for denial in reader.wait(200) {
+            let event = egress_enforce::names::denial_event(&maps.agent, &denial, args.audit);
+            emit(&event, Some(&denial));
+        }
+        while let Ok(event) = receiver.try_recv() {
+            emit(&event, None);
+        }
+    }
+    let _ = attachment.set_names(0, 0, args.audit);
+    drop(gateway);
+    egress_enforce::names::EventLog::remove(&attachment.name);
+    eprintln!(
+        "egc: stopped serving names for `{}`: its host-name destinations are closed",
+        attachment.name
+    );
+    ExitCode::SUCCESS
+}
+
+/// Prints the events of an attachment's log (and, with `--follow`, those appended later).
+fn follow_log(path: &Path, args: &EventsArgs, stop: &std::sync::atomic::AtomicBool) -> ExitCode {
+    use std::io::BufRead;
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => return common::usage_error(format!("{}: {e}", path.display())),
+    };
+    let mut reader = std::io::BufReader::new(file);
+    let mut line = String::new();
+    loop {
+        // `line` keeps a partial line (being written) until its newline arrives.
+        if line.ends_with('\n') {
+            line.clear();
+        }
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => {
+                if !args.follow || stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return ExitCode::SUCCESS;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Ok(_) if !line.ends_with('\n') => {
+                // A line being written: wait for the rest.
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Ok(_) => match args.format {
+                Format::Human => {
+                    match serde_json::from_str::<egress_enforce::names::Event>(line.trim_end()) {
+                        Ok(event) => eprintln!("{}", crate::cmd::run::describe_event(&event)),
+                        Err(_) => eprint!("{line}"),
+                    }
+                }
+                _ => print!("{line}"),
+            },
         }
     }
 }

@@ -3,9 +3,14 @@
 //! capabilities not granted dropped, Landlock TCP-connect port rules where the kernel
 //! has Landlock ABI >= 4).
 //!
+//! Host-name destinations are enforced through egc's DNS gateway and name gate (see
+//! `book/src/runtime/names.md`): every DNS query goes to the gateway, which answers only
+//! the agent's names; connections to their addresses pass only with a matching SNI/Host.
+//!
 //! Exit codes: the command's own exit code (128 + signal when killed by one); 1 when the
 //! policy has errors or cannot be enforced; 2 for usage, I/O or kernel errors. Denials are
-//! printed to stderr as they happen.
+//! printed to stderr as they happen, written as JSON lines with `--events`, and
+//! summarised at exit.
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -60,6 +65,26 @@ pub struct Args {
     /// unless asked for.
     #[arg(long)]
     pub allow_root: bool,
+    /// Audit mode: allow what the policy denies, but report each would-be denial (never
+    /// a default; the banner, every event and the audit log say so).
+    #[arg(long)]
+    pub audit: bool,
+    /// Write every denial (kernel, DNS gateway, name gate) as one JSON line to PATH
+    /// (`egc suggest PATH POLICY` proposes a policy change from it).
+    #[arg(long, value_name = "PATH")]
+    pub events: Option<PathBuf>,
+    /// The resolver the DNS gateway forwards the agent's allowed names to (`ADDR` or
+    /// `ADDR:PORT`, port 53 by default). Default: the agent's own resolver destination
+    /// (a single address on UDP port 53).
+    #[arg(long, value_name = "ADDR")]
+    pub resolver: Option<String>,
+    /// A learned address stays open for its DNS answer's TTL, but at least this many
+    /// seconds (default 5)...
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub dns_ttl_min: u64,
+    /// ...and at most this many (default 300).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub dns_ttl_max: u64,
     /// `json` prints a summary object (denials, counters) to stderr at exit.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
@@ -72,10 +97,46 @@ pub fn run(args: Args) -> ExitCode {
     if let Err(code) = require_root("egc run") {
         return code;
     }
-    let (_, policy, maps) = match agent_maps(&args.policy, args.format) {
+    let (_, policy, maps) = match agent_maps(&args.policy, args.format, true) {
         Ok(x) => x,
         Err(code) => return code,
     };
+    let names = if maps.names.is_empty() {
+        None
+    } else {
+        match upstream_resolver(args.resolver.as_deref(), &maps.resolvers) {
+            Ok(Some(upstream)) => {
+                if args.dns_ttl_min > args.dns_ttl_max {
+                    return common::usage_error("--dns-ttl-min is larger than --dns-ttl-max");
+                }
+                let mut names = egress_enforce::run::NamesConfig::new(upstream);
+                names.ttl_min = std::time::Duration::from_secs(args.dns_ttl_min);
+                names.ttl_max = std::time::Duration::from_secs(args.dns_ttl_max.max(1));
+                Some(names)
+            }
+            Ok(None) => {
+                let hosts: Vec<String> = maps.names.iter().map(|n| n.pattern.clone()).collect();
+                eprintln!(
+                    "error[E0155]: agent `{}` has host-name destinations ({}) but no resolver for the DNS gateway; nothing was run\n  help: let a capability of the agent connect to its resolver (a single address on UDP port 53, e.g. `dns.systemd_resolved` from `import std.dns`), or pass --resolver ADDR (egc explain E0155)",
+                    args.policy.agent,
+                    hosts.join(", ")
+                );
+                return ExitCode::from(1);
+            }
+            Err(message) => return common::usage_error(message),
+        }
+    };
+    let mut events_file = match &args.events {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(file) => Some(std::io::BufWriter::new(file)),
+            Err(e) => return common::usage_error(format!("--events {}: {e}", path.display())),
+        },
+        None => None,
+    };
+    if args.audit {
+        eprintln!("egc: AUDIT MODE: agent `{}`: what the policy denies is let through and reported, not enforced", args.policy.agent);
+        crate::cmd::enforce::audit_mode_record("run", &args.policy.agent);
+    }
     let Some(agent) = policy.agent_by_name(&args.policy.agent) else {
         return common::usage_error(format!("no agent `{}`", args.policy.agent));
     };
@@ -157,6 +218,8 @@ pub fn run(args: Args) -> ExitCode {
         user,
         executables: agent.identity.executables.clone(),
         before_start: None,
+        names,
+        audit: args.audit,
     };
     let step_config = egress_enforce::exception::ApplyConfig {
         audit: egress_enforce::exception::AuditLog {
@@ -195,9 +258,27 @@ pub fn run(args: Args) -> ExitCode {
         }));
     }
     let human = args.format == Format::Human;
-    let mut on_denial = |d: &egress_enforce::loader::Denial| {
+    let audit = args.audit;
+    let mut on_event = |event: &egress_enforce::names::Event,
+                        denial: Option<&egress_enforce::loader::Denial>| {
+        if let Some(out) = events_file.as_mut() {
+            use std::io::Write;
+            let _ = writeln!(out, "{}", egress_enforce::names::event_line(event, denial));
+            let _ = out.flush();
+        }
         if human {
-            eprintln!("{}", describe_denial(&agent_name, d));
+            let text = match denial {
+                Some(d) => describe_denial(&agent_name, d),
+                None => describe_event(event),
+            };
+            if audit {
+                eprintln!(
+                    "{} [audit mode: let through]",
+                    text.replacen("egc: denied", "egc: would deny", 1)
+                );
+            } else {
+                eprintln!("{text}");
+            }
         }
     };
     let mut on_start = |landlock: &egress_enforce::run::LandlockReport| {
@@ -205,7 +286,7 @@ pub fn run(args: Args) -> ExitCode {
             eprintln!("egc: warning: weaker confinement: {missing}");
         }
     };
-    let outcome = run_confined(config, &mut on_start, &mut on_denial);
+    let outcome = run_confined(config, &mut on_start, &mut on_event);
     let ended = step_installed.lock().ok().and_then(|mut s| s.take());
     if let Some(installed) = ended {
         let _ = egress_enforce::exception::remove(&installed, &step_config, "end");
@@ -214,6 +295,10 @@ pub fn run(args: Args) -> ExitCode {
         Ok(report) => {
             if !human {
                 eprintln!("{}", serde_json::to_string(&report).unwrap_or_default());
+            } else {
+                for line in summary(&report.events, report.audit, args.events.as_deref()) {
+                    eprintln!("{line}");
+                }
             }
             use std::os::unix::process::ExitStatusExt;
             let code = match report.status {
@@ -235,4 +320,104 @@ pub fn run(args: Args) -> ExitCode {
         }
         Err(e) => common::usage_error(format!("egc run: {e}; nothing was run")),
     }
+}
+
+/// `ADDR` or `ADDR:PORT` (port 53 by default); otherwise the agent's first resolver.
+pub(crate) fn upstream_resolver(
+    given: Option<&str>,
+    declared: &[String],
+) -> Result<Option<std::net::SocketAddr>, String> {
+    if let Some(text) = given {
+        if let Ok(addr) = text.parse::<std::net::SocketAddr>() {
+            return Ok(Some(addr));
+        }
+        return text
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .map(|ip| Some(std::net::SocketAddr::new(ip, 53)))
+            .map_err(|_| format!("--resolver {text:?}: expected an address, e.g. 192.0.2.53 or [2001:db8::53]:5353"));
+    }
+    Ok(declared.first().and_then(|r| r.parse().ok()))
+}
+
+/// A gateway event for people.
+pub(crate) fn describe_event(event: &egress_enforce::names::Event) -> String {
+    let who = match (event.pid, &event.comm) {
+        (Some(pid), Some(comm)) => format!(" (pid {pid} {comm})"),
+        _ => String::new(),
+    };
+    let what = match (&event.name, &event.address, event.port) {
+        (Some(name), Some(addr), Some(port)) => format!("{name} at {addr} port {port}"),
+        (Some(name), _, _) => name.clone(),
+        (None, Some(addr), Some(port)) => format!("{addr} port {port}"),
+        _ => String::new(),
+    };
+    let layer = serde_json::to_value(event.layer)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let hint = event
+        .suggestion
+        .as_ref()
+        .map(|s| format!("\n  to allow it, a reviewed policy change such as a destination with `{s}`, used by a capability of `{}` and approved in its zone", event.agent))
+        .unwrap_or_default();
+    format!(
+        "egc: denied {what} at the {layer} layer{who}: {}: {}{hint}",
+        event.reason, event.message
+    )
+}
+
+/// The lines printed at exit: how many denials, by layer, and the most frequent targets.
+fn summary(
+    events: &[egress_enforce::names::Event],
+    audit: bool,
+    file: Option<&std::path::Path>,
+) -> Vec<String> {
+    if events.is_empty() {
+        return Vec::new();
+    }
+    let mut by_layer: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut by_target: std::collections::BTreeMap<String, usize> = Default::default();
+    for event in events {
+        let layer = serde_json::to_value(event.layer)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        *by_layer.entry(layer).or_default() += 1;
+        let target = match (&event.name, &event.address, event.port) {
+            (Some(name), _, Some(port)) => format!("{name}:{port}"),
+            (Some(name), _, None) => name.clone(),
+            (None, Some(addr), Some(port)) => format!("{addr}:{port}"),
+            _ => event.reason.clone(),
+        };
+        *by_target.entry(target).or_default() += 1;
+    }
+    let layers: Vec<String> = by_layer.iter().map(|(l, n)| format!("{n} {l}")).collect();
+    let mut targets: Vec<(&String, &usize)> = by_target.iter().collect();
+    targets.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let top: Vec<String> = targets
+        .iter()
+        .take(5)
+        .map(|(t, n)| format!("{t} ({n})"))
+        .collect();
+    let mut lines = vec![format!(
+        "egc: {} {} ({}): {}",
+        events.len(),
+        if audit {
+            "would-be denials, let through (audit mode)"
+        } else {
+            "denials"
+        },
+        layers.join(", "),
+        top.join(", ")
+    )];
+    if let Some(path) = file {
+        lines.push(format!(
+            "egc: events in {}; `egc suggest {} POLICY` proposes a policy change",
+            path.display(),
+            path.display()
+        ));
+    }
+    lines
 }

@@ -74,8 +74,10 @@ fn run_probe(
         user,
         executables: Vec::new(),
         before_start: None,
+        names: None,
+        audit: false,
     };
-    let report = with_stdout(file, || run(config, &mut |_| {})).unwrap();
+    let report = with_stdout(file, || run(config, &mut |_, _| {})).unwrap();
     let text = std::fs::read_to_string(&out).unwrap();
     let _ = std::fs::remove_file(&out);
     (
@@ -317,8 +319,10 @@ exception gdpr_erasure {{
         user: RunUser::Uid(65534),
         executables: Vec::new(),
         before_start: None,
+        names: None,
+        audit: false,
     };
-    let runner = std::thread::spawn(move || with_stdout(file, || run(config, &mut |_| {})));
+    let runner = std::thread::spawn(move || with_stdout(file, || run(config, &mut |_, _| {})));
     // Wait for the run's attachment, then grant and apply a token for it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let attachment = loop {

@@ -229,6 +229,7 @@ pub fn rule(text: &str, destination: &str, ports: (u16, u16)) -> NameRule {
         }],
         until: None,
         sni_optional: false,
+        exception_slot: 0,
     }
 }
 
@@ -237,6 +238,7 @@ pub fn grant(lo: u16, hi: u16) -> LearnedGrant {
         protocol: Protocol::Tcp,
         port_lo: lo,
         port_hi: hi,
+        exception_slot: 0,
     }
 }
 
