@@ -95,6 +95,7 @@ pub fn exception_rules(state: &crate::state::AttachmentState) -> Vec<NameRule> {
                 until: Some(active.expires_unix),
                 sni_optional: name.sni_optional,
                 exception_slot: active.slot,
+                audit_only: false,
             });
         }
     }
@@ -348,6 +349,7 @@ pub fn name_rules(maps: &EbpfMaps) -> Result<Vec<NameRule>, String> {
                 until: None,
                 sni_optional: record.sni_optional,
                 exception_slot: 0,
+                audit_only: false,
             })
         })
         .collect()

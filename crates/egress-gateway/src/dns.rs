@@ -25,9 +25,12 @@
 //!   Before the answer is sent, each is learned for the grants of the live rules that
 //!   match the question name, until now + clamp(TTL, ttl_min, ttl_max) (the TTL being
 //!   the least of the record's and the chain's CNAMEs'), capped at the rule's `until`.
-//!   If the kernel refuses them: SERVFAIL, reason `learn-failed`. In audit mode only a
-//!   question name some rule matches is learned. A v4-mapped AAAA is learned as its IPv4
-//!   address; an unspecified address (`0.0.0.0`, `::`) is never learned.
+//!   If the kernel refuses them: SERVFAIL, reason `learn-failed`. In audit mode the
+//!   addresses of a question name no rule matches are learned too, for every TCP port,
+//!   by an `audit_only` rule that never counts as allowing a name: their connections go
+//!   through the gate, whose (audit) events then name the host. A v4-mapped AAAA is
+//!   learned as its IPv4 address; an unspecified address (`0.0.0.0`, `::`) is never
+//!   learned.
 //! - The answer the agent gets keeps only the answer records owned by chain names, keeps
 //!   the authority section, drops the additional section (but EDNS), and has every TTL
 //!   capped at `ttl_max`, so no client caches an address longer than the kernel admits
@@ -334,6 +337,35 @@ pub(crate) async fn handle(
                 });
                 return servfail();
             }
+        }
+    } else if audit {
+        // Audit mode: the kernel lets the connection through anyway; learning the
+        // address sends it through the gate, whose event then names the host.
+        let now = now_ms();
+        let addrs: Vec<(IpAddr, u64)> = answer
+            .answers()
+            .iter()
+            .filter(|r| chain.contains(r.name()))
+            .filter_map(|r| match r.data() {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                RData::AAAA(a) => Some(IpAddr::V6(a.0).to_canonical()),
+                _ => None,
+            })
+            .filter(|ip| !ip.is_unspecified())
+            .map(|ip| (ip, shared.expiry_ms(chain_ttl, now)))
+            .collect();
+        if let Some(pattern) = crate::names::exact_pattern(&name) {
+            let rule = crate::names::NameRule {
+                pattern,
+                destination: "(audit: not in the policy)".to_string(),
+                protocols: vec![Protocol::Tcp],
+                ports: vec![egress_check::PortRange { start: 1, end: u16::MAX }],
+                until: None,
+                sni_optional: false,
+                exception_slot: 0,
+                audit_only: true,
+            };
+            let _ = lock(&shared.learned).learn(shared.kernel.as_ref(), &addrs, &[rule], now);
         }
     }
 

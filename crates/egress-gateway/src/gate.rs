@@ -384,7 +384,11 @@ async fn connection(
 /// one of them is `sni optional`.
 fn admitting(shared: &Shared, origin: SocketAddr) -> (Vec<HostPattern>, bool) {
     let learned = lock(&shared.learned);
-    let adms = learned.admitting(origin.ip(), origin.port(), now_ms());
+    let adms: Vec<_> = learned
+        .admitting(origin.ip(), origin.port(), now_ms())
+        .into_iter()
+        .filter(|a| !a.rule.audit_only)
+        .collect();
     let sni_optional = adms.iter().any(|a| a.rule.sni_optional);
     let mut patterns: Vec<HostPattern> = adms.iter().map(|a| a.rule.pattern.clone()).collect();
     patterns.sort();

@@ -29,6 +29,10 @@ pub struct NameRule {
     /// that opened this name (its grants carry the slot, so the kernel also enforces the
     /// token's expiry and use limit).
     pub exception_slot: u16,
+    /// Audit mode only: the question name of a query no rule allows, admitted so that its
+    /// connections pass through the gate and are reported with their names. Never counts
+    /// as a name the policy allows.
+    pub audit_only: bool,
 }
 
 impl NameRule {
@@ -133,6 +137,20 @@ pub fn valid_query_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The pattern that matches exactly `name` (a valid query name), if it is one.
+pub fn exact_pattern(name: &str) -> Option<HostPattern> {
+    let name = normalize(name);
+    if valid_query_name(&name).is_err() {
+        return None;
+    }
+    Some(HostPattern {
+        labels: name
+            .split('.')
+            .map(|l| egress_check::HostLabel::Exact(l.to_string()))
+            .collect(),
+    })
+}
+
 /// `name` lower-cased without a trailing dot: the form events and suggestions use.
 pub fn normalize(name: &str) -> String {
     name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
@@ -165,6 +183,7 @@ mod tests {
             until,
             sni_optional: false,
             exception_slot: 0,
+            audit_only: false,
         }
     }
 

@@ -436,7 +436,7 @@ async fn tick(shared: Arc<Shared>) {
         let mut rules = lock(&shared.rules);
         rules.prune(now / 1000);
         lock(&shared.learned).sweep(shared.kernel.as_ref(), now, |r| {
-            r.is_live(now / 1000) && rules.rules.contains(r)
+            r.is_live(now / 1000) && (r.audit_only || rules.rules.contains(r))
         });
     }
 }

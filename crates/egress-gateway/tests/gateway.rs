@@ -296,21 +296,29 @@ fn ipv6_loopback_listens_on_the_same_port() {
 }
 
 #[test]
-fn audit_mode_forwards_disallowed_names_but_learns_nothing_for_them() {
+fn audit_mode_forwards_disallowed_names_and_sends_their_connections_through_the_gate() {
     let f = fixture(|c| c.audit = true);
     let reply = udp_query(f.dns(), "evil.test", RecordType::A);
     assert_eq!(reply.response_code(), ResponseCode::NoError);
     assert!(f.upstream.saw("evil.test"));
     let e = f.event("name-not-allowed");
     assert!(e.audit);
-    assert!(f.kernel.calls.lock().unwrap().is_empty());
+    // Learned for every TCP port, so the gate reports the name its connections send
+    // (the kernel lets them through in audit mode anyway).
+    let calls = f.kernel.calls.lock().unwrap().clone();
+    assert!(!calls.is_empty());
+    for (_, grants) in &calls {
+        assert_eq!(grants, &vec![grant(1, u16::MAX)]);
+    }
+    f.kernel.calls.lock().unwrap().clear();
     // A CNAME to a disallowed name: relayed, flagged, and learned for the question's rules.
     let reply = udp_query(f.dns(), "alias.corp.test", RecordType::A);
     assert_eq!(reply.answers().len(), 2);
     assert!(f.event("cname-not-allowed").audit);
+    // (evil.test's address was learned for every port by the audit above.)
     assert_eq!(
         f.kernel.calls_for("10.0.0.66".parse().unwrap()),
-        vec![vec![grant(443, 443)]]
+        vec![vec![grant(1, u16::MAX), grant(443, 443)]]
     );
 }
 

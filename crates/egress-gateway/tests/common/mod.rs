@@ -230,6 +230,7 @@ pub fn rule(text: &str, destination: &str, ports: (u16, u16)) -> NameRule {
         until: None,
         sni_optional: false,
         exception_slot: 0,
+        audit_only: false,
     }
 }
 
