@@ -14,6 +14,8 @@ packages=(
   gcc util-linux procps
   # The end-to-end editor test drives headless Neovim.
   neovim
+  # The run-time names suite (crates/egc/tests/names.rs) drives real clients.
+  python3 curl
 )
 
 missing=()

@@ -599,31 +599,36 @@ int egc_sendmsg6(struct bpf_sock_addr *ctx)
 	return decide(ctx, &key, HOOK_SENDMSG6, 0, 1);
 }
 
-// Replies from the DNS gateway carry the address the query was sent to, so resolvers
-// that check where an answer came from (glibc does) accept them.
-static __always_inline struct origin *dns_origin(struct bpf_sock_addr *ctx, __u16 *dns_port)
+// A socket egc redirected shows the address it asked for, not egc's: replies from the
+// DNS gateway come from the address the query was sent to (resolvers such as glibc check
+// that), and getpeername() of a connection to the gateway or the gate names the original
+// destination. Returns the recorded origin when the peer in `ctx` is egc's port.
+static __always_inline struct origin *redirect_origin(struct bpf_sock_addr *ctx)
 {
 	__u32 zero = 0;
 	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
-	if (!cfg || !(cfg->flags & FLAG_NAMES) || cfg->dns_port == 0)
+	if (!cfg || !(cfg->flags & FLAG_NAMES))
 		return 0;
-	if (bpf_ntohs((__u16)ctx->user_port) != cfg->dns_port)
+	__u16 port = bpf_ntohs((__u16)ctx->user_port);
+	__u8 kind;
+	if (cfg->dns_port != 0 && port == cfg->dns_port)
+		kind = ORIGIN_DNS;
+	else if (cfg->gate_port != 0 && port == cfg->gate_port)
+		kind = ORIGIN_GATE;
+	else
 		return 0;
-	*dns_port = cfg->dns_port;
 	__u64 cookie = bpf_get_socket_cookie(ctx);
 	struct origin *origin = bpf_map_lookup_elem(&origins, &cookie);
-	if (!origin || origin->kind != ORIGIN_DNS)
+	if (!origin || origin->kind != kind)
 		return 0;
 	return origin;
 }
 
-SEC("cgroup/recvmsg4")
-int egc_recvmsg4(struct bpf_sock_addr *ctx)
+static __always_inline int restore_origin4(struct bpf_sock_addr *ctx)
 {
 	if (ctx->user_ip4 != bpf_htonl(0x7f000001))
 		return 1;
-	__u16 dns_port = 0;
-	struct origin *origin = dns_origin(ctx, &dns_port);
+	struct origin *origin = redirect_origin(ctx);
 	if (!origin || !is_ipv4_mapped(origin->addr))
 		return 1;
 	__u32 ip4;
@@ -633,8 +638,7 @@ int egc_recvmsg4(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
-SEC("cgroup/recvmsg6")
-int egc_recvmsg6(struct bpf_sock_addr *ctx)
+static __always_inline int restore_origin6(struct bpf_sock_addr *ctx)
 {
 	__u32 w3 = ctx->user_ip6[3];
 	__u32 w2 = ctx->user_ip6[2];
@@ -644,8 +648,7 @@ int egc_recvmsg6(struct bpf_sock_addr *ctx)
 	int loopback4 = w2 == bpf_htonl(0x0000ffff) && w3 == bpf_htonl(0x7f000001);
 	if (!loopback6 && !loopback4)
 		return 1;
-	__u16 dns_port = 0;
-	struct origin *origin = dns_origin(ctx, &dns_port);
+	struct origin *origin = redirect_origin(ctx);
 	if (!origin)
 		return 1;
 	__u32 words[4];
@@ -656,6 +659,30 @@ int egc_recvmsg6(struct bpf_sock_addr *ctx)
 	ctx->user_ip6[3] = words[3];
 	ctx->user_port = bpf_htons(origin->port);
 	return 1;
+}
+
+SEC("cgroup/recvmsg4")
+int egc_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return restore_origin4(ctx);
+}
+
+SEC("cgroup/recvmsg6")
+int egc_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return restore_origin6(ctx);
+}
+
+SEC("cgroup/getpeername4")
+int egc_getpeername4(struct bpf_sock_addr *ctx)
+{
+	return restore_origin4(ctx);
+}
+
+SEC("cgroup/getpeername6")
+int egc_getpeername6(struct bpf_sock_addr *ctx)
+{
+	return restore_origin6(ctx);
 }
 
 // When a connection redirected to the name gate sends its SYN, its local port is known:

@@ -67,8 +67,9 @@ pub enum ProgramKind {
 /// - `setsockopt`: IPv6 routing headers and IPv4 source routes are refused.
 /// - `egress`: every packet is checked again: no IP options or IPv6 routing headers (also
 ///   when passed per packet), and no packet of a connection whose exception has ended.
-/// - `recvmsg4`/`recvmsg6`: answers from the DNS gateway carry the address the query was
-///   sent to (names enforced at run time).
+/// - `recvmsg4`/`recvmsg6`, `getpeername4`/`getpeername6`: answers from the DNS gateway
+///   carry the address the query was sent to, and a connection to the gateway or the
+///   name gate shows its original peer (names enforced at run time).
 /// - `sockops`: records where a connection redirected to the name gate was going, by its
 ///   local port, when its SYN leaves.
 pub const HOOKS: &[(&str, &str, u32, ProgramKind)] = &[
@@ -124,6 +125,18 @@ pub const HOOKS: &[(&str, &str, u32, ProgramKind)] = &[
         "recvmsg6",
         "egc_recvmsg6",
         sys::BPF_CGROUP_UDP6_RECVMSG,
+        ProgramKind::SockAddr,
+    ),
+    (
+        "getpeername4",
+        "egc_getpeername4",
+        sys::BPF_CGROUP_INET4_GETPEERNAME,
+        ProgramKind::SockAddr,
+    ),
+    (
+        "getpeername6",
+        "egc_getpeername6",
+        sys::BPF_CGROUP_INET6_GETPEERNAME,
         ProgramKind::SockAddr,
     ),
     (

@@ -432,8 +432,11 @@ pub fn denial_event(agent: &str, denial: &Denial, audit: bool) -> Event {
         _ => Layer::Connect,
     };
     let addressed = layer == Layer::Connect;
+    // No suggestion where an address would be the wrong fix: the unspecified address,
+    // and UDP to an address learned for a name (names are reachable over TCP only).
     let suggestion = (addressed
         && denial.reason != "unspecified-address"
+        && denial.reason != "udp-to-learned-address"
         && (denial.protocol == "tcp" || denial.protocol == "udp"))
         .then(|| {
             let prefix = if denial.destination.contains(':') {

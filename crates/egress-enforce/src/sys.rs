@@ -25,6 +25,8 @@ pub const BPF_CGROUP_UDP6_SENDMSG: u32 = 15;
 pub const BPF_CGROUP_SOCK_OPS: u32 = 3;
 pub const BPF_CGROUP_UDP4_RECVMSG: u32 = 19;
 pub const BPF_CGROUP_UDP6_RECVMSG: u32 = 20;
+pub const BPF_CGROUP_INET4_GETPEERNAME: u32 = 29;
+pub const BPF_CGROUP_INET6_GETPEERNAME: u32 = 30;
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 

@@ -88,4 +88,7 @@ pub mod reason {
     /// A datagram from a UDP socket connected to a learned address (no name can be
     /// checked in a datagram; the connect hook sends such sockets to the gate's sink).
     pub const UDP_TO_LEARNED: &str = "udp-to-learned-address";
+    /// Gate: an HTTP request head naming more than one host (two Host headers, or a Host
+    /// and an absolute request target that disagree).
+    pub const AMBIGUOUS_HOST: &str = "ambiguous-host";
 }

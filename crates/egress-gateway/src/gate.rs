@@ -16,9 +16,12 @@
 //!   name (the SNI, or the HTTP Host / absolute request target) matches the pattern of
 //!   an admitting rule. Refusals: `encrypted-client-hello` (an ECH extension, whatever
 //!   the outer SNI), `no-sni`, `no-host`, `sni-mismatch`, `host-mismatch`,
+//!   `ambiguous-host` (two Host headers, or a Host and a request target that disagree),
 //!   `not-tls-or-http` (anything else, or nothing complete in 10 s / 16 KiB). A refused
 //!   HTTP request gets `403 Forbidden` with the event as its JSON body; a refused TLS
 //!   connection is closed.
+//! - When the original destination refuses or does not answer, the agent's connection
+//!   is reset (not closed cleanly).
 //! - In audit mode a refused connection is spliced anyway and its event says `audit`.
 //!
 //! Known limits (the address was admitted for an allowed name in any case): the name is
@@ -59,9 +62,11 @@ pub enum NameParse {
     /// A complete HTTP/1.x request head: the host it is for (lower-cased, without port
     /// or trailing dot), from the Host header or an absolute / authority-form target.
     Http { host: Option<String> },
+    /// A complete HTTP/1.x request head that names more than one host (two Host
+    /// headers, or a Host and a request target that disagree): the names, as sent.
+    HttpAmbiguous { hosts: Vec<String> },
     /// Neither: another protocol, a malformed ClientHello or request head, or an
-    /// ambiguous one (two Host headers, a Host and a target that disagree, a ClientHello
-    /// with two SNI or two ECH extensions).
+    /// ambiguous ClientHello (two SNI or two ECH extensions).
     Other,
 }
 
@@ -178,11 +183,19 @@ fn http_name(buf: &[u8]) -> NameParse {
                     Err(_) => return NameParse::Other,
                 },
                 (None, _) => None,
-                (Some(_), Some(_)) => return NameParse::Other,
+                (Some(a), Some(b)) => {
+                    let mut names: Vec<String> = [a, b]
+                        .into_iter()
+                        .chain(hosts)
+                        .map(|h| strip_port(String::from_utf8_lossy(h.value).trim()))
+                        .collect();
+                    names.dedup();
+                    return NameParse::HttpAmbiguous { hosts: names };
+                }
             };
             let target = req.path.and_then(target_host);
             match (host, target) {
-                (Some(h), Some(t)) if h != t => NameParse::Other,
+                (Some(h), Some(t)) if h != t => NameParse::HttpAmbiguous { hosts: vec![h, t] },
                 (Some(h), _) => NameParse::Http { host: Some(h) },
                 (None, t) => NameParse::Http { host: t },
             }
@@ -339,7 +352,10 @@ async fn connection(
         Read::Gave(_) if buf.is_empty() => return, // nothing sent: nothing to check
         Read::Gave(_) => NameParse::Other,
     };
-    let is_http = matches!(parse, NameParse::Http { .. });
+    let is_http = matches!(
+        parse,
+        NameParse::Http { .. } | NameParse::HttpAmbiguous { .. }
+    );
     // The admissions now: some may have lapsed while the client was sending.
     let (patterns, _) = admitting(shared, origin);
     let verdict = decide(&parse, &patterns, origin, &read);
@@ -439,6 +455,18 @@ fn decide(
             name: Some(h.clone()),
             message: format!("HTTP request to {origin} for \"{h}\" refused: {admitted}"),
         }),
+        NameParse::HttpAmbiguous { hosts } => Err(Refusal {
+            reason: reason::AMBIGUOUS_HOST,
+            name: hosts.iter().find(|h| !matched(h)).or(hosts.first()).cloned(),
+            message: format!(
+                "HTTP request to {origin} refused: it names more than one host ({}); {admitted}",
+                hosts
+                    .iter()
+                    .map(|h| format!("\"{h}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
         NameParse::Incomplete | NameParse::Other => Err(Refusal {
             reason: reason::NOT_TLS_OR_HTTP,
             name: None,
@@ -483,6 +511,10 @@ async fn splice(mut client: TcpStream, origin: SocketAddr, first: &[u8]) {
     let Ok(Ok(mut server)) =
         tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(origin)).await
     else {
+        // The original destination refused or did not answer: reset the agent's
+        // connection (rather than close it cleanly), the nearest a proxy can come to
+        // "connection refused".
+        let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
         return;
     };
     let _ = client.set_nodelay(true);
@@ -536,7 +568,9 @@ mod tests {
         );
         assert_eq!(
             client_name(b"GET http://evil.test/x HTTP/1.1\r\nHost: api.corp.test\r\n\r\n"),
-            NameParse::Other
+            NameParse::HttpAmbiguous {
+                hosts: vec!["api.corp.test".into(), "evil.test".into()]
+            }
         );
         assert_eq!(
             client_name(b"GET http://u@api.corp.test:80/x HTTP/1.1\r\nHost: api.corp.test\r\n\r\n"),
@@ -552,7 +586,9 @@ mod tests {
         );
         assert_eq!(
             client_name(b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n"),
-            NameParse::Other
+            NameParse::HttpAmbiguous {
+                hosts: vec!["a.test".into(), "b.test".into()]
+            }
         );
         assert_eq!(client_name(b"SSH-2.0-OpenSSH\r\n"), NameParse::Other);
         assert_eq!(client_name(b"\x00\x01\x02"), NameParse::Other);

@@ -161,6 +161,7 @@ type EventKey = (
     Option<String>,
     Option<u16>,
     Option<u32>,
+    u16,
 );
 
 /// The same event (layer, reason, name, address, port, process) within this many
@@ -202,6 +203,9 @@ impl Shared {
         fill(&mut event);
         // A resolver asks again (A and AAAA, each retried): the same refusal of the same
         // process within a second is one event.
+        // DNS retries come from new sockets: folded by process. Every other refusal is
+        // a connection of its own: folded only with itself (its client port).
+        let client_port = if layer == Layer::Dns { 0 } else { client.port() };
         let key = (
             event.layer,
             event.reason.clone(),
@@ -209,6 +213,7 @@ impl Shared {
             event.address.clone(),
             event.port,
             event.pid,
+            client_port,
         );
         let now = now_ms();
         {
