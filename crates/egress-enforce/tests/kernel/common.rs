@@ -185,3 +185,23 @@ pub fn expect(results: &BTreeMap<String, String>, expected: &[(String, &str)]) {
         );
     }
 }
+
+pub fn tempfile_path() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("egc-run-test-{}", unique("out")))
+}
+
+/// Runs `f` with the process's stdout redirected to `file` (the child inherits it).
+pub fn with_stdout<T>(file: std::fs::File, f: impl FnOnce() -> T) -> T {
+    use std::os::fd::AsRawFd;
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap();
+    // SAFETY: dup/dup2 on valid descriptors; stdout is restored before returning.
+    unsafe {
+        let saved = libc::dup(1);
+        libc::dup2(file.as_raw_fd(), 1);
+        let out = f();
+        libc::dup2(saved, 1);
+        libc::close(saved);
+        out
+    }
+}

@@ -10,5 +10,6 @@
 mod common;
 mod enforce;
 mod exception;
+mod names;
 mod run;
 mod steps;
