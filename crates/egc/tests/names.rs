@@ -244,13 +244,20 @@ fn zone(q: &Query) -> (ResponseCode, Vec<Record>) {
     let aaaa = |owner: &str, ttl| record(owner, ttl, RData::AAAA(AAAA(Ipv6Addr::LOCALHOST)));
     let mut records = Vec::new();
     match qname.as_str() {
-        "api.corp.test" | "other.corp.test" => {
+        // The examples' names (the walkthrough trial), and api/other.
+        "api.corp.test"
+        | "other.corp.test"
+        | "control-plane.corp.internal"
+        | "registry.npm.example"
+        | "pypi.mirror.internal"
+        | "registry.npmjs.test" => {
             let owner = format!("{qname}.");
+            let ttl = if qname.ends_with(".corp.test") { 1 } else { 60 };
             if want_a {
-                records.push(a(&owner, 1));
+                records.push(a(&owner, ttl));
             }
             if want_aaaa {
-                records.push(aaaa(&owner, 1));
+                records.push(aaaa(&owner, ttl));
             }
         }
         "web.corp.test" => {
@@ -447,6 +454,8 @@ struct Sockets {
     tls4: TcpListener,
     tls6: TcpListener,
     http: TcpListener,
+    /// Plain HTTP on 443, IPv4 and IPv6: the examples' servers (walkthrough trial).
+    http443: [TcpListener; 2],
 }
 
 /// Binds every server socket inside the network namespace: a thread that entered it
@@ -465,6 +474,7 @@ fn bind_in(netns: &str) -> Result<Sockets, String> {
             tls4: bind("127.0.0.1:8443")?,
             tls6: bind("[::1]:8443")?,
             http: bind("127.0.0.1:8080")?,
+            http443: [bind("127.0.0.1:443")?, bind("[::1]:443")?],
         })
     })
     .join()
@@ -547,18 +557,32 @@ impl World {
                     serve_tls(s, Arc::clone(&config), &log)
                 }));
         }
-        let log = Arc::clone(&world.log);
-        world.threads.push(accept_loop(
-            sockets.http,
-            Arc::clone(&world.stop),
-            move |s| serve_http(s, &log),
-        ));
+        let [h4, h6] = sockets.http443;
+        for listener in [sockets.http, h4, h6] {
+            let log = Arc::clone(&world.log);
+            world
+                .threads
+                .push(accept_loop(listener, Arc::clone(&world.stop), move |s| {
+                    serve_http(s, &log)
+                }));
+        }
         Ok(world)
     }
 
     /// `egc run tests/names/policy --agent bot --dynamic-user --events FILE EXTRA --
     /// COMMAND` inside the namespace.
     fn egc_run(&mut self, extra: &[&str], command: &[&str]) -> Result<Run, String> {
+        self.egc_run_policy(&policy_dir(), AGENT, extra, command)
+    }
+
+    /// `egc run POLICY --agent AGENT --dynamic-user --events FILE EXTRA -- COMMAND`.
+    fn egc_run_policy(
+        &mut self,
+        policy: &Path,
+        agent: &str,
+        extra: &[&str],
+        command: &[&str],
+    ) -> Result<Run, String> {
         self.runs += 1;
         let events = self.dir.join(format!("events-{}.jsonl", self.runs));
         let stdout_path = self.dir.join(format!("stdout-{}", self.runs));
@@ -567,8 +591,8 @@ impl World {
         cmd.arg(format!("--net=/run/netns/{}", self.netns))
             .arg(EGC)
             .arg("run")
-            .arg(policy_dir())
-            .args(["--agent", AGENT, "--dynamic-user", "--events"])
+            .arg(policy)
+            .args(["--agent", agent, "--dynamic-user", "--events"])
             .arg(&events)
             .args(extra)
             .arg("--")
@@ -608,6 +632,7 @@ impl World {
             }
         }
         Ok(Run {
+            agent: agent.to_string(),
             code: status.code(),
             stdout,
             stderr,
@@ -632,6 +657,8 @@ impl Drop for World {
 
 /// One `egc run`.
 struct Run {
+    /// The agent's local name.
+    agent: String,
     code: Option<i32>,
     stdout: String,
     stderr: String,
@@ -712,7 +739,9 @@ impl Problems {
         for event in &run.events {
             let ok = event["format"] == "egc-event/1"
                 && event["audit"] == Value::Bool(audit)
-                && event["agent"].as_str().is_some_and(|a| a.ends_with(AGENT))
+                && event["agent"]
+                    .as_str()
+                    .is_some_and(|a| a.ends_with(&format!(".{}", run.agent)))
                 && event["layer"].is_string()
                 && event["reason"].is_string()
                 && event["message"].is_string()
@@ -1775,6 +1804,72 @@ step("tls", lambda: tls(ips[0], "other.corp.test"))
 
 // ---------------------------------------------------------------------------------------
 
+/// The book's walkthrough (book/src/runtime/names.md): the examples with host
+/// destinations under `egc run` against a local resolver.
+fn examples_walkthrough() -> Result<(), Failed> {
+    let mut world = World::new("examples-walkthrough")?;
+    let strict = repo_root().join("examples/strict-allowlist");
+    let sbom = repo_root().join("examples/sbom-registries");
+    let curl = |url: &'static str| -> Vec<&'static str> {
+        vec![
+            CURL,
+            "-s",
+            "-m",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}\n",
+            url,
+        ]
+    };
+    let allowed = world.egc_run_policy(
+        &strict,
+        "reporter",
+        &["--resolver", "127.0.0.53"],
+        &curl("http://control-plane.corp.internal:443/"),
+    )?;
+    let refused = world.egc_run_policy(
+        &strict,
+        "reporter",
+        &["--resolver", "127.0.0.53"],
+        &curl("http://registry.npmjs.test:443/"),
+    )?;
+    let fetched = world.egc_run_policy(
+        &sbom,
+        "dependency_fetcher",
+        &["--resolver", "127.0.0.53"],
+        &curl("http://registry.npm.example:443/"),
+    )?;
+    let mut p = Problems::default();
+    p.sane(&allowed, 0, false);
+    p.check(
+        allowed.stdout.trim() == "200",
+        "strict-allowlist's reporter did not reach control-plane.corp.internal:443",
+    );
+    p.check(
+        allowed.events.is_empty(),
+        "the allowed walkthrough run produced denial events",
+    );
+    p.sane(&refused, 6, false);
+    p.check(
+        !refused
+            .events_with(&[("layer", "dns"), ("name", "registry.npmjs.test")])
+            .is_empty(),
+        "no dns event for registry.npmjs.test",
+    );
+    p.check(
+        !world.log.dns_saw("registry.npmjs.test"),
+        "registry.npmjs.test reached the resolver",
+    );
+    p.sane(&fetched, 0, false);
+    p.check(
+        fetched.stdout.trim() == "200",
+        "sbom-registries' dependency fetcher did not reach registry.npm.example:443",
+    );
+    p.finish(&world, &[&allowed, &refused, &fetched])
+}
+
 fn preconditions() -> Result<(), String> {
     let uid = fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
@@ -1839,6 +1934,7 @@ fn main() {
         ("audit::let-through-and-suggest", audit_and_suggest),
         ("audit::connection-keeps-its-name", audit_keeps_names),
         ("ipv6::allowed-and-sni-mismatch", ipv6),
+        ("examples::walkthrough", examples_walkthrough),
     ];
     let ready = preconditions();
     let trials = cases
