@@ -48,6 +48,8 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections being read or checked at once (spliced ones do not count).
 const MAX_PENDING: usize = 256;
+/// Buffer per direction of a spliced connection.
+const SPLICE_BUFFER: usize = 256 * 1024;
 /// The Encrypted Client Hello extension type.
 pub const ECH_EXTENSION: u16 = 0xfe0d;
 
@@ -522,7 +524,15 @@ async fn splice(mut client: TcpStream, origin: SocketAddr, first: &[u8]) {
     if server.write_all(first).await.is_err() {
         return;
     }
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+    // Large buffers: loopback on both sides, so per-call cost dominates (8 KiB: -72 %
+    // throughput against a direct connection; see book/src/runtime/overhead.md).
+    let _ = tokio::io::copy_bidirectional_with_sizes(
+        &mut client,
+        &mut server,
+        SPLICE_BUFFER,
+        SPLICE_BUFFER,
+    )
+    .await;
 }
 
 /// The 403 reply to a refused HTTP request: the event as JSON.
