@@ -359,7 +359,10 @@ pub(crate) async fn handle(
                 pattern,
                 destination: "(audit: not in the policy)".to_string(),
                 protocols: vec![Protocol::Tcp],
-                ports: vec![egress_check::PortRange { start: 1, end: u16::MAX }],
+                ports: vec![egress_check::PortRange {
+                    start: 1,
+                    end: u16::MAX,
+                }],
                 until: None,
                 sni_optional: false,
                 exception_slot: 0,

@@ -205,7 +205,11 @@ impl Shared {
         // process within a second is one event.
         // DNS retries come from new sockets: folded by process. Every other refusal is
         // a connection of its own: folded only with itself (its client port).
-        let client_port = if layer == Layer::Dns { 0 } else { client.port() };
+        let client_port = if layer == Layer::Dns {
+            0
+        } else {
+            client.port()
+        };
         let key = (
             event.layer,
             event.reason.clone(),
