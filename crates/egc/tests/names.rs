@@ -1870,6 +1870,145 @@ fn examples_walkthrough() -> Result<(), Failed> {
     p.finish(&world, &[&allowed, &refused, &fetched])
 }
 
+/// `egc enforce apply --serve-names`: the same names enforced on a cgroup a process joins
+/// by itself (no launcher), while the serving process runs; `egc enforce events` streams
+/// the gateway's events; interrupting it closes the names again.
+fn enforce_serve_names() -> Result<(), Failed> {
+    let world = World::new("enforce-serve-names")?;
+    let name = format!("names-serve-{}", std::process::id());
+    let cgroup = format!("egc-names-test/{name}");
+    let events = world.dir.join("serve-events.jsonl");
+    let serve_out = world.dir.join("serve-stderr");
+    let mut serve = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", world.netns))
+        .arg(EGC)
+        .args(["enforce", "apply"])
+        .arg(policy_dir())
+        .args(["--agent", AGENT, "--cgroup", &cgroup, "--name", &name])
+        .args(["--serve-names", "--format", "json", "--events"])
+        .arg(&events)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&serve_out).map_err(|e| e.to_string())?)
+        .spawn()
+        .map_err(|e| format!("egc enforce apply: {e}"))?;
+    let status_of = || -> String {
+        Command::new(EGC)
+            .args(["enforce", "status"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !status_of().contains("names served") {
+        if Instant::now() > deadline || serve.try_wait().ok().flatten().is_some() {
+            let _ = serve.kill();
+            return Err(format!(
+                "--serve-names never came up: {}",
+                fs::read_to_string(&serve_out).unwrap_or_default()
+            )
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A client that joins the cgroup itself (as a workload would), as root: the eBPF
+    // program and the gateway are all there is.
+    let cgroup_dir = String::from_utf8_lossy(
+        &Command::new("sh")
+            .args(["-c", "findmnt -n -o TARGET -t cgroup2 | head -1"])
+            .output()
+            .map_err(|e| e.to_string())?
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    let procs = format!("{cgroup_dir}/{cgroup}/cgroup.procs");
+    let script = format!(
+        "CA = {ca:?}\n{PY_PRELUDE}\nopen({procs:?}, 'w').write(str(__import__('os').getpid()))\n{}",
+        r#"
+ips = step("resolve", lambda: resolve("api.corp.test"))
+step("tls", lambda: tls(ips[0], "api.corp.test"))
+step("other", lambda: resolve("other.corp.test"))
+"#,
+        ca = pki()?.ca_file.display().to_string(),
+    );
+    let client = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", world.netns))
+        .args([PYTHON, "-c", &script])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&client.stdout).to_string();
+    // The serving process passes the gateway's events on every 200 ms.
+    std::thread::sleep(Duration::from_millis(600));
+    let streamed = Command::new(EGC)
+        .args(["enforce", "events", &name, "--format", "json"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let streamed = String::from_utf8_lossy(&streamed.stdout).to_string();
+    let status_during = status_of();
+    let _ = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status();
+    let exit = serve.wait().map_err(|e| e.to_string())?;
+    let status_after = status_of();
+    let _ = Command::new(EGC)
+        .args(["enforce", "detach", &name])
+        .output();
+    let _ = fs::remove_dir(format!("{cgroup_dir}/{cgroup}"));
+    let step = |n: &str| {
+        stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["step"] == n)
+    };
+    let mut p = Problems::default();
+    p.check(
+        step("tls").is_some_and(|v| v["value"] == "hello api.corp.test\n"),
+        format!("the client did not reach api.corp.test through the gate: {stdout}"),
+    );
+    p.check(
+        step("other").is_some_and(|v| v["ok"] == false),
+        format!("other.corp.test resolved: {stdout}"),
+    );
+    p.check(
+        !world.log.dns_saw("other.corp.test"),
+        "other.corp.test reached the resolver",
+    );
+    p.check(
+        streamed.lines().any(|l| {
+            serde_json::from_str::<Value>(l).is_ok_and(|v| {
+                v["layer"] == "dns"
+                    && v["name"] == "other.corp.test"
+                    && v["format"] == "egc-event/1"
+            })
+        }),
+        format!("`egc enforce events` did not stream the gateway's event: {streamed}"),
+    );
+    p.check(
+        fs::read_to_string(&events).is_ok_and(|t| t.contains("other.corp.test")),
+        "--events did not get the gateway's event",
+    );
+    p.check(
+        status_during.contains("learned address"),
+        format!("status did not show the learned address: {status_during}"),
+    );
+    p.check(exit.success(), format!("--serve-names exited {exit:?}"));
+    p.check(
+        !status_after.contains("names served"),
+        format!("names still served after the interrupt: {status_after}"),
+    );
+    if p.0.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}\n--- serve stderr ---\n{}",
+            p.0.join("\n"),
+            fs::read_to_string(&serve_out).unwrap_or_default()
+        )
+        .into())
+    }
+}
+
 fn preconditions() -> Result<(), String> {
     let uid = fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
@@ -1935,6 +2074,7 @@ fn main() {
         ("audit::connection-keeps-its-name", audit_keeps_names),
         ("ipv6::allowed-and-sni-mismatch", ipv6),
         ("examples::walkthrough", examples_walkthrough),
+        ("enforce::serve-names", enforce_serve_names),
     ];
     let ready = preconditions();
     let trials = cases
