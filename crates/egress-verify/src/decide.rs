@@ -2,7 +2,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::sets::{box_difference_witness, box_intersection_witness, ConnBox, Connection};
+use crate::sets::{
+    box_difference_witness, box_intersection_witness, box_meet, ConnBox, Connection,
+};
 use crate::smt::{solve, SmtAnswer};
 
 /// Which decision procedure answers set questions.
@@ -95,6 +97,31 @@ impl Decider {
         // Replay against the boxes themselves: a witness that is not in `b \ union` is a bug.
         match answer {
             Answer::Witness(w) if !b.contains(&w) || union.iter().any(|u| u.contains(&w)) => {
+                Answer::Unknown(format!("internal error: spurious witness {w} suppressed"))
+            }
+            other => other,
+        }
+    }
+
+    /// A connection in both `b` and `within`, outside every box of `union`.
+    pub fn difference_within(&self, b: &ConnBox, within: &ConnBox, union: &[&ConnBox]) -> Answer {
+        let fast = match self.engine {
+            Engine::Smt => None,
+            _ => box_meet(b, within).and_then(|m| {
+                box_difference_witness(&m, union, self.budget)
+                    .ok()
+                    .map(|w| w.map_or(Answer::Holds, Answer::Witness))
+            }),
+        };
+        let answer = self.combine(fast, || {
+            Self::from_smt(solve(&[b, within], union, self.timeout_ms))
+        });
+        match answer {
+            Answer::Witness(w)
+                if !b.contains(&w)
+                    || !within.contains(&w)
+                    || union.iter().any(|u| u.contains(&w)) =>
+            {
                 Answer::Unknown(format!("internal error: spurious witness {w} suppressed"))
             }
             other => other,

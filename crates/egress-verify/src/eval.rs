@@ -4,11 +4,11 @@
 //! is reported, and the brute-force oracle is built on it.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use egress_check::{
-    AgentId, CapId, CheckedPolicy, DataClassId, DestId, Destination, EndpointKind, ExceptionId,
-    StepAction, WorkflowId,
+    AgentId, CapId, CheckedPolicy, CidrSet, DataClassId, DestId, Destination, EndpointKind,
+    ExceptionId, StepAction, WorkflowId,
 };
 use ipnet::IpNet;
 
@@ -409,7 +409,8 @@ pub fn holdings(policy: &CheckedPolicy) -> Vec<BTreeSet<DataClassId>> {
     }
 }
 
-fn metadata_nets() -> Vec<IpNet> {
+/// The metadata networks of `no-metadata`.
+pub fn metadata_nets() -> Vec<IpNet> {
     [
         "169.254.0.0/16",
         "::ffff:169.254.0.0/112",
@@ -426,9 +427,85 @@ pub fn is_metadata(addr: IpAddr) -> bool {
     metadata_nets().iter().any(|n| n.contains(&addr))
 }
 
-/// Does the network lie inside the metadata ranges (so naming it names metadata)?
-pub fn net_is_metadata(net: &IpNet) -> bool {
-    metadata_nets().iter().any(|m| m.contains(net))
+/// The first and last address of a network.
+fn bounds(net: &IpNet) -> (IpAddr, IpAddr) {
+    (net.network(), net.broadcast())
+}
+
+/// The address before `a` in its family, if any.
+fn pred(a: IpAddr) -> Option<IpAddr> {
+    match a {
+        IpAddr::V4(v) => u32::from(v)
+            .checked_sub(1)
+            .map(|n| IpAddr::V4(Ipv4Addr::from(n))),
+        IpAddr::V6(v) => u128::from(v)
+            .checked_sub(1)
+            .map(|n| IpAddr::V6(Ipv6Addr::from(n))),
+    }
+}
+
+/// The address after `a` in its family, if any.
+fn succ(a: IpAddr) -> Option<IpAddr> {
+    match a {
+        IpAddr::V4(v) => u32::from(v)
+            .checked_add(1)
+            .map(|n| IpAddr::V4(Ipv4Addr::from(n))),
+        IpAddr::V6(v) => u128::from(v)
+            .checked_add(1)
+            .map(|n| IpAddr::V6(Ipv6Addr::from(n))),
+    }
+}
+
+/// Does a CIDR endpoint name metadata addresses: is every address of it (its network
+/// minus its `except` networks) a metadata address?
+///
+/// Decided on points, without set arithmetic: if some address of the endpoint is not a
+/// metadata address, then so is the first address of the run of such addresses that
+/// holds it, and that run starts at the network's first address, just after an
+/// exclusion, or just after a metadata network. So it is enough to look at those points
+/// (and, for good measure, the other ends and their neighbours).
+pub fn cidr_names_metadata(cidr: &CidrSet) -> bool {
+    let mut points: Vec<IpAddr> = Vec::new();
+    let mut around = |net: &IpNet| {
+        let (first, last) = bounds(net);
+        points.extend(
+            [Some(first), Some(last), pred(first), succ(last)]
+                .into_iter()
+                .flatten(),
+        );
+    };
+    around(&cidr.network);
+    cidr.except.iter().for_each(&mut around);
+    metadata_nets().iter().for_each(&mut around);
+    points
+        .into_iter()
+        .filter(|p| cidr.contains(*p))
+        .all(is_metadata)
+}
+
+/// Does the destination name the address as a metadata address: does a CIDR endpoint
+/// that names metadata addresses ([`cidr_names_metadata`]) contain it?
+pub fn names_metadata(dest: &Destination, addr: IpAddr) -> bool {
+    dest.endpoints.iter().any(|e| match &e.kind {
+        EndpointKind::Cidr(c) => c.contains(addr) && cidr_names_metadata(c),
+        _ => false,
+    })
+}
+
+/// Does `c` break `no-metadata` on this route: is it a connection of the route's
+/// destination to a metadata address that, on an exception route, the exception's `to`
+/// does not name? (An address is exempt only on an exception route, and only when some
+/// CIDR of the same `to`, all of whose addresses are metadata addresses, contains it.)
+pub fn metadata_leak(policy: &CheckedPolicy, route: &Route, c: &Connection) -> bool {
+    let Target::Ip(ip) = &c.target else {
+        return false;
+    };
+    let Some(dest) = policy.destination(route.dest) else {
+        return false;
+    };
+    is_metadata(*ip)
+        && dest_contains(dest, c)
+        && !(route.is_exception() && names_metadata(dest, *ip))
 }
 
 /// The answer to `egc query`.
@@ -452,5 +529,57 @@ pub fn query(policy: &CheckedPolicy, agent: AgentId, connection: &Connection) ->
         allowed: !routes.is_empty(),
         routes,
         approved: approved(policy, agent, connection),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::sets::{metadata_addresses, IpSet};
+
+    fn cidr(network: &str, except: &[&str]) -> CidrSet {
+        CidrSet {
+            network: network.parse().unwrap(),
+            except: except.iter().map(|e| e.parse().unwrap()).collect(),
+        }
+    }
+
+    /// A CIDR names metadata addresses when every address of it, after its exclusions, is
+    /// one; decided on points, it agrees with the set algebra.
+    #[test]
+    fn cidr_names_metadata_on_points() {
+        let cases: &[(&str, &[&str], bool)] = &[
+            ("169.254.169.254/32", &[], true),
+            ("169.254.0.0/16", &[], true),
+            ("169.254.0.0/16", &["169.254.169.254/32"], true),
+            ("169.254.0.0/15", &[], false),
+            ("169.254.0.0/15", &["169.255.0.0/16"], true),
+            ("169.254.0.0/15", &["169.254.0.0/16"], false),
+            ("fd00:ec2::254/128", &[], true),
+            ("fd00:ec2::/32", &[], false),
+            ("::ffff:169.254.0.0/112", &[], true),
+            ("::ffff:0.0.0.0/96", &["::ffff:0.0.0.0/104"], false),
+            ("fe80::/10", &[], true),
+            ("fe80::/9", &[], false),
+            ("fe80::/9", &["fec0::/10"], true),
+            ("10.0.0.0/8", &[], false),
+            ("0.0.0.0/0", &[], false),
+            ("::/0", &[], false),
+        ];
+        for (network, except, names) in cases {
+            let c = cidr(network, except);
+            assert_eq!(
+                cidr_names_metadata(&c),
+                *names,
+                "{network} except {except:?}"
+            );
+            assert_eq!(
+                IpSet::from_cidr(&c).is_subset(&metadata_addresses()),
+                *names,
+                "{network} except {except:?} (set algebra)"
+            );
+        }
     }
 }

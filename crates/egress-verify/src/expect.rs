@@ -23,7 +23,8 @@ pub enum Expectation {
     /// `agent A can reach X` (`can: true`): a capability or workflow route of `A` reaches
     /// a connection of X (exceptions are not a standing grant and do not count).
     /// `agent A cannot reach X`: no route of A, exceptions included, reaches X.
-    /// `agent: None` is `agent *`: every agent.
+    /// `agent: None` is `agent *`: every agent of the policy (so `agent * can reach X`
+    /// needs each agent to reach X, and holds vacuously when there is none).
     Agent {
         agent: Option<AgentId>,
         can: bool,
@@ -110,6 +111,17 @@ pub fn check(policy: &CheckedPolicy, expectation: &Expectation) -> Outcome {
                 Some(a) => vec![*a],
                 None => policy.agents.iter().map(|a| a.id).collect(),
             };
+            if *can {
+                // Every agent must reach X: the first that does not fails the expectation.
+                for a in &agents {
+                    if let fail @ Outcome::Fail { .. } =
+                        check_agents(policy, &[*a], true, reach, |_| Vec::new())
+                    {
+                        return fail;
+                    }
+                }
+                return Outcome::Pass;
+            }
             check_agents(policy, &agents, *can, reach, |_| Vec::new())
         }
         Expectation::Data { class, can, reach } => {
@@ -258,4 +270,48 @@ fn check_agents(
         );
     }
     Outcome::Pass
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    fn policy(text: &str) -> CheckedPolicy {
+        let result = egress_check::check_sources(&[("t.egress", text)]);
+        result
+            .policy
+            .unwrap_or_else(|| panic!("{:#?}", result.diagnostics))
+    }
+
+    /// `agent * can reach X` needs every agent to reach X, as the `assert` claim does.
+    #[test]
+    fn every_agent_can_reach() {
+        let text = |second: &str| {
+            format!(
+                "destination a {{ cidr 10.0.0.1/32 port 80 }}\n\
+                 destination b {{ cidr 10.0.0.2/32 port 80 }}\n\
+                 capability ca {{ connect a }}\n\
+                 capability cb {{ connect {second} }}\n\
+                 agent one {{ uses ca }}\n\
+                 agent two {{ uses cb }}\n"
+            )
+        };
+        let every = |p: &CheckedPolicy| Expectation::Agent {
+            agent: None,
+            can: true,
+            reach: Reach::Destination(p.destinations.first().unwrap().id),
+        };
+        let both = policy(&text("a"));
+        assert_eq!(check(&both, &every(&both)), Outcome::Pass);
+        let one = policy(&text("b"));
+        match check(&one, &every(&one)) {
+            Outcome::Fail { message, .. } => assert!(message.contains("`two`"), "{message}"),
+            Outcome::Pass => panic!("agent `two` does not reach `a`"),
+        }
+        // Vacuous with no agents.
+        let none = policy("destination a { cidr 10.0.0.1/32 port 80 }\n");
+        assert_eq!(check(&none, &every(&none)), Outcome::Pass);
+    }
 }

@@ -89,6 +89,11 @@ pub struct PolicySpec {
     pub exceptions: Vec<ExceptionSpec>,
     /// (agent index or None for `*`, destination index): `cannot reach` claims.
     pub cannot_reach: Vec<(Option<usize>, usize)>,
+    /// (agent index or None for `*`, destination index): `can reach` claims.
+    pub can_reach: Vec<(Option<usize>, usize)>,
+    /// Steps `step A invokes B [passing ...]` of one workflow `w0`, as (agent, callee,
+    /// passing). A step whose agent does not declare `invokes B` is not written (E0038).
+    pub step_invokes: Vec<(usize, usize, Passing)>,
     /// Destination indices `pii` never reaches.
     pub never_reaches: Vec<usize>,
 }
@@ -250,15 +255,40 @@ impl PolicySpec {
             }
             let _ = writeln!(out, "}}");
         }
-        if !self.cannot_reach.is_empty() || !self.never_reaches.is_empty() {
+        let steps: Vec<String> = self
+            .step_invokes
+            .iter()
+            .filter(|(agent, callee, _)| {
+                self.agents
+                    .get(*agent)
+                    .is_some_and(|a| a.invokes.iter().any(|(c, _)| c == callee))
+            })
+            .map(|(agent, callee, passing)| match passing {
+                Passing::Everything => format!("    step a{agent} invokes a{callee}"),
+                Passing::Pii => format!("    step a{agent} invokes a{callee} passing pii"),
+                Passing::Other => format!("    step a{agent} invokes a{callee} passing other"),
+            })
+            .collect();
+        if !steps.is_empty() {
+            let _ = writeln!(out, "workflow w0 {{\n{}\n}}", steps.join("\n"));
+        }
+        if !self.cannot_reach.is_empty()
+            || !self.can_reach.is_empty()
+            || !self.never_reaches.is_empty()
+        {
             out.push_str("assert claims {\n");
-            for (agent, dest) in &self.cannot_reach {
+            for (agent, dest, can) in self
+                .cannot_reach
+                .iter()
+                .map(|(a, d)| (a, d, "cannot"))
+                .chain(self.can_reach.iter().map(|(a, d)| (a, d, "can")))
+            {
                 match agent {
                     Some(a) => {
-                        let _ = writeln!(out, "    agent a{a} cannot reach d{dest}");
+                        let _ = writeln!(out, "    agent a{a} {can} reach d{dest}");
                     }
                     None => {
-                        let _ = writeln!(out, "    agent * cannot reach d{dest}");
+                        let _ = writeln!(out, "    agent * {can} reach d{dest}");
                     }
                 }
             }

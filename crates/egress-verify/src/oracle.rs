@@ -3,7 +3,7 @@
 //! solver.
 //!
 //! The universe comes from the policy's constants plus boundaries: the first and last
-//! address of every network and exclusion and their neighbours, every port range's ends
+//! address of every network, exclusion and metadata network and their neighbours, every port range's ends
 //! and their neighbours, every host pattern instantiated with each constant label and a
 //! fresh one (for `**`, one or more labels up to the longest pattern), the apex of each
 //! wildcard and one label beyond each exact host, and each workload selector's own labels,
@@ -43,8 +43,43 @@ pub fn universe(policy: &CheckedPolicy) -> Vec<Connection> {
             ips.insert(ip);
         }
     }
+    // The ends of the metadata networks and their neighbours: a part of a CIDR in the
+    // metadata ranges that no exception names starts at one of them, or at an end of a
+    // network or an exclusion (below).
+    let metadata = eval::metadata_nets();
+    let mut nets: Vec<&ipnet::IpNet> = metadata.iter().collect();
     let mut patterns = Vec::new();
     let mut selectors = Vec::new();
+    for d in &policy.destinations {
+        for e in &d.endpoints {
+            if let EndpointKind::Cidr(c) = &e.kind {
+                nets.push(&c.network);
+                nets.extend(c.except.iter());
+            }
+        }
+    }
+    for net in nets {
+        match net {
+            ipnet::IpNet::V4(n) => {
+                let (a, b) = (u32::from(n.network()), u32::from(n.broadcast()));
+                for v in [Some(a), Some(b), a.checked_sub(1), b.checked_add(1)]
+                    .into_iter()
+                    .flatten()
+                {
+                    ips.insert(IpAddr::V4(Ipv4Addr::from(v)));
+                }
+            }
+            ipnet::IpNet::V6(n) => {
+                let (a, b) = (u128::from(n.network()), u128::from(n.broadcast()));
+                for v in [Some(a), Some(b), a.checked_sub(1), b.checked_add(1)]
+                    .into_iter()
+                    .flatten()
+                {
+                    ips.insert(IpAddr::V6(Ipv6Addr::from(v)));
+                }
+            }
+        }
+    }
     for d in &policy.destinations {
         for p in &d.ports {
             for v in [
@@ -65,30 +100,7 @@ pub fn universe(policy: &CheckedPolicy) -> Vec<Connection> {
             match &e.kind {
                 EndpointKind::Host(h) => patterns.push(h.clone()),
                 EndpointKind::Workload(w) => selectors.push(w.clone()),
-                EndpointKind::Cidr(c) => {
-                    for net in std::iter::once(&c.network).chain(c.except.iter()) {
-                        match net {
-                            ipnet::IpNet::V4(n) => {
-                                let (a, b) = (u32::from(n.network()), u32::from(n.broadcast()));
-                                for v in [Some(a), Some(b), a.checked_sub(1), b.checked_add(1)]
-                                    .into_iter()
-                                    .flatten()
-                                {
-                                    ips.insert(IpAddr::V4(Ipv4Addr::from(v)));
-                                }
-                            }
-                            ipnet::IpNet::V6(n) => {
-                                let (a, b) = (u128::from(n.network()), u128::from(n.broadcast()));
-                                for v in [Some(a), Some(b), a.checked_sub(1), b.checked_add(1)]
-                                    .into_iter()
-                                    .flatten()
-                                {
-                                    ips.insert(IpAddr::V6(Ipv6Addr::from(v)));
-                                }
-                            }
-                        }
-                    }
-                }
+                EndpointKind::Cidr(_) => {}
             }
         }
     }
@@ -210,23 +222,6 @@ pub fn universe(policy: &CheckedPolicy) -> Vec<Connection> {
     out
 }
 
-/// Does the route's destination contain `c` through an endpoint that is not a CIDR
-/// naming metadata addresses?
-fn exception_metadata(policy: &CheckedPolicy, route: &Route, c: &Connection) -> bool {
-    let Some(d) = policy.destination(route.dest) else {
-        return false;
-    };
-    if !d.protocols.contains(&c.protocol) || !d.ports.iter().any(|p| p.contains(c.port)) {
-        return false;
-    }
-    d.endpoints.iter().any(|e| match (&e.kind, &c.target) {
-        (EndpointKind::Cidr(set), Target::Ip(ip)) => {
-            set.contains(*ip) && !eval::net_is_metadata(&set.network)
-        }
-        _ => false,
-    })
-}
-
 fn dest_has_host(policy: &CheckedPolicy, r: &Route) -> bool {
     policy.destination(r.dest).is_some_and(|d| {
         d.endpoints
@@ -292,14 +287,8 @@ pub fn statuses(policy: &CheckedPolicy) -> BTreeMap<String, Verdict> {
                     violate(DATA_CLEARANCE);
                 }
             }
-            if let Target::Ip(ip) = &c.target {
-                if eval::is_metadata(*ip)
-                    && allowing
-                        .iter()
-                        .any(|r| !r.is_exception() || exception_metadata(policy, r, c))
-                {
-                    violate(NO_METADATA);
-                }
+            if allowing.iter().any(|r| eval::metadata_leak(policy, r, c)) {
+                violate(NO_METADATA);
             }
             if let Target::Ip(ip) = &c.target {
                 if egress_check::is_unspecified(*ip) {

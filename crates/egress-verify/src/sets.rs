@@ -440,6 +440,23 @@ impl ConnBox {
     }
 }
 
+/// The intersection of two boxes, where it needs no pattern arithmetic: two address
+/// boxes meet in a box, and boxes of different target kinds in an empty one. `None` for
+/// two host or two workload boxes.
+pub fn box_meet(a: &ConnBox, b: &ConnBox) -> Option<ConnBox> {
+    let target = match (&a.target, &b.target) {
+        (TargetSet::Ip(x), TargetSet::Ip(y)) => TargetSet::Ip(x.intersection(y)),
+        (TargetSet::Host(_), TargetSet::Host(_))
+        | (TargetSet::Workload(_), TargetSet::Workload(_)) => return None,
+        _ => TargetSet::Ip(IpSet::empty()),
+    };
+    Some(ConnBox {
+        target,
+        ports: a.ports.intersection(&b.ports),
+        protocols: a.protocols.intersection(b.protocols),
+    })
+}
+
 /// The boxes of one destination: one per endpoint, each with the destination's ports
 /// and protocols. The index of a box is the index of its endpoint.
 pub fn destination_boxes(dest: &Destination) -> Vec<ConnBox> {

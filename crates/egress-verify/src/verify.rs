@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use crate::decide::{Answer, Decider, Engine};
 use crate::eval::{
-    self, agent_node, describe_destination, dest_node, format_duration, Route, RouteIndex, Via,
+    self, agent_node, describe_destination, dest_node, format_duration, Route, RouteIndex,
 };
 use crate::graph::{Provenance, ReachGraph};
 use crate::report::*;
@@ -358,18 +358,17 @@ fn dest_name(policy: &CheckedPolicy, d: DestId) -> String {
         .unwrap_or_default()
 }
 
-/// Prefers the well-known instance-metadata address as a witness when the route allows it.
-fn prefer_metadata_witness(policy: &CheckedPolicy, dest: DestId, w: Connection) -> Connection {
-    for candidate in ["169.254.169.254", "fd00:ec2::254"] {
+/// Prefers a well-known instance-metadata address as a witness when it breaks
+/// `no-metadata` on the route too (it is in the route's destination and, on an exception
+/// route, not named by the exception's `to`), so the witness stays a counterexample.
+fn prefer_metadata_witness(policy: &CheckedPolicy, route: &Route, w: Connection) -> Connection {
+    for candidate in ["169.254.169.254", "fd00:ec2::254", "::ffff:169.254.169.254"] {
         if let Ok(ip) = candidate.parse() {
             let c = Connection {
                 target: crate::sets::Target::Ip(ip),
                 ..w.clone()
             };
-            if policy
-                .destination(dest)
-                .is_some_and(|d| eval::dest_contains(d, &c))
-            {
+            if eval::metadata_leak(policy, route, &c) {
                 return c;
             }
         }
@@ -635,10 +634,10 @@ impl<'p> Ctx<'p> {
             }
         }
 
-        // no-metadata: no route reaches a metadata address, unless an exception names it.
+        // no-metadata: no route reaches a metadata address, unless the route is an
+        // exception whose `to` names that address.
         for route in &routes {
-            let exempt_nets = matches!(route.via, Via::Exception(_));
-            let answer = if exempt_nets {
+            let answer = if route.is_exception() {
                 self.metadata_through_exception(route.dest)
             } else {
                 self.inside(route.dest, &self.metadata)
@@ -647,11 +646,17 @@ impl<'p> Ctx<'p> {
                 Answer::Holds => {}
                 Answer::Unknown(reason) => out.push(self.unknown(NO_METADATA, reason, route)),
                 Answer::Witness(w) => {
-                    let w = prefer_metadata_witness(self.policy, route.dest, w);
+                    let w = prefer_metadata_witness(self.policy, route, w);
+                    // Replay against the whole property, the exemption included.
                     let confirmed = self.route_allows(agent, route, &w)
-                        && matches!(&w.target, crate::sets::Target::Ip(ip) if eval::is_metadata(*ip));
+                        && eval::metadata_leak(self.policy, route, &w);
+                    let unnamed = if route.is_exception() {
+                        ", and no CIDR of the exception's `to` names it"
+                    } else {
+                        ""
+                    };
                     let message = format!(
-                        "{}; `{}` is a link-local or cloud metadata address; witness `{w}`",
+                        "{}; `{}` is a link-local or cloud metadata address{unnamed}; witness `{w}`",
                         story(&route.path),
                         w.target
                     );
@@ -769,29 +774,36 @@ impl<'p> Ctx<'p> {
         out
     }
 
-    /// The part of an exception's `to` in the metadata ranges that its CIDRs do not
-    /// name explicitly.
+    /// A metadata address of an exception's `to` that the `to` does not name: one in an
+    /// endpoint's box, in the metadata ranges, and in no endpoint all of whose addresses
+    /// are metadata addresses (those endpoints name the addresses they hold).
     fn metadata_through_exception(&self, dest: DestId) -> Answer {
-        let Some(d) = self.policy.destination(dest) else {
-            return Answer::Holds;
-        };
         let boxes = self
             .dest_boxes
             .get(dest.index())
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        for (endpoint, b) in d.endpoints.iter().zip(boxes) {
-            if let egress_check::EndpointKind::Cidr(c) = &endpoint.kind {
-                if eval::net_is_metadata(&c.network) {
-                    continue;
-                }
+        let mut naming: Vec<&ConnBox> = Vec::new();
+        let mut others: Vec<&ConnBox> = Vec::new();
+        for b in boxes {
+            if !matches!(b.target, TargetSet::Ip(_)) {
+                continue;
             }
-            match self.decider.intersection(b, &self.metadata) {
-                Answer::Holds => {}
-                other => return other,
+            match self.decider.difference(b, &[&self.metadata]) {
+                Answer::Holds => naming.push(b),
+                Answer::Witness(_) => others.push(b),
+                Answer::Unknown(why) => return Answer::Unknown(why),
             }
         }
-        Answer::Holds
+        let mut unknown = None;
+        for b in others {
+            match self.decider.difference_within(b, &self.metadata, &naming) {
+                Answer::Holds => {}
+                Answer::Witness(w) => return Answer::Witness(w),
+                Answer::Unknown(why) => unknown = Some(why),
+            }
+        }
+        unknown.map_or(Answer::Holds, Answer::Unknown)
     }
 
     fn unknown(&self, property: &str, reason: String, route: &Route) -> Finding {

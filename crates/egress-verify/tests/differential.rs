@@ -45,10 +45,19 @@ fn cidr() -> impl Strategy<Value = (String, Vec<String>)> {
         ("192.0.2.0/24", vec!["192.0.2.128/25"]),
         ("169.254.169.254/32", vec![]),
         ("169.254.0.0/16", vec!["169.254.169.254/32"]),
+        // Metadata ranges beside wider networks (no-metadata exempts per address).
+        ("169.254.0.0/16", vec![]),
+        ("169.254.0.0/15", vec![]),
+        ("169.254.0.0/15", vec!["169.255.0.0/16"]),
+        ("fd00:ec2::254/128", vec![]),
+        ("fd00:ec2::/32", vec![]),
+        ("::ffff:169.254.169.254/128", vec![]),
+        ("::ffff:0.0.0.0/96", vec!["::ffff:0.0.0.0/104"]),
         ("2001:db8::/32", vec![]),
         ("2001:db8:1::/48", vec!["2001:db8:1::/64"]),
         ("2001:db8::1/128", vec![]),
         ("fe80::/64", vec![]),
+        ("fe80::/9", vec![]),
         // Unspecified and this-network addresses (no-unspecified): inside, excluded, and
         // IPv4-mapped.
         ("0.0.0.0/5", vec![]),
@@ -124,7 +133,7 @@ fn idx(n: usize) -> impl Strategy<Value = usize> {
 
 fn policy() -> impl Strategy<Value = PolicySpec> {
     (2usize..=5, 1usize..=3, 1usize..=3).prop_flat_map(|(nd, nc, na)| {
-        let passing = prop::sample::select(vec![Passing::Everything, Passing::Pii, Passing::Other]);
+        let passing = passing_strategy();
         let agent = (
             prop::collection::vec(idx(nc), 0..=2),
             any::<bool>(),
@@ -172,6 +181,8 @@ fn policy() -> impl Strategy<Value = PolicySpec> {
             prop::collection::vec((prop::option::of(idx(na)), idx(nd)), 0..=1),
             prop::collection::vec(idx(nd), 0..=1),
             prop::collection::vec(extras, nc),
+            prop::collection::vec((prop::option::of(idx(na)), idx(nd)), 0..=1),
+            prop::collection::vec((idx(na), idx(na), passing_strategy()), 0..=2),
         )
             .prop_map(
                 |(
@@ -183,6 +194,8 @@ fn policy() -> impl Strategy<Value = PolicySpec> {
                     cannot_reach,
                     never_reaches,
                     cap_extras,
+                    can_reach,
+                    step_invokes,
                 )| {
                     for c in &mut caps {
                         c.sort();
@@ -215,11 +228,112 @@ fn policy() -> impl Strategy<Value = PolicySpec> {
                             .collect(),
                         exceptions,
                         cannot_reach,
+                        can_reach,
                         never_reaches,
+                        step_invokes,
                     }
                 },
             )
     })
+}
+
+fn passing_strategy() -> impl Strategy<Value = Passing> {
+    prop::sample::select(vec![Passing::Everything, Passing::Pii, Passing::Other])
+}
+
+/// Networks around the metadata ranges, for exceptions whose `to` names some of them.
+fn metadata_cidr() -> impl Strategy<Value = EndpointSpec> {
+    prop::sample::select(vec![
+        ("169.254.169.254/32", vec![]),
+        ("169.254.0.0/16", vec![]),
+        ("169.254.0.0/16", vec!["169.254.169.254/32"]),
+        ("169.254.128.0/17", vec![]),
+        ("169.254.0.0/15", vec![]),
+        ("169.254.0.0/15", vec!["169.255.0.0/16"]),
+        ("169.254.0.0/15", vec!["169.254.0.0/16"]),
+        ("fd00:ec2::254/128", vec![]),
+        ("fd00:ec2::/32", vec![]),
+        ("fd00:ec2::/32", vec!["fd00:ec2::/64"]),
+        ("::ffff:169.254.0.0/112", vec![]),
+        ("::ffff:169.254.169.254/128", vec![]),
+        ("::ffff:0.0.0.0/96", vec!["::ffff:0.0.0.0/104"]),
+        ("fe80::/10", vec![]),
+        ("fe80::/64", vec![]),
+        ("fe80::/9", vec![]),
+        ("fe80::/9", vec!["fec0::/10"]),
+        ("10.0.0.0/8", vec![]),
+    ])
+    .prop_map(|(n, e)| EndpointSpec::Cidr {
+        network: n.to_string(),
+        except: e.into_iter().map(str::to_string).collect(),
+    })
+}
+
+/// Policies whose exceptions open destinations of one to three networks around the
+/// metadata ranges, sometimes also reached by a capability: the shapes of the
+/// `no-metadata` exemption (per address, named by a CIDR all of whose addresses are
+/// metadata addresses).
+fn metadata_policy() -> impl Strategy<Value = PolicySpec> {
+    let to = prop::collection::vec(metadata_cidr(), 1..=3).prop_map(|endpoints| DestSpec {
+        endpoints,
+        ports: vec![(80, 80)],
+        tcp: true,
+        udp: false,
+    });
+    (
+        prop::collection::vec(to, 2),
+        any::<bool>(),
+        any::<bool>(),
+        1usize..=2,
+    )
+        .prop_map(|(mut dests, second_exception, cap_reaches, na)| {
+            // d2: the audit sink.
+            dests.push(DestSpec {
+                endpoints: vec![EndpointSpec::Cidr {
+                    network: "10.1.2.3/32".to_string(),
+                    except: vec![],
+                }],
+                ports: vec![(6514, 6514)],
+                tcp: true,
+                udp: false,
+            });
+            let mut exceptions = vec![ExceptionSpec {
+                agents: vec![0],
+                to: 0,
+                audit: 2,
+            }];
+            if second_exception {
+                exceptions.push(ExceptionSpec {
+                    agents: vec![na - 1],
+                    to: 1,
+                    audit: 2,
+                });
+            }
+            PolicySpec {
+                dests,
+                caps: vec![if cap_reaches { vec![1, 2] } else { vec![2] }],
+                cap_extras: Vec::new(),
+                agents: (0..na)
+                    .map(|_| AgentSpec {
+                        uses: vec![0],
+                        handles_pii: false,
+                        invokes: Vec::new(),
+                    })
+                    .collect(),
+                zones: vec![ZoneSpec {
+                    agents: Vec::new(),
+                    approve: vec![0, 1, 2],
+                    clear_pii: Vec::new(),
+                    approve_net_raw: false,
+                    approve_unix: Vec::new(),
+                }],
+                exceptions,
+                cannot_reach: Vec::new(),
+                can_reach: Vec::new(),
+                never_reaches: Vec::new(),
+                step_invokes: Vec::new(),
+            }
+        })
 }
 
 fn statuses(report: &egress_verify::Report) -> Vec<(String, Verdict)> {
@@ -239,28 +353,96 @@ proptest! {
 
     #[test]
     fn fast_smt_and_oracle_agree(spec in policy()) {
-        let text = spec.render();
-        let result = egress_check::check_sources(&[("policy.egress", text.as_str())]);
-        let errors: Vec<_> = result.diagnostics.iter().filter(|d| d.is_error()).collect();
-        prop_assert!(errors.is_empty(), "generated policy does not check:\n{text}\n{errors:#?}");
-        let policy = result.policy.as_ref().unwrap();
-        let fast = egress_verify::verify(policy, &VerifyConfig { warnings: false, ..VerifyConfig::default() });
-        let smt = egress_verify::verify(policy, &VerifyConfig { engine: Engine::Smt, warnings: false, ..VerifyConfig::default() });
-        let oracle: Vec<(String, Verdict)> = oracle::statuses(policy).into_iter().collect();
-        let mut fast_statuses = statuses(&fast);
-        fast_statuses.sort();
-        let mut smt_statuses = statuses(&smt);
-        smt_statuses.sort();
-        prop_assert!(fast.verdict != Verdict::Unknown, "fast path unknown:\n{text}\n{:#?}", fast.warnings);
-        prop_assert_eq!(&fast_statuses, &oracle, "fast path vs oracle on:\n{}\n{:#?}", text, fast.violations);
-        prop_assert_eq!(&smt_statuses, &oracle, "Z3 path vs oracle on:\n{}\n{:#?}", text, smt.violations);
-        // Every witness is a real connection of its path (the verifier replays it too).
-        for v in &fast.violations {
-            if let (Some(w), "egress-approved") = (&v.witness, v.property.as_str()) {
-                let agent = policy.agent_by_name(&v.agent).unwrap();
+        engines_agree(&spec)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 500,
+        max_shrink_iters: 2000,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn metadata_exemption_engines_agree(spec in metadata_policy()) {
+        engines_agree(&spec)?;
+    }
+}
+
+/// The fast path, the Z3 path and the oracle agree on every property of the policy, and
+/// every witness is a counterexample of its property.
+fn engines_agree(spec: &PolicySpec) -> Result<(), TestCaseError> {
+    let text = spec.render();
+    let result = egress_check::check_sources(&[("policy.egress", text.as_str())]);
+    let errors: Vec<_> = result.diagnostics.iter().filter(|d| d.is_error()).collect();
+    prop_assert!(
+        errors.is_empty(),
+        "generated policy does not check:\n{text}\n{errors:#?}"
+    );
+    let policy = result.policy.as_ref().unwrap();
+    let fast = egress_verify::verify(
+        policy,
+        &VerifyConfig {
+            warnings: false,
+            ..VerifyConfig::default()
+        },
+    );
+    let smt = egress_verify::verify(
+        policy,
+        &VerifyConfig {
+            engine: Engine::Smt,
+            warnings: false,
+            ..VerifyConfig::default()
+        },
+    );
+    let oracle: Vec<(String, Verdict)> = oracle::statuses(policy).into_iter().collect();
+    let mut fast_statuses = statuses(&fast);
+    fast_statuses.sort();
+    let mut smt_statuses = statuses(&smt);
+    smt_statuses.sort();
+    prop_assert!(
+        fast.verdict != Verdict::Unknown,
+        "fast path unknown:\n{text}\n{:#?}",
+        fast.warnings
+    );
+    prop_assert_eq!(
+        &fast_statuses,
+        &oracle,
+        "fast path vs oracle on:\n{}\n{:#?}",
+        text,
+        fast.violations
+    );
+    prop_assert_eq!(
+        &smt_statuses,
+        &oracle,
+        "Z3 path vs oracle on:\n{}\n{:#?}",
+        text,
+        smt.violations
+    );
+    // Every witness is a real connection of its path (the verifier replays it too), and
+    // a counterexample of its property, exemptions included.
+    for v in fast.violations.iter().chain(&smt.violations) {
+        let Some(w) = &v.witness else { continue };
+        let agent = policy.agent_by_name(&v.agent).unwrap();
+        match v.property.as_str() {
+            "egress-approved" => {
                 prop_assert!(egress_verify::allowed(policy, agent.id, w).is_some());
                 prop_assert!(!egress_verify::eval::approved(policy, agent.id, w));
             }
+            "no-metadata" => {
+                let leaks = egress_verify::eval::allowed_routes(policy, agent.id, w)
+                    .iter()
+                    .any(|r| egress_verify::eval::metadata_leak(policy, r, w));
+                prop_assert!(
+                    leaks,
+                    "no-metadata witness {} is not a counterexample:\n{}",
+                    w,
+                    text
+                );
+            }
+            _ => {}
         }
     }
+    Ok(())
 }
