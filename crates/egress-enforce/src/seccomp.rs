@@ -13,11 +13,8 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use egress_check::{Agent, CheckedPolicy, Protocol};
-use egress_lower::seccomp::{
-    Expectation, AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, IPPROTO_TCP, IPPROTO_UDP, NETLINK_ROUTE,
-    SOCK_DGRAM, SOCK_RAW, SOCK_STREAM, SOCK_TYPE_MASK,
-};
+use egress_check::{Agent, CheckedPolicy};
+use egress_lower::seccomp::{socket_table, ArgCondition, Expectation, AF_UNIX};
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch,
@@ -111,12 +108,12 @@ fn condition(index: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition
         .map_err(|e| SeccompError::Compile(e.to_string()))
 }
 
-fn socket_rule(conditions: &[(u8, Option<u64>, u64)]) -> Result<SeccompRule, SeccompError> {
+fn socket_rule(conditions: &[ArgCondition]) -> Result<SeccompRule, SeccompError> {
     let conditions = conditions
         .iter()
-        .map(|(index, mask, value)| match mask {
-            Some(mask) => condition(*index, SeccompCmpOp::MaskedEq(*mask), *value),
-            None => condition(*index, SeccompCmpOp::Eq, *value),
+        .map(|c| match c.mask {
+            Some(mask) => condition(c.index, SeccompCmpOp::MaskedEq(mask), c.value),
+            None => condition(c.index, SeccompCmpOp::Eq, c.value),
         })
         .collect::<Result<Vec<_>, _>>()?;
     SeccompRule::new(conditions).map_err(|e| SeccompError::Compile(e.to_string()))
@@ -129,40 +126,15 @@ fn socket_rule(conditions: &[(u8, Option<u64>, u64)]) -> Result<SeccompRule, Sec
 /// in, so a local proxy, resolver or container runtime socket that the policy does not
 /// name is out of reach, and so are abstract sockets.
 fn socket_rules(exp: &Expectation) -> Result<Vec<SeccompRule>, SeccompError> {
-    let mut rules = Vec::new();
-    for family in [AF_INET, AF_INET6] {
-        if exp.network {
-            for protocol in &exp.protocols {
-                let (socket_type, ip_protocol) = match protocol {
-                    Protocol::Tcp => (SOCK_STREAM, IPPROTO_TCP),
-                    Protocol::Udp => (SOCK_DGRAM, IPPROTO_UDP),
-                };
-                for proto in [0, ip_protocol] {
-                    rules.push(socket_rule(&[
-                        (0, None, family),
-                        (1, Some(SOCK_TYPE_MASK), socket_type),
-                        (2, None, proto),
-                    ])?);
-                }
-            }
-        }
-        if exp.raw {
-            rules.push(socket_rule(&[
-                (0, None, family),
-                (1, Some(SOCK_TYPE_MASK), SOCK_RAW),
-            ])?);
-        }
-    }
-    if exp.network {
-        rules.push(socket_rule(&[
-            (0, None, AF_NETLINK),
-            (2, None, NETLINK_ROUTE),
-        ])?);
-    }
-    if exp.raw {
-        rules.push(socket_rule(&[(0, None, AF_PACKET)])?);
-    }
-    Ok(rules)
+    socket_table(exp)
+        .iter()
+        .filter(|conditions| {
+            !conditions
+                .iter()
+                .any(|c| c.index == 0 && c.mask.is_none() && c.value == AF_UNIX)
+        })
+        .map(|conditions| socket_rule(conditions))
+        .collect()
 }
 
 /// Terminal ioctls a confined command may never use, whatever its syscall groups say:

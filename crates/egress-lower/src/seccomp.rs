@@ -234,6 +234,59 @@ fn complement_low32(index: usize, denied: &[u64]) -> Vec<LinuxSeccompArg> {
         .collect()
 }
 
+/// One condition on an argument of `socket(2)`: argument `index`, masked with `mask`
+/// when given, equals `value`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArgCondition {
+    pub index: u8,
+    pub mask: Option<u64>,
+    pub value: u64,
+}
+
+/// The `socket(2)` rules of an expectation: any one rule (all of its conditions) allows
+/// the call. The one table both the static profile (`--target seccomp`) and `egc run`'s
+/// filter are built from; `egc run` leaves out the `AF_UNIX` rule (it passes the named
+/// sockets in instead).
+pub fn socket_table(exp: &Expectation) -> Vec<Vec<ArgCondition>> {
+    let eq = |index: u8, value: u64| ArgCondition {
+        index,
+        mask: None,
+        value,
+    };
+    let socket_type = |value: u64| ArgCondition {
+        index: 1,
+        mask: Some(SOCK_TYPE_MASK),
+        value,
+    };
+    let mut rules = Vec::new();
+    if exp.unix {
+        rules.push(vec![eq(0, AF_UNIX)]);
+    }
+    for family in [AF_INET, AF_INET6] {
+        if exp.network {
+            for protocol in &exp.protocols {
+                let (base_type, ip_protocol) = match protocol {
+                    Protocol::Tcp => (SOCK_STREAM, IPPROTO_TCP),
+                    Protocol::Udp => (SOCK_DGRAM, IPPROTO_UDP),
+                };
+                for p in [0, ip_protocol] {
+                    rules.push(vec![eq(0, family), socket_type(base_type), eq(2, p)]);
+                }
+            }
+        }
+        if exp.raw {
+            rules.push(vec![eq(0, family), socket_type(SOCK_RAW)]);
+        }
+    }
+    if exp.network {
+        rules.push(vec![eq(0, AF_NETLINK), eq(2, NETLINK_ROUTE)]);
+    }
+    if exp.raw {
+        rules.push(vec![eq(0, AF_PACKET)]);
+    }
+    rules
+}
+
 /// The syscall rules for one agent (the same on every native architecture).
 fn rules_for(exp: &Expectation) -> Vec<LinuxSyscall> {
     let mut rules = Vec::new();
@@ -252,44 +305,15 @@ fn rules_for(exp: &Expectation) -> Vec<LinuxSyscall> {
             rules.push(rule(vec!["ioctl".to_string()], vec![pattern]));
         }
     }
-    let socket = || vec!["socket".to_string()];
-    if exp.unix {
-        rules.push(rule(socket(), vec![arg(0, AF_UNIX)]));
-    }
-    for family in [AF_INET, AF_INET6] {
-        if exp.network {
-            for protocol in &exp.protocols {
-                let (socket_type, ip_protocol) = match protocol {
-                    Protocol::Tcp => (SOCK_STREAM, IPPROTO_TCP),
-                    Protocol::Udp => (SOCK_DGRAM, IPPROTO_UDP),
-                };
-                for p in [0, ip_protocol] {
-                    rules.push(rule(
-                        socket(),
-                        vec![
-                            arg(0, family),
-                            masked_arg(1, SOCK_TYPE_MASK, socket_type),
-                            arg(2, p),
-                        ],
-                    ));
-                }
-            }
-        }
-        if exp.raw {
-            rules.push(rule(
-                socket(),
-                vec![arg(0, family), masked_arg(1, SOCK_TYPE_MASK, SOCK_RAW)],
-            ));
-        }
-    }
-    if exp.network {
-        rules.push(rule(
-            socket(),
-            vec![arg(0, AF_NETLINK), arg(2, NETLINK_ROUTE)],
-        ));
-    }
-    if exp.raw {
-        rules.push(rule(socket(), vec![arg(0, AF_PACKET)]));
+    for conditions in socket_table(exp) {
+        let args = conditions
+            .iter()
+            .map(|c| match c.mask {
+                Some(mask) => masked_arg(usize::from(c.index), mask, c.value),
+                None => arg(usize::from(c.index), c.value),
+            })
+            .collect();
+        rules.push(rule(vec!["socket".to_string()], args));
     }
     rules
 }
