@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-targets=(parse_check format_roundtrip verify_differential lower_validate lsp exception signed_intent sbom_import)
+targets=(parse_check format_roundtrip verify_differential lower_validate lsp exception signed_intent sbom_import gate_name suggest_events)
 
 usage() {
   sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -83,6 +83,12 @@ seed() {
         while IFS= read -r -d '' file; do
           cp "$file" "$dir/$(echo "$file" | tr '/' '_')"
         done
+      ;;
+    gate_name)
+      printf '\026\003\001\000\000' >"$dir/tls-start"
+      printf 'GET / HTTP/1.1\r\nHost: api.corp.test\r\n\r\n' >"$dir/http"
+      printf 'GET http://evil.test/ HTTP/1.1\r\nHost: api.corp.test\r\nHost: b.test\r\n\r\n' >"$dir/http-two"
+      printf 'api.corp.test' >"$dir/name"
       ;;
     signed_intent)
       printf '\001{"agents":{"main.a":{"connections":"sha256:00"}},"artifacts":{"k8s/a.json":"sha256:11"},"format":"egc-intent/1","policy":{"main.egress":"sha256:22"}}\n' >"$dir/intent"

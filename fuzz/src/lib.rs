@@ -198,8 +198,22 @@ pub fn policy(u: &mut Unstructured) -> Result<PolicySpec> {
         };
         Ok((agent, index(u, destinations)?))
     })?;
+    let can_reach = several(u, 0, 1, |u| {
+        let agent = if u.arbitrary()? {
+            Some(index(u, agent_count)?)
+        } else {
+            None
+        };
+        Ok((agent, index(u, destinations)?))
+    })?;
+    let step_invokes = several(u, 0, 2, |u| {
+        let passing = *pick(u, &[Passing::Everything, Passing::Pii, Passing::Other])?;
+        Ok((index(u, agent_count)?, index(u, agent_count)?, passing))
+    })?;
     let never_reaches = several(u, 0, 1, |u| index(u, destinations))?;
     Ok(PolicySpec {
+        can_reach,
+        step_invokes,
         dests,
         caps,
         cap_extras,

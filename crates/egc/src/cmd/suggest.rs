@@ -309,8 +309,10 @@ fn parse_events(text: &str, policy: &CheckedPolicy) -> EventsRead {
             .address
             .as_deref()
             .and_then(|a| a.parse::<IpAddr>().ok());
+        // Port 0 is no port a connection can use: the event names none.
+        let port = event.port.filter(|p| *p != 0);
         let wants = parsed.wants.entry(agent).or_default();
-        match (event.layer.as_str(), name_target, address, event.port) {
+        match (event.layer.as_str(), name_target, address, port) {
             // The query's own protocol says nothing of the connection that would have
             // followed: TCP is assumed, as the port is.
             ("dns", Some(Target::Host(host)), _, port)
