@@ -33,6 +33,7 @@ use egress_enforce::cgroup;
 use egress_enforce::control::{self, ApplyRequest, Kind};
 use egress_enforce::maps::{lower_with, LowerConfig};
 use egress_enforce::names::{start_gateway, NamesConfig};
+use egress_gateway::testing::TestResolver;
 
 const NAME: &str = "bench.corp.test";
 
@@ -245,38 +246,9 @@ fn first_a(answer: &[u8]) -> Option<IpAddr> {
     })
 }
 
-/// A resolver on 127.0.0.1 answering `bench.corp.test` A 127.0.0.1 (TTL 600).
+/// A resolver on 127.0.0.1 answering every A question with 127.0.0.1 (TTL 600).
 fn start_resolver() -> SocketAddr {
-    use hickory_proto::op::{Message, MessageType};
-    use hickory_proto::rr::rdata::A;
-    use hickory_proto::rr::{RData, Record};
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = socket.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 1500];
-        loop {
-            let (len, peer) = socket.recv_from(&mut buf).unwrap();
-            let Ok(request) = Message::from_vec(&buf[..len]) else {
-                continue;
-            };
-            let mut response = Message::new();
-            response
-                .set_id(request.id())
-                .set_message_type(MessageType::Response)
-                .set_recursion_desired(request.recursion_desired())
-                .set_recursion_available(true);
-            for query in request.queries() {
-                response.add_query(query.clone());
-                response.add_answer(Record::from_rdata(
-                    query.name().clone(),
-                    600,
-                    RData::A(A([127, 0, 0, 1].into())),
-                ));
-            }
-            let _ = socket.send_to(&response.to_vec().unwrap(), peer);
-        }
-    });
-    addr
+    TestResolver::loopback(600).unwrap().addr
 }
 
 /// An HTTP server on 127.0.0.1: answers a request head at once, or, for an upload,

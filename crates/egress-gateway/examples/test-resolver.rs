@@ -9,55 +9,16 @@
 //! `--name NAME` answers `127.0.0.1` (A) and `::1` (AAAA); `--name NAME=IP` answers `IP`.
 //! `--ttl SECONDS` sets the answers' TTL (default 60). Every query is printed to stdout.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
-use hickory_proto::op::{Message, MessageType, ResponseCode};
+use egress_gateway::testing::TestResolver;
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{RData, Record, RecordType};
-
-fn answer(zone: &BTreeMap<String, Vec<IpAddr>>, ttl: u32, query: &[u8]) -> Option<Vec<u8>> {
-    let request = Message::from_vec(query).ok()?;
-    let question = request.queries().first()?.clone();
-    let name = question
-        .name()
-        .to_ascii()
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
-    println!("query {name} {}", question.query_type());
-    let mut response = Message::new();
-    response
-        .set_id(request.id())
-        .set_message_type(MessageType::Response)
-        .set_op_code(request.op_code())
-        .set_recursion_desired(request.recursion_desired())
-        .set_recursion_available(true)
-        .add_query(question.clone());
-    match zone.get(&name) {
-        None => {
-            response.set_response_code(ResponseCode::NXDomain);
-        }
-        Some(addrs) => {
-            for addr in addrs {
-                let rdata = match (addr, question.query_type()) {
-                    (IpAddr::V4(v4), RecordType::A) => RData::A(A(*v4)),
-                    (IpAddr::V6(v6), RecordType::AAAA) => RData::AAAA(AAAA(*v6)),
-                    _ => continue,
-                };
-                response.add_answer(Record::from_rdata(question.name().clone(), ttl, rdata));
-            }
-        }
-    }
-    response.to_vec().ok()
-}
 
 fn main() {
     let mut listen: SocketAddr = "127.0.0.53:53".parse().unwrap();
@@ -84,35 +45,35 @@ fn main() {
             other => panic!("unknown option {other}"),
         }
     }
-    let udp = UdpSocket::bind(listen).expect("bind UDP");
-    let tcp = TcpListener::bind(listen).expect("bind TCP");
-    println!("test-resolver on {listen}: {} name(s)", zone.len());
-    let tcp_zone = zone.clone();
-    std::thread::spawn(move || {
-        for stream in tcp.incoming().flatten() {
-            let mut stream = stream;
-            let mut len = [0u8; 2];
-            if stream.read_exact(&mut len).is_err() {
-                continue;
-            }
-            let mut query = vec![0u8; usize::from(u16::from_be_bytes(len))];
-            if stream.read_exact(&mut query).is_err() {
-                continue;
-            }
-            if let Some(reply) = answer(&tcp_zone, ttl, &query) {
-                let n = u16::try_from(reply.len()).unwrap_or(u16::MAX);
-                let _ = stream.write_all(&n.to_be_bytes());
-                let _ = stream.write_all(&reply);
-            }
-        }
-    });
-    let mut buf = [0u8; 4096];
+    let names = zone.len();
+    let resolver = TestResolver::start(
+        listen.ip(),
+        listen.port(),
+        Arc::new(move |q| {
+            let name = q
+                .name()
+                .to_ascii()
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            println!("query {name} {}", q.query_type());
+            let Some(addrs) = zone.get(&name) else {
+                return (ResponseCode::NXDomain, Vec::new());
+            };
+            let records = addrs
+                .iter()
+                .filter_map(|addr| match (addr, q.query_type()) {
+                    (IpAddr::V4(v4), RecordType::A) => Some(RData::A(A(*v4))),
+                    (IpAddr::V6(v6), RecordType::AAAA) => Some(RData::AAAA(AAAA(*v6))),
+                    _ => None,
+                })
+                .map(|rdata| Record::from_rdata(q.name().clone(), ttl, rdata))
+                .collect();
+            (ResponseCode::NoError, records)
+        }),
+    )
+    .expect("bind the resolver");
+    println!("test-resolver on {}: {names} name(s)", resolver.addr);
     loop {
-        let Ok((n, peer)) = udp.recv_from(&mut buf) else {
-            continue;
-        };
-        if let Some(reply) = answer(&zone, ttl, &buf[..n]) {
-            let _ = udp.send_to(&reply, peer);
-        }
+        std::thread::park();
     }
 }

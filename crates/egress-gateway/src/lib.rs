@@ -20,6 +20,8 @@ pub mod gate;
 mod learned;
 pub mod names;
 pub mod server;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use event::{Event, Layer};
 pub use gate::{client_name, NameParse};

@@ -4,54 +4,12 @@
 //! Loopback only: the test's resolver and server listen on 127.0.0.1.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener};
 
 use egress_enforce::maps::{lower_with, LowerConfig};
 use egress_enforce::run::{run, LandlockMode, NamesConfig, RunConfig, RunUser};
 
 use crate::common::*;
-
-/// A resolver answering every A question with 127.0.0.1 (TTL 60) and every other with
-/// no records; it logs the names it is asked.
-fn resolver(log: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> SocketAddr {
-    use hickory_proto::op::{Message, MessageType};
-    use hickory_proto::rr::rdata::A;
-    use hickory_proto::rr::{RData, Record, RecordType};
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = socket.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 1500];
-        loop {
-            let Ok((len, peer)) = socket.recv_from(&mut buf) else {
-                return;
-            };
-            let Ok(request) = Message::from_vec(&buf[..len]) else {
-                continue;
-            };
-            let mut response = Message::new();
-            response
-                .set_id(request.id())
-                .set_message_type(MessageType::Response)
-                .set_recursion_desired(request.recursion_desired())
-                .set_recursion_available(true);
-            for query in request.queries() {
-                log.lock()
-                    .unwrap()
-                    .push(query.name().to_ascii().trim_end_matches('.').to_string());
-                response.add_query(query.clone());
-                if query.query_type() == RecordType::A {
-                    response.add_answer(Record::from_rdata(
-                        query.name().clone(),
-                        60,
-                        RData::A(A([127, 0, 0, 1].into())),
-                    ));
-                }
-            }
-            let _ = socket.send_to(&response.to_vec().unwrap(), peer);
-        }
-    });
-    addr
-}
 
 /// An HTTP server on 127.0.0.1 answering `200 <host>` with the request's Host.
 fn server() -> SocketAddr {
@@ -85,8 +43,8 @@ fn a_host_exception_opens_its_name_in_the_gateway_until_it_expires() {
     use egress_enforce::exception::{self, ApplyConfig, AuditLog, GrantRequest, Ledger};
     let (secret, public) = exception::keygen().unwrap();
     let key = exception::parse_secret_key(&secret).unwrap();
-    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let upstream = resolver(asked.clone());
+    let resolver = egress_gateway::testing::TestResolver::loopback(60).unwrap();
+    let upstream = resolver.addr;
     let web = server();
     let port = web.port();
     let text = format!(
@@ -236,10 +194,10 @@ exception gdpr_erasure {{
         output.contains("other:refused"),
         "another name of the exception's pattern, not in the token: {output}"
     );
-    let asked = asked.lock().unwrap().clone();
     assert!(
-        !asked.iter().any(|n| n == "other.portal.test"),
-        "a name outside the token reached the resolver: {asked:?}"
+        !resolver.saw("other.portal.test"),
+        "a name outside the token reached the resolver: {:?}",
+        resolver.names()
     );
     assert!(
         report

@@ -57,19 +57,7 @@ impl FakeKernel {
 
 /// A fake upstream resolver on 127.0.0.1 (UDP and TCP, one port) with a fixed zone.
 /// Every question it receives is recorded (lower-cased, no trailing dot).
-pub struct Upstream {
-    pub addr: SocketAddr,
-    pub seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl Upstream {
-    pub fn saw(&self, name: &str) -> bool {
-        self.seen.lock().unwrap().iter().any(|n| n == name)
-    }
-    pub fn saw_containing(&self, part: &str) -> bool {
-        self.seen.lock().unwrap().iter().any(|n| n.contains(part))
-    }
-}
+pub use egress_gateway::testing::{read_framed, write_framed, TestResolver as Upstream};
 
 fn name(s: &str) -> Name {
     Name::from_str(s).unwrap()
@@ -119,89 +107,13 @@ fn zone(q: &Query) -> (ResponseCode, Vec<Record>) {
     (ResponseCode::NoError, records)
 }
 
-fn answer(query: &[u8], max: Option<usize>) -> Option<(Vec<u8>, String)> {
-    let q = Message::from_vec(query).ok()?;
-    let question = q.queries().first()?.clone();
-    let seen = question
-        .name()
-        .to_ascii()
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
-    let (code, records) = zone(&question);
-    let mut m = Message::new();
-    m.set_id(q.id())
-        .set_message_type(MessageType::Response)
-        .set_op_code(OpCode::Query)
-        .set_recursion_desired(q.recursion_desired())
-        .set_recursion_available(true)
-        .set_response_code(code);
-    m.add_query(question);
-    m.add_answers(records);
-    let mut bytes = m.to_vec().ok()?;
-    if let Some(max) = max {
-        let max = q
-            .extensions()
-            .as_ref()
-            .map_or(max, |e| usize::from(e.max_payload()).max(max));
-        if bytes.len() > max {
-            bytes = m.truncate().to_vec().ok()?;
-        }
-    }
-    Some((bytes, seen))
-}
-
 pub fn upstream() -> Upstream {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let (udp, tcp) = loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)) {
-            break (udp, tcp);
-        }
-    };
-    let addr = udp.local_addr().unwrap();
-    let s = Arc::clone(&seen);
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 65535];
-        while let Ok((n, from)) = udp.recv_from(&mut buf) {
-            if let Some((reply, name)) = answer(&buf[..n], Some(512)) {
-                s.lock().unwrap().push(name);
-                let _ = udp.send_to(&reply, from);
-            }
-        }
-    });
-    let s = Arc::clone(&seen);
-    std::thread::spawn(move || {
-        for stream in tcp.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let s = Arc::clone(&s);
-            std::thread::spawn(move || {
-                while let Some(query) = read_framed(&mut stream) {
-                    if let Some((reply, name)) = answer(&query, None) {
-                        s.lock().unwrap().push(name);
-                        if write_framed(&mut stream, &reply).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    Upstream { addr, seen }
-}
-
-pub fn read_framed(stream: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).ok()?;
-    let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    stream.read_exact(&mut msg).ok()?;
-    Some(msg)
-}
-
-pub fn write_framed(stream: &mut TcpStream, msg: &[u8]) -> std::io::Result<()> {
-    let mut out = (msg.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(msg);
-    stream.write_all(&out)
+    Upstream::start(
+        std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
+        0,
+        std::sync::Arc::new(zone),
+    )
+    .unwrap()
 }
 
 /// A host pattern from its text (`*`, `**`, exact labels).
