@@ -405,7 +405,11 @@ fn unenforceable(
         errors.push(
             Diagnostic::error(code, span, message)
                 .with_label("not expressible as an address prefix")
-                .with_help("write the destination as `cidr ...`, or pass `--deny-unenforceable` to keep it closed"),
+                .with_help(if code == "E0100" {
+                    "`egc run` enforces host names through its DNS gateway; for `egc enforce apply`, pass `--serve-names` to do the same, write the destination as `cidr ...`, or pass `--deny-unenforceable` to keep it closed"
+                } else {
+                    "write the destination as `cidr ...`, or pass `--deny-unenforceable` to keep it closed"
+                }),
         );
     }
 }
