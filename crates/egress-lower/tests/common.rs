@@ -12,11 +12,9 @@ pub fn repo_root() -> PathBuf {
         .unwrap()
 }
 
-pub fn shared_schemas() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/schemas"
-    ))
+/// The schemas vendored in the repository (`tests/schemas/`, see its README).
+pub fn vendored_schemas() -> PathBuf {
+    repo_root().join("tests/schemas")
 }
 
 struct Disk(PathBuf);

@@ -39,8 +39,7 @@ fn child_command(role: &str) -> Command {
 }
 
 /// Runs a child's work when this process was started as one; a no-op otherwise.
-#[test]
-fn child_entry() {
+pub fn child_entry() {
     let Ok(role) = std::env::var("EGC_CHILD") else {
         return;
     };
@@ -196,8 +195,7 @@ fn seccomp_cases() -> Vec<(String, CheckedPolicy)> {
     out
 }
 
-#[test]
-fn seccomp_profiles_are_enforced_by_the_kernel() {
+pub fn seccomp_profiles_are_enforced_by_the_kernel() {
     assert!(
         nix::unistd::geteuid().is_root(),
         "the kernel tests need root"
@@ -528,8 +526,7 @@ fn run_probes(
         .collect()
 }
 
-#[test]
-fn nftables_rulesets_are_enforced_by_the_kernel() {
+pub fn nftables_rulesets_are_enforced_by_the_kernel() {
     assert!(
         nix::unistd::geteuid().is_root(),
         "the kernel tests need root"

@@ -2,9 +2,12 @@
 //!
 //! Every directory `tests/lower/<case>/` and every `examples/<name>/` of the repository is
 //! one policy. For each, every target is lowered; a success must pass translation
-//! validation, validate against the vendored schema of its format, and lower to the same
-//! bytes twice; a refusal must carry codes from E0100–E0149. The artifacts (or the
-//! refusal) are snapshotted with insta in `tests/lower/snapshots/`.
+//! validation, validate against the vendored schema of its format (`tests/schemas/`), and
+//! lower to the same bytes twice; a refusal must carry codes from E0100–E0149. The
+//! artifacts (or the refusal) are snapshotted with insta in `tests/lower/snapshots/`.
+//!
+//! One trial per case (libtest-mimic, `harness = false`): `cargo test -p egress-lower
+//! --test lower -- case-NAME` runs one case, and a failing case never hides the next.
 //!
 //! Kernel tests (`kernel` module) install the generated seccomp profiles and nftables
 //! rulesets for real. They need root, libseccomp, `nft` and `ip`; they fail when those are
@@ -23,6 +26,8 @@ mod kernel;
 mod schema;
 
 use std::path::PathBuf;
+
+use libtest_mimic::{Arguments, Trial};
 
 use common::{load_case, render_build, repo_root};
 use egress_lower::{Target, TargetConfig};
@@ -104,25 +109,79 @@ fn check_case(name: &str, dir: &std::path::Path) -> String {
     report
 }
 
-#[test]
-fn every_case_and_example_lowers_or_refuses_with_a_code() {
+/// One trial per case: lowers or refuses with a code, and matches its snapshot.
+fn case_trials() -> Vec<Trial> {
     let cases = case_dirs();
-    assert!(
-        cases.len() >= 8,
-        "expected the lowering cases and the examples, found {cases:?}"
-    );
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(repo_root().join("tests/lower/snapshots"));
-    settings.set_prepend_module_to_snapshot(false);
-    settings.bind(|| {
-        for (name, dir) in &cases {
-            let report = check_case(name, dir);
-            insta::assert_snapshot!(name.as_str(), report);
-        }
-    });
+    let count = cases.len();
+    let mut trials = vec![Trial::test("cases-and-examples-found", move || {
+        assert!(
+            count >= 8,
+            "expected the lowering cases and the examples, found {count}"
+        );
+        Ok(())
+    })];
+    trials.extend(cases.into_iter().map(|(name, dir)| {
+        Trial::test(name.clone(), move || {
+            let report = check_case(&name, &dir);
+            let mut settings = insta::Settings::clone_current();
+            settings.set_snapshot_path(repo_root().join("tests/lower/snapshots"));
+            settings.set_prepend_module_to_snapshot(false);
+            settings.bind(|| {
+                insta::assert_snapshot!(name.as_str(), report);
+            });
+            Ok(())
+        })
+    }));
+    trials
 }
 
-#[test]
+fn main() {
+    let args = Arguments::from_args();
+    let mut trials = case_trials();
+    let tests: [(&str, fn()); 9] = [
+        (
+            "cilium_multi_label_wildcard_depends_on_version",
+            cilium_multi_label_wildcard_depends_on_version,
+        ),
+        (
+            "validation_catches_tampered_artifacts",
+            validation_catches_tampered_artifacts,
+        ),
+        (
+            "nftables_validation_catches_tampered_rulesets",
+            nftables_validation_catches_tampered_rulesets,
+        ),
+        (
+            "undecidable_validation_is_e0122",
+            undecidable_validation_is_e0122,
+        ),
+        (
+            "validation_scales_to_many_agents",
+            validation_scales_to_many_agents,
+        ),
+        (
+            "schema::schemas_reject_what_they_should",
+            schema::schemas_reject_what_they_should,
+        ),
+        ("kernel::child_entry", kernel::child_entry),
+        (
+            "kernel::seccomp_profiles_are_enforced_by_the_kernel",
+            kernel::seccomp_profiles_are_enforced_by_the_kernel,
+        ),
+        (
+            "kernel::nftables_rulesets_are_enforced_by_the_kernel",
+            kernel::nftables_rulesets_are_enforced_by_the_kernel,
+        ),
+    ];
+    trials.extend(tests.into_iter().map(|(name, test)| {
+        Trial::test(name, move || {
+            test();
+            Ok(())
+        })
+    }));
+    libtest_mimic::run(&args, trials).exit();
+}
+
 fn cilium_multi_label_wildcard_depends_on_version() {
     let dir = repo_root().join("tests/lower/cilium-wildcards");
     let (_, policy) = load_case(&dir);
@@ -141,7 +200,6 @@ fn cilium_multi_label_wildcard_depends_on_version() {
 
 /// Translation validation is not vacuous: a tampered artifact is caught, wider as E0120
 /// (or E0106 when it comes through another agent's rules), narrower as E0121.
-#[test]
 fn validation_catches_tampered_artifacts() {
     let (_, policy) = load_case(&repo_root().join("tests/lower/mixed-layers"));
     let policy = policy.unwrap();
@@ -229,7 +287,6 @@ fn validation_catches_tampered_artifacts() {
     assert_eq!(codes(Target::Seccomp, profile, "\"close\",", ""), ["E0121"]);
 }
 
-#[test]
 fn nftables_validation_catches_tampered_rulesets() {
     let (_, policy) = load_case(&repo_root().join("tests/lower/nft-kernel"));
     let policy = policy.unwrap();
@@ -271,9 +328,49 @@ fn nftables_validation_catches_tampered_rulesets() {
     );
 }
 
+/// A validation whose host-name question is too large to decide is E0122, never a pass:
+/// `*.*.….api.example.com` beside one destination per level that fixes that level to `a` makes the
+/// product automaton of the comparison hold 2^18 states, past the limit.
+fn undecidable_validation_is_e0122() {
+    let levels = 18;
+    let mut text = String::from("import std.dns\n");
+    text.push_str(&format!(
+        "destination wide {{\n    host \"{}api.example.com\"\n    port 443\n}}\n",
+        "*.".repeat(levels)
+    ));
+    let mut names = vec!["wide".to_string(), "dns.kube_dns".to_string()];
+    for level in 0..levels {
+        let labels: Vec<&str> = (0..levels)
+            .map(|l| if l == level { "a" } else { "*" })
+            .collect();
+        text.push_str(&format!(
+            "destination l{level} {{\n    host \"{}.api.example.com\"\n    port 443\n}}\n",
+            labels.join(".")
+        ));
+        names.push(format!("l{level}"));
+    }
+    text.push_str(&format!(
+        "capability call {{\n    connect {}\n}}\nagent bot {{\n    workload namespace \"jobs\" labels {{ app = \"bot\" }}\n    uses call\n}}\n",
+        names.join(", ")
+    ));
+    let result = egress_check::check_sources(&[("wide.egress", &text)]);
+    let policy = result
+        .policy
+        .unwrap_or_else(|| panic!("{:#?}", result.diagnostics));
+    let mut config = TargetConfig::default();
+    config.cilium.version = (1, 19);
+    let artifacts = egress_lower::lower(Target::Cilium, &policy, &config).unwrap();
+    let errors = egress_lower::validate(Target::Cilium, &policy, &config, &artifacts).unwrap_err();
+    let codes: Vec<&str> = errors.iter().map(|d| d.code).collect();
+    assert!(codes.contains(&"E0122"), "{codes:?}");
+    assert!(
+        codes.iter().all(|c| *c == "E0122"),
+        "nothing but undecided: {codes:?}"
+    );
+}
+
 /// Lowering and validation time for a generated policy, printed for the report; the
 /// bound only guards against a blow-up (debug builds are ~20x slower than release).
-#[test]
 fn validation_scales_to_many_agents() {
     let agents = 40;
     let mut text = String::from("import std.sys\n");

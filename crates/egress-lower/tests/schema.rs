@@ -1,5 +1,5 @@
 //! Validation of emitted manifests against the vendored official schemas
-//! (`../shared/schemas`, beside the repository clone).
+//! (`tests/schemas/`, in the repository).
 
 use std::sync::OnceLock;
 
@@ -7,10 +7,10 @@ use egress_lower::Target;
 use jsonschema::{Draft, Registry, Validator};
 use serde_json::{json, Value};
 
-use crate::common::shared_schemas;
+use crate::common::vendored_schemas;
 
 fn read(name: &str) -> Value {
-    let path = shared_schemas().join(name);
+    let path = vendored_schemas().join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("vendored schema {} is missing: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
@@ -55,7 +55,7 @@ fn cilium() -> &'static Validator {
 /// checks the schema's own patterns as ECMA-262 regular expressions, where only the
 /// braced form is valid. Nothing else changes.
 fn cilium_schema() -> Value {
-    let text = std::fs::read_to_string(shared_schemas().join("cilium-networkpolicy-v2.json"))
+    let text = std::fs::read_to_string(vendored_schemas().join("cilium-networkpolicy-v2.json"))
         .expect("vendored Cilium schema");
     let fixed = text.replace(r#"^\\PC*$"#, r#"^\\P{C}*$"#);
     assert_ne!(
@@ -195,8 +195,7 @@ pub fn validate_artifact(target: Target, file: &str, text: &str) {
     );
 }
 
-#[test]
-fn schemas_reject_what_they_should() {
+pub fn schemas_reject_what_they_should() {
     // The validators are real: each rejects a broken document.
     let bad_policy = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": "x"}, "spec": {"podSelector": {}, "egress": [{"ports": [{"port": 53, "endPort": "x"}]}]}});
