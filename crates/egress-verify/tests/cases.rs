@@ -4,7 +4,9 @@
 //!   name the properties that must fail, and every witness is replayed here again;
 //! - every policy directory in `examples/` must verify.
 //!
-//! Adding a case is adding a file.
+//! Adding a case is adding a file. One trial per case (libtest-mimic, `harness = false`):
+//! `pass::NAME`, `violation::NAME` and `example::NAME`, so `cargo test -p egress-verify
+//! --test cases -- violation::NAME` runs one case and a failure never hides the next.
 
 #![allow(
     clippy::unwrap_used,
@@ -16,6 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use egress_verify::{render, Engine, Verdict, VerifyConfig};
+use libtest_mimic::{Arguments, Trial};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -64,124 +67,164 @@ fn expected_properties(text: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn passing_cases_verify() {
-    let dir = repo().join("tests/verify");
-    let files = egress_files(&dir);
-    assert!(!files.is_empty());
-    for file in files {
-        let (result, report) = run(&dir, std::slice::from_ref(&file), &VerifyConfig::default());
-        let json = render::json(&[(&result, &report)]);
-        assert_eq!(
-            report.verdict,
-            Verdict::Verified,
-            "{}: {json:#}",
-            file.display()
-        );
-        let name = file.file_stem().unwrap().to_string_lossy().into_owned();
-        insta::assert_json_snapshot!(format!("pass-{name}"), json);
-    }
+fn passing_case(dir: &Path, file: &Path) {
+    let (result, report) = run(dir, &[file.to_path_buf()], &VerifyConfig::default());
+    let json = render::json(&[(&result, &report)]);
+    assert_eq!(
+        report.verdict,
+        Verdict::Verified,
+        "{}: {json:#}",
+        file.display()
+    );
+    let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+    insta::assert_json_snapshot!(format!("pass-{name}"), json);
 }
 
-#[test]
-fn violations_are_found_and_replayed() {
-    let dir = repo().join("tests/verify/violations");
-    let files = egress_files(&dir);
-    assert!(files.len() >= 6, "one realistic mistake per property");
-    for file in files {
-        let text = std::fs::read_to_string(&file).unwrap();
-        let expected = expected_properties(&text);
+fn violation_case(dir: &Path, file: &Path) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let expected = expected_properties(&text);
+    assert!(
+        !expected.is_empty(),
+        "{} has no `// expect:` line",
+        file.display()
+    );
+    let (result, report) = run(dir, &[file.to_path_buf()], &VerifyConfig::default());
+    let json = render::json(&[(&result, &report)]);
+    assert_eq!(
+        report.verdict,
+        Verdict::Violated,
+        "{}: {json:#}",
+        file.display()
+    );
+    for id in &expected {
         assert!(
-            !expected.is_empty(),
-            "{} has no `// expect:` line",
+            report.violations.iter().any(|v| &v.property == id),
+            "{}: expected a violation of `{id}`: {json:#}",
             file.display()
         );
-        let (result, report) = run(&dir, std::slice::from_ref(&file), &VerifyConfig::default());
-        let json = render::json(&[(&result, &report)]);
-        assert_eq!(
-            report.verdict,
-            Verdict::Violated,
-            "{}: {json:#}",
-            file.display()
-        );
-        for id in &expected {
-            assert!(
-                report.violations.iter().any(|v| &v.property == id),
-                "{}: expected a violation of `{id}`: {json:#}",
-                file.display()
-            );
-            assert_eq!(report.property(id).unwrap().status, Verdict::Violated);
-        }
-        let policy = result.policy.as_ref().unwrap();
-        for v in &report.violations {
-            assert!(!v.path.is_empty());
-            // Route-based witnesses: the concrete evaluator lets the first agent of the path
-            // open the connection.
-            if let (Some(w), "egress-approved" | "no-metadata" | "no-unspecified") =
-                (&v.witness, v.property.as_str())
-            {
-                let agent = policy.agent_by_name(&v.agent).unwrap();
-                assert!(
-                    egress_verify::allowed(policy, agent.id, w).is_some(),
-                    "{w} not allowed for {}",
-                    v.agent
-                );
-                assert!(
-                    !egress_verify::eval::approved(policy, agent.id, w)
-                        || v.property == "no-metadata"
-                        || v.property == "no-unspecified"
-                );
-            }
-        }
-        // The SMT path finds the same violated properties.
-        let smt = egress_verify::verify(
-            policy,
-            &VerifyConfig {
-                engine: egress_verify::Engine::Smt,
-                ..VerifyConfig::default()
-            },
-        );
-        assert_eq!(smt.properties, report.properties, "{}", file.display());
-        let name = file.file_stem().unwrap().to_string_lossy().into_owned();
-        insta::assert_json_snapshot!(format!("violation-{name}"), json);
+        assert_eq!(report.property(id).unwrap().status, Verdict::Violated);
     }
+    let policy = result.policy.as_ref().unwrap();
+    for v in &report.violations {
+        assert!(!v.path.is_empty());
+        // Route-based witnesses: the concrete evaluator lets the first agent of the path
+        // open the connection.
+        if let (Some(w), "egress-approved" | "no-metadata" | "no-unspecified") =
+            (&v.witness, v.property.as_str())
+        {
+            let agent = policy.agent_by_name(&v.agent).unwrap();
+            assert!(
+                egress_verify::allowed(policy, agent.id, w).is_some(),
+                "{w} not allowed for {}",
+                v.agent
+            );
+            assert!(
+                !egress_verify::eval::approved(policy, agent.id, w)
+                    || v.property == "no-metadata"
+                    || v.property == "no-unspecified"
+            );
+        }
+    }
+    // The SMT path finds the same violated properties.
+    let smt = egress_verify::verify(
+        policy,
+        &VerifyConfig {
+            engine: egress_verify::Engine::Smt,
+            ..VerifyConfig::default()
+        },
+    );
+    assert_eq!(smt.properties, report.properties, "{}", file.display());
+    let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+    insta::assert_json_snapshot!(format!("violation-{name}"), json);
 }
 
-#[test]
-fn examples_verify() {
+/// The example policy directories (those holding `.egress` files), sorted.
+fn example_dirs() -> Vec<PathBuf> {
     let examples = repo().join("examples");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&examples)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
+        .filter(|p| p.is_dir() && !egress_files(p).is_empty())
         .collect();
     dirs.sort();
-    assert!(!dirs.is_empty());
-    for dir in dirs {
-        let files = egress_files(&dir);
-        if files.is_empty() {
-            continue;
-        }
-        let (result, report) = run(&dir, &files, &VerifyConfig::default());
-        let json = render::json(&[(&result, &report)]);
-        assert_eq!(
-            report.verdict,
-            Verdict::Verified,
-            "{}: {json:#}",
-            dir.display()
-        );
-        let smt = egress_verify::verify(
-            result.policy.as_ref().unwrap(),
-            &VerifyConfig {
-                engine: egress_verify::Engine::Both,
-                ..VerifyConfig::default()
-            },
-        );
-        assert_eq!(smt.verdict, Verdict::Verified, "{}", dir.display());
-    }
+    dirs
 }
 
-#[test]
+fn example_verifies(dir: &Path) {
+    let files = egress_files(dir);
+    let (result, report) = run(dir, &files, &VerifyConfig::default());
+    let json = render::json(&[(&result, &report)]);
+    assert_eq!(
+        report.verdict,
+        Verdict::Verified,
+        "{}: {json:#}",
+        dir.display()
+    );
+    let smt = egress_verify::verify(
+        result.policy.as_ref().unwrap(),
+        &VerifyConfig {
+            engine: egress_verify::Engine::Both,
+            ..VerifyConfig::default()
+        },
+    );
+    assert_eq!(smt.verdict, Verdict::Verified, "{}", dir.display());
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let stem = |p: &Path| p.file_stem().unwrap().to_string_lossy().into_owned();
+    let mut trials = Vec::new();
+    let pass_dir = repo().join("tests/verify");
+    let passing = egress_files(&pass_dir);
+    let violations_dir = repo().join("tests/verify/violations");
+    let violations = egress_files(&violations_dir);
+    let examples = example_dirs();
+    let counts = (passing.len(), violations.len(), examples.len());
+    trials.push(Trial::test("cases-found", move || {
+        let (passing, violations, examples) = counts;
+        assert!(passing > 0, "no passing cases");
+        assert!(violations >= 6, "one realistic mistake per property");
+        assert!(examples > 0, "no examples");
+        Ok(())
+    }));
+    for file in passing {
+        let dir = pass_dir.clone();
+        trials.push(Trial::test(format!("pass::{}", stem(&file)), move || {
+            passing_case(&dir, &file);
+            Ok(())
+        }));
+    }
+    for file in violations {
+        let dir = violations_dir.clone();
+        trials.push(Trial::test(
+            format!("violation::{}", stem(&file)),
+            move || {
+                violation_case(&dir, &file);
+                Ok(())
+            },
+        ));
+    }
+    for dir in examples {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        trials.push(Trial::test(format!("example::{name}"), move || {
+            example_verifies(&dir);
+            Ok(())
+        }));
+    }
+    trials.push(Trial::test("warnings_are_reported", || {
+        warnings_are_reported();
+        Ok(())
+    }));
+    trials.push(Trial::test(
+        "a_solver_timeout_is_unknown_never_verified",
+        || {
+            a_solver_timeout_is_unknown_never_verified();
+            Ok(())
+        },
+    ));
+    libtest_mimic::run(&args, trials).exit();
+}
+
 fn warnings_are_reported() {
     let text = r#"
 import std.dns
@@ -209,7 +252,6 @@ zone z { agents bot approve api_any, spare, unused_db, dns.kube_dns }
     insta::assert_debug_snapshot!("warnings", codes);
 }
 
-#[test]
 fn a_solver_timeout_is_unknown_never_verified() {
     // The route `**.corp.example` is covered by `*.corp.example` and `**.*.corp.example` together, among
     // 2,000 other approvals. The set algebra proves it; Z3 needs far more than 1 ms, and

@@ -1,6 +1,7 @@
 //! The machine-readable outputs: the JSON report has exactly the documented shape, and the
 //! SARIF log validates against the vendored SARIF 2.1.0 schema (draft-04), for a verified
-//! policy and for every violation case.
+//! policy and for every violation case. One trial per case and format (libtest-mimic,
+//! `harness = false`): `json::NAME`, `sarif::NAME`.
 
 #![allow(
     clippy::unwrap_used,
@@ -11,7 +12,11 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::OnceLock;
+
 use egress_verify::{render, VerifyConfig};
+use jsonschema::Validator;
+use libtest_mimic::{Arguments, Trial};
 use serde_json::Value;
 
 fn repo() -> PathBuf {
@@ -19,7 +24,7 @@ fn repo() -> PathBuf {
 }
 
 fn sarif_schema() -> Value {
-    let path = repo().join("../shared/schemas/sarif-2.1.0.json");
+    let path = repo().join("tests/schemas/sarif-2.1.0.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("the vendored SARIF schema at {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
@@ -53,64 +58,95 @@ fn keys(v: &Value) -> Vec<&str> {
     k
 }
 
-#[test]
-fn json_has_the_documented_shape() {
-    for file in cases() {
-        let (result, report) = verify_file(&file);
-        let json = render::json(&[(&result, &report)]);
-        assert_eq!(keys(&json), ["properties", "verdict", "violations"]);
-        assert!(["verified", "violated", "unknown"].contains(&json["verdict"].as_str().unwrap()));
-        for p in json["properties"].as_array().unwrap() {
-            assert_eq!(keys(p), ["id", "status"]);
+fn json_has_the_documented_shape(file: &Path) {
+    let (result, report) = verify_file(file);
+    let json = render::json(&[(&result, &report)]);
+    assert_eq!(keys(&json), ["properties", "verdict", "violations"]);
+    assert!(["verified", "violated", "unknown"].contains(&json["verdict"].as_str().unwrap()));
+    for p in json["properties"].as_array().unwrap() {
+        assert_eq!(keys(p), ["id", "status"]);
+    }
+    for v in json["violations"].as_array().unwrap() {
+        assert_eq!(
+            keys(v),
+            ["agent", "conditions", "path", "property", "witness"]
+        );
+        for node in v["path"].as_array().unwrap() {
+            assert_eq!(keys(node), ["end", "file", "kind", "name", "start"]);
+            for pos in [&node["start"], &node["end"]] {
+                assert!(pos["line"].as_u64().unwrap() >= 1);
+                assert!(pos["column"].as_u64().unwrap() >= 1);
+            }
         }
-        for v in json["violations"].as_array().unwrap() {
+        if let Some(w) = v["witness"].as_object() {
+            assert!(w.contains_key("port") && w.contains_key("protocol"));
             assert_eq!(
-                keys(v),
-                ["agent", "conditions", "path", "property", "witness"]
+                ["host", "ip", "workload"]
+                    .iter()
+                    .filter(|k| w.contains_key(**k))
+                    .count(),
+                1,
+                "{w:?}"
             );
-            for node in v["path"].as_array().unwrap() {
-                assert_eq!(keys(node), ["end", "file", "kind", "name", "start"]);
-                for pos in [&node["start"], &node["end"]] {
-                    assert!(pos["line"].as_u64().unwrap() >= 1);
-                    assert!(pos["column"].as_u64().unwrap() >= 1);
-                }
-            }
-            if let Some(w) = v["witness"].as_object() {
-                assert!(w.contains_key("port") && w.contains_key("protocol"));
-                assert_eq!(
-                    ["host", "ip", "workload"]
-                        .iter()
-                        .filter(|k| w.contains_key(**k))
-                        .count(),
-                    1,
-                    "{w:?}"
-                );
-            }
         }
     }
 }
 
-#[test]
-fn sarif_is_valid_against_the_2_1_0_schema() {
-    let validator = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft4)
-        .build(&sarif_schema())
-        .unwrap();
-    let mut results = 0;
+fn validator() -> &'static Validator {
+    static V: OnceLock<Validator> = OnceLock::new();
+    V.get_or_init(|| {
+        jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft4)
+            .build(&sarif_schema())
+            .unwrap()
+    })
+}
+
+/// The case's SARIF log validates; returns its number of results.
+fn sarif_is_valid(file: &Path) -> usize {
+    let (result, report) = verify_file(file);
+    let sarif = render::sarif(&[(&result, &report)]);
+    let errors: Vec<String> = validator()
+        .iter_errors(&sarif)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{}: {errors:#?}", file.display());
+    sarif["runs"][0]["results"].as_array().unwrap().len()
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let mut trials = Vec::new();
     for file in cases() {
-        let (result, report) = verify_file(&file);
-        let sarif = render::sarif(&[(&result, &report)]);
-        let errors: Vec<String> = validator
-            .iter_errors(&sarif)
-            .map(|e| format!("{e} at {}", e.instance_path()))
-            .collect();
-        assert!(errors.is_empty(), "{}: {errors:#?}", file.display());
-        results += sarif["runs"][0]["results"].as_array().unwrap().len();
+        let kind = if file.parent().is_some_and(|p| p.ends_with("violations")) {
+            "violation"
+        } else {
+            "pass"
+        };
+        let name = format!("{kind}-{}", file.file_stem().unwrap().to_string_lossy());
+        let f = file.clone();
+        trials.push(Trial::test(format!("json::{name}"), move || {
+            json_has_the_documented_shape(&f);
+            Ok(())
+        }));
+        trials.push(Trial::test(format!("sarif::{name}"), move || {
+            let results = sarif_is_valid(&file);
+            if kind == "violation" {
+                assert!(results > 0, "a violation case produces SARIF results");
+            }
+            Ok(())
+        }));
     }
-    assert!(results > 0, "the violation cases produce SARIF results");
     // The validator is not vacuous: a log without its required version is rejected.
-    let (result, report) = verify_file(&cases()[0]);
-    let mut broken = render::sarif(&[(&result, &report)]);
-    broken.as_object_mut().unwrap().remove("version");
-    assert!(!validator.is_valid(&broken));
+    trials.push(Trial::test(
+        "sarif::schema-rejects-a-log-without-version",
+        || {
+            let (result, report) = verify_file(&cases()[0]);
+            let mut broken = render::sarif(&[(&result, &report)]);
+            broken.as_object_mut().unwrap().remove("version");
+            assert!(!validator().is_valid(&broken));
+            Ok(())
+        },
+    ));
+    libtest_mimic::run(&args, trials).exit();
 }
