@@ -734,8 +734,8 @@ fn control(case: &Case, mode: &Mode) -> Result<(), Failed> {
 }
 
 /// `egc run` must refuse (exit code `code`, a message containing `says`) and start
-/// nothing.
-fn refusal(policy: &str, extra: &[&str], code: i32, says: &str) -> Result<(), Failed> {
+/// nothing. `says` holds the diagnostic code (`error[E0152]`) and the gist of the message.
+fn refusal(policy: &str, extra: &[&str], code: i32, says: &[&str]) -> Result<(), Failed> {
     let dir = out_dir().join(format!(
         "refusal-{}-{}",
         std::process::id(),
@@ -756,7 +756,7 @@ fn refusal(policy: &str, extra: &[&str], code: i32, says: &str) -> Result<(), Fa
     let stderr = String::from_utf8_lossy(&output.stderr);
     let ran = marker.exists();
     let _ = fs::remove_dir_all(&dir);
-    if output.status.code() != Some(code) || !stderr.contains(says) || ran {
+    if output.status.code() != Some(code) || !says.iter().all(|s| stderr.contains(s)) || ran {
         return Err(format!(
             "expected exit {code} with {says:?} and nothing run; got exit {:?}, ran: {ran}, stderr:\n{stderr}",
             output.status.code()
@@ -1271,13 +1271,15 @@ fn main() {
         }
     }
     let uid = AGENT_UID.to_string();
-    let refusals: Vec<(&str, &str, Vec<String>, i32, &str)> = vec![
+    // The runtime diagnostic codes (E0152, E0153, E0155) are asserted here, where they can
+    // happen: `tests/tests/cases/codes.rs` lists these trials as their cases.
+    let refusals: Vec<(&str, &str, Vec<String>, i32, &[&str])> = vec![
         (
             "no-landlock-shared-uid",
             "main",
             vec!["--uid".into(), uid.clone(), "--no-landlock".into()],
             2,
-            "without Landlock",
+            &["error[E0153]", "without Landlock"],
         ),
         (
             "landlock-abi-0-shared-uid",
@@ -1289,21 +1291,28 @@ fn main() {
                 "0".into(),
             ],
             2,
-            "without Landlock",
+            &["error[E0153]", "without Landlock"],
         ),
         (
             "unapproved-net-raw",
             "net-raw-unapproved",
             vec!["--uid".into(), uid.clone()],
             1,
-            "without a zone's approval",
+            &["error[E0152]", "without a zone's approval"],
         ),
         (
             "unapproved-unix-socket",
             "unix-unapproved",
             vec!["--uid".into(), uid.clone()],
             1,
-            "without a zone's approval",
+            &["error[E0152]", "without a zone's approval"],
+        ),
+        (
+            "names-without-resolver",
+            "names-no-resolver",
+            vec!["--uid".into(), uid.clone()],
+            1,
+            &["error[E0155]", "no resolver for the DNS gateway"],
         ),
     ];
     for (name, policy, extra, code, says) in refusals {

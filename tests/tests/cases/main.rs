@@ -12,6 +12,9 @@
 //!   vendored schema in `tests/schemas/`), `sbom-justified` on `tests/sbom/verify/*/`,
 //!   `egc sbom diff` on `tests/sbom/diff/`, and the `sbom-registries` example.
 //! - `suggest`: `egc suggest` on `tests/suggest/NAME/` (`events.jsonl`, `policy/`).
+//! - `ui`: `tests/ui/*.egress` and `tests/ui/*/`, checked against their `// expect:` codes
+//!   and their snapshots in `tests/ui/snapshots/`.
+//! - `codes`: the guard that every registered diagnostic code has a case.
 
 #![allow(
     clippy::unwrap_used,
@@ -22,10 +25,12 @@
 
 mod baseline;
 mod boundary;
+mod codes;
 mod egctest;
 mod graph;
 mod sbom;
 mod suggest;
+mod ui;
 
 use std::path::{Path, PathBuf};
 
@@ -74,5 +79,7 @@ fn main() {
     trials.extend(graph::trials());
     trials.extend(sbom::trials());
     trials.extend(suggest::trials());
+    trials.extend(ui::trials());
+    trials.extend(codes::trials());
     libtest_mimic::run(&args, trials).exit();
 }

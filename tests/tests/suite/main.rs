@@ -1,4 +1,5 @@
-//! One test binary for the data-driven suites (fewer binaries link faster).
+//! Whole-corpus checks: formatter round trips and the documentation's code blocks. The
+//! per-case suites (`tests/ui` and the others) are trials of the `cases` binary.
 
 #![allow(
     clippy::unwrap_used,
@@ -9,4 +10,3 @@
 
 mod docs;
 mod roundtrip;
-mod ui;
