@@ -1273,7 +1273,9 @@ fn main() {
     let uid = AGENT_UID.to_string();
     // The runtime diagnostic codes (E0152, E0153, E0155) are asserted here, where they can
     // happen: `tests/tests/cases/codes.rs` lists these trials as their cases.
-    let refusals: Vec<(&str, &str, Vec<String>, i32, &[&str])> = vec![
+    // (trial, policy, extra `egc run` arguments, exit code, what stderr says)
+    type Refusal<'a> = (&'a str, &'a str, Vec<String>, i32, &'a [&'a str]);
+    let refusals: Vec<Refusal> = vec![
         (
             "no-landlock-shared-uid",
             "main",

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use egress_ide::{AnalysisHost, MemoryVfs, TextRange};
+use egress_ide::{AnalysisHost, MemoryVfs};
 
 pub struct Fixture {
     /// Each file's text, markers removed, in the order written.
@@ -92,11 +92,6 @@ impl Fixture {
             .get(&n)
             .unwrap_or_else(|| panic!("no marker ${n} in the fixture"));
         (path, *offset)
-    }
-
-    /// The range from marker `$a` to marker `$b`.
-    pub fn range(&self, a: usize, b: usize) -> TextRange {
-        TextRange::new(self.at(a), self.at(b))
     }
 
     /// An analysis host over the fixture's files, rooted at `/ws`.
