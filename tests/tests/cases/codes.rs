@@ -2,7 +2,8 @@
 //! has at least one case, so a new code cannot be added without one. A code is covered
 //! when
 //!
-//! - a `tests/ui` case produces it;
+//! - a `tests/ui` case produces it (required for the parser's and checker's codes,
+//!   E0001-E0099 and W0001-W0099);
 //! - a snapshot that a data-driven suite asserts shows it (`tests/lower/snapshots/`, the
 //!   verifier's `crates/egress-verify/tests/snapshots/`, `tests/snapshots/`);
 //! - a test in [`ASSERTED`] asserts it (the file must spell the code and the test); or
@@ -142,6 +143,15 @@ fn guard() -> Result<(), String> {
         .chain(RUNTIME.iter().map(|(c, _, _, _)| *c))
         .collect();
     for (code, title) in egress_syntax::diagnostic::CODES {
+        // The parser's and checker's codes (E0001-E0099, W0001-W0099) each need a ui case.
+        let checker = code
+            .get(1..)
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| n < 100);
+        if checker && !produced.contains(code) {
+            problems.push(format!("no tests/ui case produces {code} ({title})"));
+            continue;
+        }
         let covered = produced.contains(code)
             || snaps.iter().any(|s| mentions(s, code))
             || listed.contains(code);
