@@ -53,6 +53,16 @@
 //! 9. `ipv6::allowed-and-sni-mismatch`: api6.corp.test (AAAA only) over TLS on ::1 works,
 //!    and SNI other.corp.test to ::1 is refused by the gate.
 //!
+//! 10. `attacks::*`: a compromised agent trying to get bytes past the gateway and the
+//!    gate (egc's own loopback ports, crafted DNS messages, crafted ClientHellos and
+//!    request heads, slowloris, learned addresses on other ports and over UDP and TCP
+//!    Fast Open, timing around expiry, floods of queries and connections, names that
+//!    try to break or forge events, non-host names under a `**` pattern with the policy
+//!    `tests/names/wildcard/`). Besides the client's outcome, they check the servers'
+//!    logs: every raw DNS message, every ClientHello the TLS server read (completed or
+//!    not), every HTTP request, every datagram to UDP 8443, every TCP connection
+//!    accepted. `EGC_NAMES_KNOWN_FAILING=1` adds the trials of bugs not fixed yet.
+//!
 //! `EGC_NAMES_VERBOSE=1` prints every run's output, events and the servers' logs.
 //!
 //! Every trial also fails when `egc` panics, prints an error of its own, or exits with a
@@ -194,6 +204,14 @@ struct Log {
     http: Mutex<Vec<String>>,
     /// The request target of every HTTP request.
     http_targets: Mutex<Vec<String>>,
+    /// The SNI of every ClientHello the TLS server read (completed handshake or not).
+    tls_hello: Mutex<Vec<String>>,
+    /// Every DNS message the server received, as received.
+    dns_raw: Mutex<Vec<Vec<u8>>>,
+    /// Every datagram the UDP listeners on 127.0.0.1:8443 and [::1]:8443 received.
+    udp: Mutex<Vec<Vec<u8>>>,
+    /// TCP connections the TLS and HTTP servers accepted.
+    accepted: AtomicU32,
 }
 
 impl Log {
@@ -209,16 +227,31 @@ impl Log {
     fn http_targets(&self) -> Vec<String> {
         self.http_targets.lock().unwrap().clone()
     }
+    fn tls_hello(&self) -> Vec<String> {
+        self.tls_hello.lock().unwrap().clone()
+    }
+    fn dns_raw(&self) -> Vec<Vec<u8>> {
+        self.dns_raw.lock().unwrap().clone()
+    }
+    fn udp(&self) -> Vec<Vec<u8>> {
+        self.udp.lock().unwrap().clone()
+    }
+    fn accepted(&self) -> u32 {
+        self.accepted.load(Ordering::SeqCst)
+    }
     fn dns_saw(&self, name: &str) -> bool {
         self.dns().iter().any(|l| l.split(' ').next() == Some(name))
     }
     fn describe(&self) -> String {
         format!(
-            "DNS server log: {:?}\nTLS handshakes (SNI): {:?}\nHTTP hosts: {:?}\nHTTP targets: {:?}",
+            "DNS server log: {:?}\nTLS handshakes (SNI): {:?}\nTLS ClientHellos read (SNI): {:?}\nHTTP hosts: {:?}\nHTTP targets: {:?}\nUDP datagrams to 8443: {}\nTCP connections accepted: {}",
             self.dns(),
             self.tls(),
+            self.tls_hello(),
             self.http(),
-            self.http_targets()
+            self.http_targets(),
+            self.udp().len(),
+            self.accepted()
         )
     }
 }
@@ -285,12 +318,19 @@ fn zone(q: &Query) -> (ResponseCode, Vec<Record>) {
                 records.push(a("evil.test.", 60));
             }
         }
+        // Everything under wild.test (the wildcard policy of the attack trials).
+        n if n.ends_with(".wild.test") => {
+            if want_a {
+                records.push(a(&format!("{n}."), 60));
+            }
+        }
         _ => return (ResponseCode::NXDomain, records),
     }
     (ResponseCode::NoError, records)
 }
 
 fn dns_answer(query: &[u8], log: &Log, transport: &str) -> Option<Vec<u8>> {
+    log.dns_raw.lock().unwrap().push(query.to_vec());
     let q = Message::from_vec(query).ok()?;
     let question = q.queries().first()?.clone();
     log.dns.lock().unwrap().push(format!(
@@ -358,8 +398,16 @@ fn serve_tls(stream: TcpStream, config: Arc<rustls::ServerConfig>, log: &Log) {
         return;
     };
     let mut tls = rustls::StreamOwned::new(conn, stream);
+    let mut hello_seen = false;
     while tls.conn.is_handshaking() {
-        if tls.conn.complete_io(&mut tls.sock).is_err() {
+        let io = tls.conn.complete_io(&mut tls.sock);
+        if !hello_seen {
+            if let Some(sni) = tls.conn.server_name() {
+                hello_seen = true;
+                log.tls_hello.lock().unwrap().push(sni.to_string());
+            }
+        }
+        if io.is_err() {
             return;
         }
     }
@@ -456,6 +504,8 @@ struct Sockets {
     http: TcpListener,
     /// Plain HTTP on 443, IPv4 and IPv6: the examples' servers (walkthrough trial).
     http443: [TcpListener; 2],
+    /// UDP on 127.0.0.1:8443 and [::1]:8443, logging every datagram (attack trials).
+    udp8443: [UdpSocket; 2],
 }
 
 /// Binds every server socket inside the network namespace: a thread that entered it
@@ -475,6 +525,10 @@ fn bind_in(netns: &str) -> Result<Sockets, String> {
             tls6: bind("[::1]:8443")?,
             http: bind("127.0.0.1:8080")?,
             http443: [bind("127.0.0.1:443")?, bind("[::1]:443")?],
+            udp8443: [
+                UdpSocket::bind("127.0.0.1:8443").map_err(|e| format!("bind udp 8443: {e}"))?,
+                UdpSocket::bind("[::1]:8443").map_err(|e| format!("bind udp [::1]:8443: {e}"))?,
+            ],
         })
     })
     .join()
@@ -542,6 +596,18 @@ impl World {
                 }
             }
         }));
+        for udp in sockets.udp8443 {
+            let (log, stop) = (Arc::clone(&world.log), Arc::clone(&world.stop));
+            world.threads.push(std::thread::spawn(move || {
+                let _ = udp.set_read_timeout(Some(Duration::from_millis(50)));
+                let mut buf = vec![0u8; 65535];
+                while !stop.load(Ordering::SeqCst) {
+                    if let Ok((n, _)) = udp.recv_from(&mut buf) {
+                        log.udp.lock().unwrap().push(buf[..n].to_vec());
+                    }
+                }
+            }));
+        }
         let log = Arc::clone(&world.log);
         world.threads.push(accept_loop(
             sockets.dns_tcp,
@@ -554,6 +620,7 @@ impl World {
             world
                 .threads
                 .push(accept_loop(listener, Arc::clone(&world.stop), move |s| {
+                    log.accepted.fetch_add(1, Ordering::SeqCst);
                     serve_tls(s, Arc::clone(&config), &log)
                 }));
         }
@@ -563,6 +630,7 @@ impl World {
             world
                 .threads
                 .push(accept_loop(listener, Arc::clone(&world.stop), move |s| {
+                    log.accepted.fetch_add(1, Ordering::SeqCst);
                     serve_http(s, &log)
                 }));
         }
@@ -2009,6 +2077,1079 @@ step("other", lambda: resolve("other.corp.test"))
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Attacks: a compromised agent trying to get bytes past the gateway and the gate.
+
+/// Helpers the attack clients add to [`PY_PRELUDE`]: raw DNS messages, raw ClientHellos
+/// with rewritten SNI extensions, and raw TLS/TCP probes.
+const ATTACK_PY: &str = r#"
+import struct, select, os, random
+def qname(name):
+    labels = [l.encode() for l in name.split(".")] if isinstance(name, str) else name
+    return b"".join(bytes([len(l)]) + l for l in labels) + b"\0"
+def dns_msg(questions, tid=0x4242, flags=0x0100, additional=b"", arcount=0):
+    m = struct.pack(">HHHHHH", tid, flags, len(questions), 0, 0, arcount)
+    for name, qtype, qclass in questions:
+        m += qname(name) + struct.pack(">HH", qtype, qclass)
+    return m + additional
+def framed(m):
+    return struct.pack(">H", len(m)) + m
+def dns_reply(data):
+    tid, flags, qd, an = struct.unpack(">HHHH", data[:8])
+    return {"id": tid, "rcode": flags & 15, "an": an}
+def dns_raw(msg, server=("127.0.0.53", 53), tcp=False, family=socket.AF_INET, count=1):
+    if tcp:
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(server)
+        s.sendall(msg)
+        out = [dns_reply(recv_exact(s, struct.unpack(">H", recv_exact(s, 2))[0])) for _ in range(count)]
+        s.close()
+        return out if count > 1 else out[0]
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    s.sendto(msg, server)
+    data, src = s.recvfrom(65535)
+    s.close()
+    r = dns_reply(data)
+    r["src"] = [src[0], src[1]]
+    return r
+def client_hello(sni="api.corp.test"):
+    ctx = ssl.create_default_context(cafile=CA)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname=sni)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+def sni_ext(names):
+    lst = b"".join(b"\x00" + struct.pack(">H", len(n)) + n for n in names)
+    body = struct.pack(">H", len(lst)) + lst
+    return struct.pack(">HH", 0, len(body)) + body
+def rewrite_hello(exts_first):
+    """A real ClientHello whose SNI extension is replaced by `exts_first` (raw extensions,
+    put first), re-framed in records of at most 16 KiB."""
+    hello = client_hello("api.corp.test")
+    body = hello[5 + 4:]
+    i = 2 + 32
+    i += 1 + body[i]
+    i += 2 + struct.unpack(">H", body[i:i + 2])[0]
+    i += 1 + body[i]
+    exts = body[i + 2:]
+    kept, j = b"", 0
+    while j < len(exts):
+        t, l = struct.unpack(">HH", exts[j:j + 4])
+        if t != 0:
+            kept += exts[j:j + 4 + l]
+        j += 4 + l
+    new = b"".join(exts_first) + kept
+    body = body[:i] + struct.pack(">H", len(new)) + new
+    hs = b"\x01" + struct.pack(">I", len(body))[1:] + body
+    return b"".join(b"\x16\x03\x01" + struct.pack(">H", len(hs[k:k + 16384])) + hs[k:k + 16384] for k in range(0, len(hs), 16384))
+def probe(ip, data, port=8443, family=socket.AF_INET, sock=None):
+    """Sends raw bytes; `reached` when the server answered anything (a ServerHello or an
+    alert), `closed` when the connection ended without a byte (the gate refused)."""
+    s = sock or socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        if sock is None:
+            s.connect((ip, port))
+        s.sendall(data)
+        first = s.recv(1)
+    except (ConnectionResetError, BrokenPipeError) as e:
+        s.close()
+        return "closed " + type(e).__name__
+    s.close()
+    return "reached %02x" % first[0] if first else "closed eof"
+def attempt(f):
+    """`ok ...` or the exception's type name."""
+    try:
+        return "ok " + str(f())
+    except Exception as e:
+        return type(e).__name__
+def tcp_connect(ip, port, family=socket.AF_INET, send=b""):
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(3)
+    s.connect((ip, port))
+    if send:
+        s.sendall(send)
+    s.close()
+    return "connected"
+def udp_send(ip, port, family=socket.AF_INET, data=b"x", connect=False):
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    if connect:
+        s.connect((ip, port))
+        s.send(data)
+    else:
+        s.sendto(data, (ip, port))
+    s.close()
+    return "sent"
+"#;
+
+fn attack_python(script: &str) -> Result<Vec<String>, String> {
+    python(&format!("{ATTACK_PY}\n{script}"))
+}
+
+/// The string values of a step's JSON object, by key.
+fn step_map(run: &Run, step: &str) -> Vec<(String, String)> {
+    run.step(step)
+        .and_then(|v| v["value"].as_object().cloned())
+        .map(|m| {
+            m.into_iter()
+                .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), String::from)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// 1: egc's own loopback ports (the DNS gateway's and the gate's, found by reading
+/// /proc/net from inside) are closed to the agent, over TCP and UDP, IPv4, IPv6 and
+/// IPv4-mapped, before and after 127.0.0.1 and ::1 are learned for api.corp.test and
+/// api6.corp.test; a DNS query sent there for other.corp.test goes nowhere.
+fn attack_gateway_ports() -> Result<(), Failed> {
+    let mut world = World::new("attacks-gateway-ports")?;
+    let cmd = attack_python(
+        r#"
+def egc_ports():
+    found = set()
+    for path, udp in (("/proc/net/tcp", False), ("/proc/net/tcp6", False), ("/proc/net/udp", True), ("/proc/net/udp6", True)):
+        for line in open(path).read().splitlines()[1:]:
+            f = line.split()
+            ip, port = f[1].split(":")
+            port = int(port, 16)
+            if f[3] != ("07" if udp else "0A"):
+                continue
+            if ip not in ("0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"):
+                continue
+            if port in (53, 443, 8080, 8443):
+                continue
+            found.add(port)
+    return sorted(found)
+ports = step("ports", egc_ports)
+q = dns_msg([("other.corp.test", 1, 1)])
+def try_all(tag):
+    out = {}
+    for p in ports:
+        out["tcp4-%d" % p] = attempt(lambda: tcp_connect("127.0.0.1", p, send=framed(q)))
+        out["tcp6-%d" % p] = attempt(lambda: tcp_connect("::1", p, socket.AF_INET6, send=framed(q)))
+        out["tcpmapped-%d" % p] = attempt(lambda: tcp_connect("::ffff:127.0.0.1", p, socket.AF_INET6, send=framed(q)))
+        out["udp4-%d" % p] = attempt(lambda: udp_send("127.0.0.1", p, data=q))
+        out["udp6-%d" % p] = attempt(lambda: udp_send("::1", p, socket.AF_INET6, data=q))
+        out["udp4-connected-%d" % p] = attempt(lambda: udp_send("127.0.0.1", p, data=q, connect=True))
+    return out
+step("before", lambda: try_all("before"))
+step("resolve", lambda: resolve("api.corp.test"))
+step("resolve6", lambda: resolve("api6.corp.test", socket.AF_INET6))
+step("after", lambda: try_all("after"))
+"#,
+    )?;
+    let run = world.egc_run(&[], &strs(&cmd))?;
+    let mut p = Problems::default();
+    p.sane(&run, 0, false);
+    let ports: Vec<u64> = run
+        .step("ports")
+        .and_then(|v| v["value"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    p.check(
+        ports.len() >= 2,
+        format!("the scan found {ports:?}: expected the DNS gateway's and the gate's ports (the trial could not attack them)"),
+    );
+    p.step_ok(&run, "resolve", |v| is_list(v, &["127.0.0.1"]));
+    p.step_ok(&run, "resolve6", |v| is_list(v, &["::1"]));
+    for phase in ["before", "after"] {
+        let results = step_map(&run, phase);
+        p.check(
+            results.len() == ports.len() * 6,
+            format!("step `{phase}` printed {} results", results.len()),
+        );
+        for (what, outcome) in results {
+            // Once 127.0.0.1 is learned, a connected UDP socket to it goes to the gate's
+            // sink whatever the port (no datagram leaves; the DNS gateway would have
+            // reported the query for other.corp.test, checked below).
+            let sink =
+                phase == "after" && what.starts_with("udp4-connected-") && outcome == "ok sent";
+            p.check(
+                outcome == "PermissionError" || sink,
+                format!(
+                    "{phase}: {what} to egc's own port was not refused by the kernel: {outcome}"
+                ),
+            );
+        }
+    }
+    p.check(
+        ports.iter().all(|port| {
+            run.events_with(&[("layer", "connect"), ("address", "127.0.0.1")])
+                .iter()
+                .any(|e| e["port"] == *port)
+        }),
+        "not every refused connect to egc's ports has a connect-layer event",
+    );
+    p.check(
+        !world.log.dns_saw("other.corp.test"),
+        "other.corp.test reached the DNS server",
+    );
+    p.check(
+        run.events_with(&[("layer", "dns")]).is_empty(),
+        "a query sent to egc's own ports reached the DNS gateway",
+    );
+    p.finish(&world, &[&run])
+}
+
+/// 2: DNS messages crafted to get a name, or data, past the gateway: two questions,
+/// class CH and ANY, qtype ANY/TXT/HTTPS for an allowed name (forwarded: the question is
+/// the allowed name's), two pipelined TCP queries, EDNS options carrying data, escaped
+/// dots and binary labels, case and trailing-dot variants, port 53 of 0.0.0.0 and of
+/// ::ffff:127.0.0.53 from an IPv6 socket, DNS over 853 and 5353 (not redirected).
+fn attack_dns_tricks() -> Result<(), Failed> {
+    let mut world = World::new("attacks-dns-tricks")?;
+    let cmd = attack_python(
+        r#"
+A, TXT, HTTPS, ANY, IN, CH = 1, 16, 65, 255, 1, 3
+step("two-questions", lambda: dns_raw(dns_msg([("api.corp.test", A, IN), ("other.corp.test", A, IN)])))
+step("two-questions-other-first", lambda: dns_raw(dns_msg([("other.corp.test", A, IN), ("api.corp.test", A, IN)])))
+step("class-ch", lambda: dns_raw(dns_msg([("other.corp.test", TXT, CH)])))
+step("class-ch-allowed", lambda: dns_raw(dns_msg([("api.corp.test", A, CH)])))
+step("class-any", lambda: dns_raw(dns_msg([("api.corp.test", A, ANY)])))
+step("qtype-any", lambda: dns_raw(dns_msg([("api.corp.test", ANY, IN)])))
+step("qtype-txt", lambda: dns_raw(dns_msg([("api.corp.test", TXT, IN)])))
+step("qtype-https", lambda: dns_raw(dns_msg([("api.corp.test", HTTPS, IN)])))
+step("tcp-pipelined", lambda: dns_raw(framed(dns_msg([("api.corp.test", A, IN)], tid=1)) + framed(dns_msg([("other.corp.test", A, IN)], tid=2)), tcp=True, count=2))
+opt = b"\0" + struct.pack(">HHIH", 41, 1232, 0, 4 + 14) + struct.pack(">HH", 65001, 14) + b"SECRET-IN-EDNS"
+step("edns-option", lambda: dns_raw(dns_msg([("api.corp.test", A, IN)], additional=opt, arcount=1)))
+auth = b"\xc0\x0c" + struct.pack(">HHIH", 16, 1, 0, 15) + b"\x0eSECRET-IN-AUTH"
+step("authority-record", lambda: dns_raw(struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 1, 0) + qname("api.corp.test") + struct.pack(">HH", A, IN) + auth))
+step("escaped-dot", lambda: dns_raw(dns_msg([([b"other.corp", b"test"], A, IN)])))
+step("escaped-dot-allowed-suffix", lambda: dns_raw(dns_msg([([b"x.other", b"api", b"corp", b"test"], A, IN)])))
+step("binary-label", lambda: dns_raw(dns_msg([([b"\x00\xff\x1b", b"api", b"corp", b"test"], A, IN)])))
+step("space-label", lambda: dns_raw(dns_msg([([b"other corp", b"test"], A, IN)])))
+step("uppercase", lambda: dns_raw(dns_msg([("API.CORP.TEST", A, IN)])))
+step("uppercase-other", lambda: dns_raw(dns_msg([("OTHER.CORP.TEST", A, IN)])))
+step("opcode-notify", lambda: dns_raw(dns_msg([("other.corp.test", A, IN)], flags=0x2000)))
+step("opcode-update", lambda: dns_raw(dns_msg([("other.corp.test", 6, IN)], flags=0x2800)))
+step("unspecified-udp", lambda: dns_raw(dns_msg([("api.corp.test", A, IN)]), server=("0.0.0.0", 53)))
+step("unspecified-tcp", lambda: dns_raw(framed(dns_msg([("api.corp.test", A, IN)])), server=("0.0.0.0", 53), tcp=True))
+step("unspecified6-udp", lambda: dns_raw(dns_msg([("api.corp.test", A, IN)]), server=("::", 53), family=socket.AF_INET6))
+step("this-network-udp", lambda: dns_raw(dns_msg([("api.corp.test", A, IN)]), server=("0.1.2.3", 53)))
+step("unspecified-mapped-udp", lambda: dns_raw(dns_msg([("api.corp.test", A, IN)]), server=("::ffff:0.0.0.0", 53), family=socket.AF_INET6))
+step("mapped-allowed", lambda: dns_raw(dns_msg([("api.corp.test", A, IN)]), server=("::ffff:127.0.0.53", 53), family=socket.AF_INET6))
+step("mapped-other", lambda: dns_raw(dns_msg([("other.corp.test", A, IN)]), server=("::ffff:127.0.0.53", 53), family=socket.AF_INET6))
+step("mapped-other-tcp", lambda: dns_raw(framed(dns_msg([("other.corp.test", A, IN)])), server=("::ffff:127.0.0.53", 53), family=socket.AF_INET6, tcp=True))
+step("v6-other", lambda: dns_raw(dns_msg([("other.corp.test", A, IN)]), server=("::1", 53), family=socket.AF_INET6))
+for port in (853, 5353):
+    step("udp-%d" % port, lambda: dns_raw(dns_msg([("other.corp.test", A, IN)]), server=("127.0.0.53", port)))
+    step("tcp-%d" % port, lambda: dns_raw(framed(dns_msg([("other.corp.test", A, IN)])), server=("127.0.0.53", port), tcp=True))
+"#,
+    )?;
+    let run = world.egc_run(&[], &strs(&cmd))?;
+    let mut p = Problems::default();
+    p.sane(&run, 0, false);
+    const FORMERR: u64 = 1;
+    const NOTIMP: u64 = 4;
+    const REFUSED: u64 = 5;
+    let rcode = |want: u64| move |v: &Value| v["rcode"] == want && v["an"] == 0;
+    p.step_ok(&run, "two-questions", rcode(FORMERR));
+    p.step_ok(&run, "two-questions-other-first", rcode(FORMERR));
+    p.step_ok(&run, "class-ch", rcode(REFUSED));
+    p.step_ok(&run, "class-ch-allowed", rcode(REFUSED));
+    p.step_ok(&run, "class-any", rcode(REFUSED));
+    // Other types of an allowed name are forwarded (the question is the allowed name's);
+    // the test zone has no such records.
+    for step in ["qtype-any", "qtype-txt", "qtype-https"] {
+        p.step_ok(&run, step, |v| v["rcode"] == 0);
+    }
+    p.step_ok(&run, "tcp-pipelined", |v| {
+        v[0]["rcode"] == 0 && v[0]["an"] == 1 && v[1]["rcode"] == REFUSED && v[1]["id"] == 2
+    });
+    p.step_ok(&run, "edns-option", |v| v["rcode"] == 0 && v["an"] == 1);
+    p.step_ok(&run, "authority-record", |v| {
+        v["rcode"] == 0 && v["an"] == 1
+    });
+    for step in [
+        "escaped-dot",
+        "escaped-dot-allowed-suffix",
+        "binary-label",
+        "space-label",
+        "uppercase-other",
+        "mapped-other",
+        "mapped-other-tcp",
+        "v6-other",
+    ] {
+        p.step_ok(&run, step, rcode(REFUSED));
+    }
+    p.step_ok(&run, "uppercase", |v| v["rcode"] == 0 && v["an"] == 1);
+    p.step_ok(&run, "opcode-notify", rcode(NOTIMP));
+    p.step_ok(&run, "opcode-update", rcode(NOTIMP));
+    p.step_err(&run, "unspecified-udp", &["PermissionError"]);
+    p.step_err(&run, "unspecified-tcp", &["PermissionError"]);
+    p.step_err(&run, "unspecified6-udp", &["PermissionError"]);
+    p.step_err(&run, "this-network-udp", &["PermissionError"]);
+    p.step_err(&run, "unspecified-mapped-udp", &["PermissionError"]);
+    p.step_ok(&run, "mapped-allowed", |v| {
+        v["rcode"] == 0 && v["an"] == 1 && v["src"] == serde_json::json!(["::ffff:127.0.0.53", 53])
+    });
+    for step in ["udp-853", "tcp-853", "udp-5353", "tcp-5353"] {
+        p.step_err(&run, step, &["PermissionError"]);
+    }
+    let dns = world.log.dns();
+    p.check(
+        dns.iter().all(|l| l.starts_with("api.corp.test ")),
+        format!("the DNS server saw a name other than api.corp.test: {dns:?}"),
+    );
+    let raw = world.log.dns_raw();
+    p.check(
+        !raw.iter().any(|m| {
+            m.windows(6).any(|w| w == b"SECRET")
+                || m.windows(5).any(|w| w.eq_ignore_ascii_case(b"other"))
+        }),
+        "a message reaching the DNS server carried the agent's EDNS option, authority record or another name",
+    );
+    p.check(
+        raw.iter()
+            .all(|m| m.get(4..6) == Some(&[0, 1][..]) && m.get(8..10) == Some(&[0, 0][..])),
+        "a message reaching the DNS server has other than one question and no authority records",
+    );
+    p.finish(&world, &[&run])
+}
+
+/// 3 (TLS): ClientHellos crafted to pass the gate with a name it does not check: two
+/// host names in one SNI extension, two SNI extensions, a very long SNI, case and
+/// trailing-dot variants, a NUL inside the name, and an allowed SNI followed by other
+/// bytes (which reach only the original destination).
+fn attack_gate_tls() -> Result<(), Failed> {
+    let mut world = World::new("attacks-gate-tls")?;
+    let cmd = attack_python(
+        r#"
+ips = step("resolve", lambda: resolve("api.corp.test"))
+ip = ips[0]
+def hello_with(*names):
+    return rewrite_hello([sni_ext(list(names))])
+step("control-api", lambda: probe(ip, hello_with(b"api.corp.test")))
+step("control-other", lambda: probe(ip, hello_with(b"other.corp.test")))
+step("two-names-api-first", lambda: probe(ip, hello_with(b"api.corp.test", b"other.corp.test")))
+step("two-names-other-first", lambda: probe(ip, hello_with(b"other.corp.test", b"api.corp.test")))
+step("two-extensions", lambda: probe(ip, rewrite_hello([sni_ext([b"api.corp.test"]), sni_ext([b"other.corp.test"])])))
+step("two-extensions-other-first", lambda: probe(ip, rewrite_hello([sni_ext([b"other.corp.test"]), sni_ext([b"api.corp.test"])])))
+step("long-sni", lambda: probe(ip, hello_with((b"a" * 63 + b".") * 150 + b"api.corp.test")))
+step("upper-dot", lambda: probe(ip, hello_with(b"API.CORP.TEST.")))
+step("other-upper-dot", lambda: probe(ip, hello_with(b"OTHER.CORP.TEST.")))
+step("nul-suffix", lambda: probe(ip, hello_with(b"api.corp.test\x00other.corp.test")))
+step("nul-label", lambda: probe(ip, hello_with(b"other.corp.test\x00.api.corp.test")))
+step("hostname-type-1", lambda: probe(ip, rewrite_hello([struct.pack(">HHH", 0, 2 + 3 + 15 + 3 + 13, 3 + 15 + 3 + 13) + b"\x01\x00\x0fother.corp.test\x00\x00\x0dapi.corp.test"])))
+step("sni-then-http", lambda: probe(ip, hello_with(b"api.corp.test") + b"GET / HTTP/1.1\r\nHost: other.corp.test\r\n\r\n"))
+step("still-works", lambda: tls(ip, "api.corp.test"))
+"#,
+    )?;
+    let run = world.egc_run(&[], &strs(&cmd))?;
+    let mut p = Problems::default();
+    p.sane(&run, 0, false);
+    p.step_ok(&run, "resolve", |v| is_list(v, &["127.0.0.1"]));
+    let reached = |v: &Value| v.as_str().is_some_and(|s| s.starts_with("reached"));
+    let closed = |v: &Value| v.as_str().is_some_and(|s| s.starts_with("closed"));
+    // The controls: the rewritten ClientHello passes with api.corp.test, not with
+    // other.corp.test (so that the probes below can tell).
+    p.step_ok(&run, "control-api", reached);
+    p.step_ok(&run, "control-other", closed);
+    for step in [
+        "two-names-other-first",
+        "two-extensions",
+        "two-extensions-other-first",
+        "long-sni",
+        "other-upper-dot",
+        "nul-suffix",
+        "nul-label",
+    ] {
+        p.step_ok(&run, step, closed);
+    }
+    // The gate reads the first host name; the server must not see other.corp.test
+    // whatever it makes of the list (rustls refuses a list with two host names).
+    p.step_ok(&run, "two-names-api-first", |v| v.is_string());
+    p.step_ok(&run, "upper-dot", reached);
+    // A name of another type first, then api.corp.test: the gate takes the host name.
+    p.step_ok(&run, "hostname-type-1", |v| v.is_string());
+    p.step_ok(&run, "sni-then-http", reached);
+    p.step_ok(&run, "still-works", |v| v == "hello api.corp.test\n");
+    let hellos = world.log.tls_hello();
+    p.check(
+        !hellos
+            .iter()
+            .any(|s| s.to_ascii_lowercase().contains("other")),
+        format!("the TLS server read a ClientHello naming other.corp.test: {hellos:?}"),
+    );
+    p.check(
+        world.log.http().is_empty(),
+        "the HTTP server got the bytes sent after an allowed ClientHello (they must go to the original destination, 8443)",
+    );
+    for (reason, name) in [
+        ("sni-mismatch", Some("other.corp.test")),
+        ("not-tls-or-http", None),
+    ] {
+        p.check(
+            run.events_with(&[("layer", "gate"), ("reason", reason)])
+                .iter()
+                .any(|e| name.is_none_or(|n| e["name"] == n)),
+            format!("no gate/{reason} event"),
+        );
+    }
+    p.finish(&world, &[&run])
+}
+
+/// 3 (slowloris): a ClientHello for api.corp.test sent one byte every 0.4 s: the gate
+/// gives up after 10 s, closes the connection and sends nothing on.
+fn attack_gate_slowloris() -> Result<(), Failed> {
+    let mut world = World::new("attacks-gate-slowloris")?;
+    let cmd = attack_python(
+        r#"
+ips = step("resolve", lambda: resolve("api.corp.test"))
+def slow(ip):
+    hello = client_hello("api.corp.test")
+    s = socket.create_connection((ip, 8443), timeout=5)
+    t0 = time.time()
+    for i, b in enumerate(hello):
+        try:
+            s.send(bytes([b]))
+        except OSError as e:
+            return {"closed_after": round(time.time() - t0, 1), "sent": i, "how": type(e).__name__}
+        r, _, _ = select.select([s], [], [], 0.4)
+        if r:
+            try:
+                data = s.recv(100)
+            except OSError as e:
+                data = b""
+            if not data:
+                return {"closed_after": round(time.time() - t0, 1), "sent": i + 1, "how": "eof"}
+            return {"answered_after": round(time.time() - t0, 1), "sent": i + 1}
+        if time.time() - t0 > 16:
+            break
+    return {"still_open_after": round(time.time() - t0, 1), "sent": len(hello)}
+step("slow", lambda: slow(ips[0]))
+step("re-resolve", lambda: resolve("api.corp.test"))
+step("still-works", lambda: tls(ips[0], "api.corp.test"))
+"#,
+    )?;
+    let run = world.egc_run(&[], &strs(&cmd))?;
+    let mut p = Problems::default();
+    p.sane(&run, 0, false);
+    p.step_ok(&run, "slow", |v| {
+        v["closed_after"]
+            .as_f64()
+            .is_some_and(|t| (9.0..=13.0).contains(&t))
+    });
+    p.step_ok(&run, "still-works", |v| v == "hello api.corp.test\n");
+    p.check(
+        run.events_with(&[("layer", "gate"), ("reason", "not-tls-or-http")])
+            .iter()
+            .any(|e| e["message"].as_str().is_some_and(|m| m.contains("10 s"))),
+        "no gate/not-tls-or-http event saying nothing was complete in 10 s",
+    );
+    p.check(
+        world.log.accepted() == 1,
+        format!(
+            "the TLS server accepted {} connections: only the last (allowed) one may reach it",
+            world.log.accepted()
+        ),
+    );
+    p.finish(&world, &[&run])
+}
+
+/// 3 (HTTP): request heads crafted to reach another site at web.corp.test's address:
+/// absolute-form targets a lenient server reads differently (`\@`, `#@`), CONNECT,
+/// case and trailing-dot variants, a Host with userinfo, no Host, bare-LF heads; and a
+/// second request pipelined in the same segment (a known limit: the gate checks the
+/// first request only; it still reaches only the original destination).
+fn attack_gate_http() -> Result<(), Failed> {
+    let mut world = World::new("attacks-gate-http")?;
+    let cmd = attack_python(
+        r#"
+ips = step("resolve", lambda: resolve("web.corp.test"))
+ip = ips[0]
+def req(target, *headers):
+    return "GET %s HTTP/1.1\r\n%sConnection: close\r\n\r\n" % (target, "".join(h + "\r\n" for h in headers))
+step("control", lambda: http_exchange(ip, [req("/", "Host: web.corp.test")]))
+step("absolute-backslash", lambda: http_exchange(ip, [req("http://other.corp.test\\@web.corp.test/", "Host: web.corp.test")]))
+step("absolute-backslash-nohost", lambda: http_exchange(ip, ["GET http://other.corp.test\\@web.corp.test/ HTTP/1.0\r\n\r\n"]))
+step("absolute-fragment", lambda: http_exchange(ip, [req("http://other.corp.test#@web.corp.test/", "Host: web.corp.test")]))
+step("absolute-query", lambda: http_exchange(ip, [req("http://other.corp.test?@web.corp.test/", "Host: web.corp.test")]))
+step("absolute-userinfo", lambda: http_exchange(ip, [req("http://web.corp.test@other.corp.test/", "Host: web.corp.test")]))
+step("connect-other", lambda: http_exchange(ip, ["CONNECT other.corp.test:8080 HTTP/1.1\r\nHost: other.corp.test:8080\r\n\r\n"]))
+step("connect-other-host-web", lambda: http_exchange(ip, ["CONNECT other.corp.test:443 HTTP/1.1\r\nHost: web.corp.test\r\n\r\n"]))
+step("host-upper-dot", lambda: http_exchange(ip, [req("/", "Host: WEB.CORP.TEST.")]))
+step("host-other-upper-dot", lambda: http_exchange(ip, [req("/", "Host: OTHER.CORP.TEST.:8080")]))
+step("host-userinfo", lambda: http_exchange(ip, [req("/", "Host: web.corp.test@other.corp.test")]))
+step("host-list", lambda: http_exchange(ip, [req("/", "Host: web.corp.test, other.corp.test")]))
+step("host-space-colon", lambda: http_exchange(ip, [req("/", "Host: web.corp.test", "Host : other.corp.test")]))
+step("host-case-name", lambda: http_exchange(ip, [req("/", "host: web.corp.test", "HOST: other.corp.test")]))
+step("no-host", lambda: http_exchange(ip, ["GET / HTTP/1.0\r\n\r\n"]))
+step("bare-lf-two-hosts", lambda: http_exchange(ip, ["GET / HTTP/1.1\nHost: web.corp.test\nHost: other.corp.test\nConnection: close\n\n"]))
+step("pipelined", lambda: http_exchange(ip, ["GET /first HTTP/1.1\r\nHost: web.corp.test\r\n\r\nGET /second HTTP/1.1\r\nHost: other.corp.test\r\nConnection: close\r\n\r\n", ""]))
+"#,
+    )?;
+    let run = world.egc_run(&[], &strs(&cmd))?;
+    let mut p = Problems::default();
+    p.sane(&run, 0, false);
+    p.step_ok(&run, "control", |v| is_list(v, &["200"]));
+    let refused = |v: &Value| {
+        v.as_array()
+            .is_some_and(|a| a.first().is_some_and(|s| s != "200"))
+    };
+    for step in [
+        "absolute-backslash",
+        "absolute-backslash-nohost",
+        "absolute-fragment",
+        "absolute-query",
+        "absolute-userinfo",
+        "connect-other",
+        "connect-other-host-web",
+        "host-other-upper-dot",
+        "host-userinfo",
+        "host-list",
+        "host-space-colon",
+        "host-case-name",
+        "no-host",
+        "bare-lf-two-hosts",
+    ] {
+        p.step_ok(&run, step, refused);
+    }
+    p.step_ok(&run, "host-upper-dot", |v| is_list(v, &["200"]));
+    // The known limit: the pipelined second request is not checked. It reaches the
+    // original destination (the only server at 127.0.0.1:8080) and nothing else.
+    p.step_ok(&run, "pipelined", |v| {
+        v.as_array()
+            .is_some_and(|a| a.first() == Some(&Value::from("200")))
+    });
+    let targets = world.log.http_targets();
+    let hosts = world.log.http();
+    p.check(
+        !targets
+            .iter()
+            .zip(&hosts)
+            .any(|(t, h)| t != "/second" && (t.contains("other") || h.contains("other"))),
+        format!("a request for other.corp.test reached the HTTP server (besides the pipelined one): targets {targets:?}, hosts {hosts:?}"),
+    );
+    p.check(
+        world.log.tls_hello().is_empty(),
+        "the TLS server was reached from a plain-HTTP connection",
+    );
+    p.finish(&world, &[&run])
+}
+
+/// 4: a learned address is no wider than its names' TCP ports: another port (with a
+/// server listening), UDP sent unconnected, connected (the sink drops it) and to a
+/// connected socket with an explicit address, the IPv4-mapped form from an IPv6 socket,
+/// and TCP Fast Open data in the SYN naming another host.
+fn attack_learned_address() -> Result<(), Failed> {
+    let mut world = World::new("attacks-learned-address")?;
+    let cmd = attack_python(
+        r#"
+step("resolve", lambda: resolve("api.corp.test"))
+step("resolve6", lambda: resolve("api6.corp.test", socket.AF_INET6))
+step("tcp-443", lambda: tcp_connect("127.0.0.1", 443, send=b"GET / HTTP/1.1\r\nHost: api.corp.test\r\n\r\n"))
+step("tcp6-443", lambda: tcp_connect("::1", 443, socket.AF_INET6))
+step("tcp-mapped-443", lambda: tcp_connect("::ffff:127.0.0.1", 443, socket.AF_INET6))
+step("udp-8443", lambda: udp_send("127.0.0.1", 8443))
+step("udp6-8443", lambda: udp_send("::1", 8443, socket.AF_INET6))
+step("udp-mapped-8443", lambda: udp_send("::ffff:127.0.0.1", 8443, socket.AF_INET6))
+step("udp-connected-8443", lambda: udp_send("127.0.0.1", 8443, data=b"leak-connected", connect=True))
+step("udp6-connected-8443", lambda: udp_send("::1", 8443, socket.AF_INET6, data=b"leak-connected6", connect=True))
+def connected_then_sendto():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect(("127.0.0.1", 8443))
+    s.sendto(b"leak-sendto", ("127.0.0.1", 8443))
+    return "sent"
+step("udp-connected-sendto", connected_then_sendto)
+def tfo(name):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.sendto(client_hello(name), socket.MSG_FASTOPEN, ("127.0.0.1", 8443))
+    s.settimeout(5)
+    first = s.recv(1)
+    s.close()
+    return "reached" if first else "closed eof"
+step("tfo-api", lambda: tfo("api.corp.test"))
+step("tfo-other", lambda: attempt(lambda: tfo("other.corp.test")))
+"#,
+    )?;
+    let run = world.egc_run(&[], &strs(&cmd))?;
+    let mut p = Problems::default();
+    p.sane(&run, 0, false);
+    p.step_ok(&run, "resolve", |v| is_list(v, &["127.0.0.1"]));
+    p.step_ok(&run, "resolve6", |v| is_list(v, &["::1"]));
+    for step in [
+        "tcp-443",
+        "tcp6-443",
+        "tcp-mapped-443",
+        "udp-8443",
+        "udp6-8443",
+        "udp-mapped-8443",
+        "udp-connected-sendto",
+    ] {
+        p.step_err(&run, step, &["PermissionError"]);
+    }
+    // A connected UDP socket goes to the gate's sink: the send succeeds and goes nowhere.
+    p.step_ok(&run, "udp-connected-8443", |v| v == "sent");
+    p.step_ok(&run, "udp6-connected-8443", |v| v == "sent");
+    p.step_ok(&run, "tfo-api", |v| v == "reached");
+    p.step_ok(&run, "tfo-other", |v| {
+        v.as_str().is_some_and(|s| !s.starts_with("ok reached"))
+    });
+    p.check(
+        world.log.udp().is_empty(),
+        format!("the UDP listener on 8443 received {:?}", world.log.udp()),
+    );
+    p.check(
+        world.log.http().is_empty(),
+        "the HTTP server on 443 was reached",
+    );
+    p.check(
+        !world.log.tls_hello().iter().any(|s| s.contains("other")),
+        "the TLS server read a ClientHello for other.corp.test (TCP Fast Open)",
+    );
+    p.check(
+        !run.events_with(&[("reason", "udp-to-learned-address")])
+            .is_empty(),
+        "no udp-to-learned-address event for the connected UDP sockets",
+    );
+    p.finish(&world, &[&run])
+}
+
+/// 4 (expiry): with the TTL clamped to 2 s, TLS to the learned address works at 1.4 s
+/// and not at 2.8 s; a connection opened before expiry that sends its ClientHello after
+/// it is refused by the gate; resolving again opens the address again.
+fn attack_ttl_timing() -> Result<(), Failed> {
+    let mut world = World::new("attacks-ttl-timing")?;
+    let cmd = attack_python(
+        r#"
+t0 = time.time()
+ips = step("resolve", lambda: resolve("api.corp.test"))
+ip = ips[0]
+held = socket.create_connection((ip, 8443), timeout=5)
+def at(t):
+    time.sleep(max(0, t0 + t - time.time()))
+at(1.4)
+step("just-before", lambda: tls(ip, "api.corp.test"))
+at(2.8)
+step("just-after", lambda: tls(ip, "api.corp.test"))
+step("held-hello-after-expiry", lambda: probe(ip, client_hello("api.corp.test"), sock=held))
+step("re-resolve", lambda: resolve("api.corp.test"))
+step("after-re-resolve", lambda: tls(ip, "api.corp.test"))
+"#,
+    )?;
+    let run = world.egc_run(&["--dns-ttl-min", "2", "--dns-ttl-max", "2"], &strs(&cmd))?;
+    let mut p = Problems::default();
+    p.sane(&run, 0, false);
+    p.step_ok(&run, "resolve", |v| is_list(v, &["127.0.0.1"]));
+    p.step_ok(&run, "just-before", |v| v == "hello api.corp.test\n");
+    let mut refused = CLOSED.to_vec();
+    refused.push("PermissionError");
+    p.step_err(&run, "just-after", &refused);
+    p.step_ok(&run, "held-hello-after-expiry", |v| {
+        v.as_str().is_some_and(|s| s.starts_with("closed"))
+    });
+    p.step_ok(&run, "after-re-resolve", |v| v == "hello api.corp.test\n");
+    p.check(
+        world.log.tls_hello().len() == 2,
+        format!(
+            "the TLS server read {} ClientHellos: only `just-before` and `after-re-resolve` may reach it",
+            world.log.tls_hello().len()
+        ),
+    );
+    p.check(
+        !run.events_with(&[("layer", "gate"), ("name", "api.corp.test")])
+            .is_empty(),
+        "no gate event for the held connection whose address lapsed before its ClientHello",
+    );
+    p.finish(&world, &[&run])
+}
+
+/// 6 (DNS): 600 queries for distinct names under flood.test and 400 for api.corp.test as
+/// fast as UDP goes: the rate limit holds (no more forwarded than the bucket allows, at
+/// most one rate-limited event a second, at most one event per name), nothing under
+/// flood.test leaves, and after the bucket refills an allowed name resolves and connects.
+fn attack_dns_flood() -> Result<(), Failed> {
+    let mut world = World::new("attacks-dns-flood")?;
+    let cmd = attack_python(
+        r#"
+def flood():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    tag = os.urandom(4).hex()
+    t0 = time.time()
+    for i in range(1000):
+        name = "api.corp.test" if i % 5 == 0 else "f%d-%s.flood.test" % (i, tag)
+        s.sendto(dns_msg([(name, 1, 1)], tid=i), ("127.0.0.53", 53))
+    sent = time.time() - t0
+    rcodes = {}
+    s.settimeout(3)
+    try:
+        while True:
+            data = s.recv(65535)
+            r = dns_reply(data)
+            rcodes[str(r["rcode"])] = rcodes.get(str(r["rcode"]), 0) + 1
+    except socket.timeout:
+        pass
+    return {"seconds": round(sent, 2), "rcodes": rcodes}
+step("flood", flood)
+time.sleep(5)
+ips = step("resolve", lambda: resolve("api.corp.test"))
+step("tls", lambda: tls(ips[0], "api.corp.test"))
+"#,
+    )?;
+    let run = world.egc_run(&[], &strs(&cmd))?;
+    let mut p = Problems::default();
+    p.sane(&run, 0, false);
+    p.step_ok(&run, "flood", |v| {
+        v["rcodes"]["5"].as_u64().is_some_and(|n| n > 0)
+    });
+    p.step_ok(&run, "resolve", |v| is_list(v, &["127.0.0.1"]));
+    p.step_ok(&run, "tls", |v| v == "hello api.corp.test\n");
+    let limited: Vec<f64> = run
+        .events_with(&[("layer", "dns"), ("reason", "rate-limited")])
+        .iter()
+        .filter_map(|e| e["time"].as_f64())
+        .collect();
+    p.check(!limited.is_empty(), "no rate-limited event");
+    p.check(
+        limited.windows(2).all(|w| w[1] - w[0] >= 0.99),
+        format!("rate-limited events less than a second apart: {limited:?}"),
+    );
+    let names: Vec<&str> = run
+        .events_with(&[("layer", "dns"), ("reason", "name-not-allowed")])
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    let mut distinct = names.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    p.check(
+        distinct.len() == names.len(),
+        "a flood name was reported more than once",
+    );
+    // Burst 200 plus 50/s for the few seconds the flood lasts; answered queries are a
+    // subset of the admitted ones.
+    let admitted = names.len()
+        + world
+            .log
+            .dns()
+            .iter()
+            .filter(|l| l.starts_with("api.corp.test"))
+            .count();
+    p.check(
+        admitted <= 200 + 50 * 4 + 5,
+        format!("{admitted} queries passed the rate limit (burst 200, 50/s)"),
+    );
+    p.check(
+        run.events.len() <= admitted + limited.len() + 2,
+        format!(
+            "{} events for {admitted} admitted queries",
+            run.events.len()
+        ),
+    );
+    p.check(
+        !world.log.dns().iter().any(|l| l.contains("flood.test")),
+        "a flood.test name reached the DNS server",
+    );
+    p.finish(&world, &[&run])
+}
+
+/// 6 (connections): 300 connections to the learned address held open without a byte
+/// (more than the gate's 256 pending), and 80 idle TCP connections to the DNS gateway
+/// (more than its 64): nothing reaches the servers, and once they close an allowed name
+/// resolves (UDP and TCP) and connects.
+fn attack_connection_flood() -> Result<(), Failed> {
+    let mut world = World::new("attacks-connection-flood")?;
+    let cmd = attack_python(
+        r#"
+ips = step("resolve", lambda: resolve("api.corp.test"))
+ip = ips[0]
+def hold(addr, n):
+    socks, errors = [], {}
+    for i in range(n):
+        try:
+            socks.append(socket.create_connection(addr, timeout=3))
+        except Exception as e:
+            errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+    return socks, errors
+gate_socks, gate_errors = hold((ip, 8443), 300)
+dns_socks, dns_errors = hold(("127.0.0.53", 53), 80)
+time.sleep(1)
+def closed_by_peer(socks):
+    n = 0
+    for s in socks:
+        r, _, _ = select.select([s], [], [], 0)
+        if r:
+            try:
+                if not s.recv(1):
+                    n += 1
+            except OSError:
+                n += 1
+    return n
+step("held", lambda: {"gate": len(gate_socks), "gate_errors": gate_errors, "gate_closed": closed_by_peer(gate_socks), "dns": len(dns_socks), "dns_errors": dns_errors, "dns_closed": closed_by_peer(dns_socks)})
+step("udp-dns-during", lambda: dns_query("api.corp.test", server=("127.0.0.53", 53))["rcode"])
+for s in gate_socks + dns_socks:
+    s.close()
+time.sleep(1)
+step("resolve-after", lambda: resolve("api.corp.test"))
+step("tcp-dns-after", lambda: dns_query("api.corp.test", server=("127.0.0.53", 53), tcp=True)["rcode"])
+step("tls-after", lambda: tls(ip, "api.corp.test"))
+"#,
+    )?;
+    let run = world.egc_run(&[], &strs(&cmd))?;
+    let mut p = Problems::default();
+    p.sane(&run, 0, false);
+    // Beyond the gate's 256 pending connections and the DNS gateway's 64 TCP clients,
+    // new connections are closed at once (the agent can only starve itself).
+    p.step_ok(&run, "held", |v| {
+        v["gate"] == 300
+            && v["dns"] == 80
+            && v["gate_closed"].as_u64().is_some_and(|n| n >= 44)
+            && v["dns_closed"].as_u64().is_some_and(|n| n >= 16)
+    });
+    p.step_ok(&run, "udp-dns-during", |v| v == 0);
+    p.step_ok(&run, "resolve-after", |v| is_list(v, &["127.0.0.1"]));
+    p.step_ok(&run, "tcp-dns-after", |v| v == 0);
+    p.step_ok(&run, "tls-after", |v| v == "hello api.corp.test\n");
+    p.check(
+        world.log.accepted() == 1,
+        format!(
+            "the servers accepted {} connections: only the last (allowed) one may reach them",
+            world.log.accepted()
+        ),
+    );
+    p.finish(&world, &[&run])
+}
+
+/// 7: names the agent controls (an SNI, a Host, a DNS label) with quotes, newlines,
+/// escape sequences and control characters do not break or forge events: the events
+/// file stays one JSON object per line, each refusal is one event with the name as sent,
+/// and the 403 body is the event as valid JSON.
+fn attack_event_injection() -> Result<(), Failed> {
+    let mut world = World::new("attacks-event-injection")?;
+    let cmd = attack_python(
+        r#"
+FORGE = '"},\n{"format":"egc-event/1","layer":"dns","reason":"forged","agent":"x"}\n\x1b[2K\x1b[1A\x07'
+ips = step("resolve", lambda: resolve("api.corp.test"))
+step("sni", lambda: probe(ips[0], rewrite_hello([sni_ext([("evil" + FORGE + "\x00.corp.test").encode()])])))
+wips = step("resolve-web", lambda: resolve("web.corp.test"))
+def http_forge():
+    s = socket.create_connection((wips[0], 8080), timeout=5)
+    s.sendall(b'GET / HTTP/1.1\r\nHost: evil\\"},{"reason":"forged","x":"\\u0000.test\r\nConnection: close\r\n\r\n')
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return {"status": head.split(b" ")[1].decode(), "body": body.decode()}
+step("host", http_forge)
+step("dns", lambda: dns_raw(dns_msg([(['"},\n{"reason":"forged"}\n\x1b[2K\x07'.encode(), b"corp", b"test"], 1, 1)])))
+"#,
+    )?;
+    let run = world.egc_run(&[], &strs(&cmd))?;
+    let mut p = Problems::default();
+    p.sane(&run, 0, false);
+    let forge = "\"},\n{\"format\":\"egc-event/1\",\"layer\":\"dns\",\"reason\":\"forged\",\"agent\":\"x\"}\n\u{1b}[2k\u{1b}[1a\u{7}";
+    p.step_ok(&run, "sni", |v| {
+        v.as_str().is_some_and(|s| s.starts_with("closed"))
+    });
+    p.step_ok(&run, "host", |v| {
+        v["status"] == "403"
+            && serde_json::from_str::<Value>(v["body"].as_str().unwrap_or_default())
+                .is_ok_and(|b| b["reason"] == "host-mismatch" && b["layer"] == "gate")
+    });
+    p.step_ok(&run, "dns", |v| v["rcode"] == 5);
+    p.check(
+        !run.events.iter().any(|e| e["reason"] == "forged"),
+        "an event with the forged reason appeared",
+    );
+    p.check(
+        run.events_with(&[("layer", "gate"), ("reason", "sni-mismatch")])
+            .iter()
+            .any(|e| e["name"] == format!("evil{forge}\u{0}.corp.test").as_str()),
+        "no sni-mismatch event whose name is the SNI as sent (lower-cased)",
+    );
+    p.check(
+        run.events_with(&[("layer", "gate"), ("reason", "host-mismatch")])
+            .iter()
+            .any(|e| {
+                e["name"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("\"},{\"reason\":\"forged\""))
+            }),
+        "no host-mismatch event whose name is the Host as sent",
+    );
+    p.check(
+        !run.events_with(&[("layer", "dns"), ("reason", "malformed-query")])
+            .is_empty(),
+        "no dns/malformed-query event for the label with control characters",
+    );
+    p.check(
+        run.events.len() == 3,
+        format!(
+            "expected exactly 3 events (SNI, Host, DNS), got {}",
+            run.events.len()
+        ),
+    );
+    let lines = fs::read_to_string(&run.events_path).unwrap_or_default();
+    p.check(
+        lines.lines().count() == run.events.len() && !lines.contains('\u{1b}'),
+        "the events file has raw control characters or more lines than events",
+    );
+    p.finish(&world, &[&run])
+}
+
+/// 7 (known failing, `EGC_NAMES_KNOWN_FAILING=1`): egc's own human-readable denial
+/// lines on stderr print an SNI as sent, so control characters and newlines in it reach
+/// the operator's terminal as if egc wrote them: a forged `egc-event/1` line of its own,
+/// and escape sequences that erase egc's previous line. The events file is not affected
+/// (`attacks::event-injection`).
+fn attack_event_injection_stderr() -> Result<(), Failed> {
+    let mut world = World::new("attacks-event-injection-stderr")?;
+    let cmd = attack_python(
+        r#"
+FORGE = '\n{"format":"egc-event/1","layer":"dns","reason":"forged"}\n\x1b[2K\x1b[1A\x07'
+ips = step("resolve", lambda: resolve("api.corp.test"))
+step("sni", lambda: probe(ips[0], rewrite_hello([sni_ext([("evil" + FORGE + ".corp.test").encode()])])))
+"#,
+    )?;
+    let run = world.egc_run(&[], &strs(&cmd))?;
+    let mut p = Problems::default();
+    p.sane(&run, 0, false);
+    p.step_ok(&run, "sni", |v| {
+        v.as_str().is_some_and(|s| s.starts_with("closed"))
+    });
+    p.check(
+        !run.stderr
+            .chars()
+            .any(|c| c.is_control() && c != '\n'),
+        "egc's stderr carries raw control characters from the agent's SNI (escape sequences reach the terminal in egc's voice)",
+    );
+    p.check(
+        !run.stderr.lines().any(|l| l.starts_with("{\"format\"")),
+        "egc's stderr has a line the agent wrote (a forged event) through a newline in its SNI",
+    );
+    p.finish(&world, &[&run])
+}
+
+/// 6 (gate events): 1000 connections to the learned address, each sending a few bytes
+/// that are neither TLS nor HTTP, as fast as the agent can: every one is refused and
+/// nothing reaches the server; the events stay bounded.
+fn attack_gate_event_flood() -> Result<(), Failed> {
+    let mut world = World::new("attacks-gate-event-flood")?;
+    let cmd = attack_python(
+        r#"
+ips = step("resolve", lambda: resolve("api.corp.test"))
+def flood(n):
+    t0 = time.time()
+    out = {}
+    for i in range(n):
+        r = attempt(lambda: probe(ips[0], b"\x00junk\r\n\r\n"))
+        out[r] = out.get(r, 0) + 1
+    out["seconds"] = round(time.time() - t0, 1)
+    return out
+step("flood", lambda: flood(1000))
+step("tls", lambda: tls(ips[0], "api.corp.test"))
+"#,
+    )?;
+    // The address stays learned for the whole flood.
+    let run = world.egc_run(&["--dns-ttl-min", "60", "--dns-ttl-max", "60"], &strs(&cmd))?;
+    let mut p = Problems::default();
+    p.sane(&run, 0, false);
+    p.step_ok(&run, "flood", |v| v["ok closed eof"] == 1000);
+    p.step_ok(&run, "tls", |v| v == "hello api.corp.test\n");
+    p.check(
+        world.log.accepted() == 1,
+        format!(
+            "the TLS server accepted {} connections",
+            world.log.accepted()
+        ),
+    );
+    // One event per refused connection at most (each is a connection of its own): the
+    // events grow with the agent's own connect rate, no faster.
+    let gate = run.events_with(&[("layer", "gate")]).len();
+    p.check(
+        (1..=1000).contains(&gate) && run.events.len() == gate,
+        format!(
+            "{gate} gate events ({} in all) for 1000 refused connections",
+            run.events.len()
+        ),
+    );
+    p.finish(&world, &[&run])
+}
+
+/// 5 (wildcards): with `host "**.wild.test"`, a name the gate reads must be a host name
+/// before a pattern is tried, as the DNS gateway requires: an SNI with a NUL (which a
+/// C-string server reads as `other.corp.test`), a space or a colon in a label, and a
+/// Host with userinfo or a bad port all match `**.wild.test` label by label, and are
+/// refused.
+fn attack_gate_wildcard_names() -> Result<(), Failed> {
+    let mut world = World::new("attacks-gate-wildcard-names")?;
+    let cmd = attack_python(
+        r#"
+ips = step("resolve", lambda: resolve("a.wild.test"))
+ip = ips[0]
+def hello_with(name):
+    return rewrite_hello([sni_ext([name])])
+step("control", lambda: probe(ip, hello_with(b"a.wild.test")))
+step("control-deep", lambda: probe(ip, hello_with(b"x.y.wild.test")))
+step("sni-nul", lambda: probe(ip, hello_with(b"other.corp.test\x00.wild.test")))
+step("sni-space", lambda: probe(ip, hello_with(b"other.corp.test .wild.test")))
+step("sni-colon", lambda: probe(ip, hello_with(b"other.corp.test:443.wild.test")))
+step("sni-slash", lambda: probe(ip, hello_with(b"other.corp.test/.wild.test")))
+def http(host):
+    return probe(ip, ("GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host).encode())
+step("host-control", lambda: http("a.wild.test"))
+step("host-userinfo", lambda: http("other.corp.test:80@a.wild.test"))
+step("host-bad-port", lambda: http("other.corp.test:x.wild.test"))
+"#,
+    )?;
+    let run = world.egc_run_policy(
+        &repo_root().join("tests/names/wildcard"),
+        AGENT,
+        &[],
+        &strs(&cmd),
+    )?;
+    let mut p = Problems::default();
+    p.sane(&run, 0, false);
+    p.step_ok(&run, "resolve", |v| is_list(v, &["127.0.0.1"]));
+    let reached = |v: &Value| v.as_str().is_some_and(|s| s.starts_with("reached"));
+    let closed = |v: &Value| v.as_str().is_some_and(|s| s.starts_with("closed"));
+    // The TLS server answers anything on 8443 (a plain-HTTP request gets an alert): a
+    // request the gate refuses gets a 403 ("reached 48") or nothing.
+    let refused = |v: &Value| {
+        v.as_str()
+            .is_some_and(|s| s.starts_with("closed") || s == "reached 48")
+    };
+    p.step_ok(&run, "control", reached);
+    p.step_ok(&run, "control-deep", reached);
+    for step in ["sni-nul", "sni-space", "sni-colon", "sni-slash"] {
+        p.step_ok(&run, step, closed);
+    }
+    p.step_ok(&run, "host-control", |v| reached(v) && v != "reached 48");
+    p.step_ok(&run, "host-userinfo", refused);
+    p.step_ok(&run, "host-bad-port", refused);
+    let hellos = world.log.tls_hello();
+    p.check(
+        hellos.len() == 2,
+        format!(
+            "the TLS server read {} ClientHellos, expected the two controls: {hellos:?}",
+            hellos.len()
+        ),
+    );
+    p.check(
+        world.log.accepted() == 3,
+        format!(
+            "the TLS server accepted {} connections, expected the three controls",
+            world.log.accepted()
+        ),
+    );
+    p.finish(&world, &[&run])
+}
+
 fn preconditions() -> Result<(), String> {
     let uid = fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
@@ -2075,7 +3216,28 @@ fn main() {
         ("ipv6::allowed-and-sni-mismatch", ipv6),
         ("examples::walkthrough", examples_walkthrough),
         ("enforce::serve-names", enforce_serve_names),
+        ("attacks::gateway-ports", attack_gateway_ports),
+        ("attacks::dns-tricks", attack_dns_tricks),
+        ("attacks::gate-tls", attack_gate_tls),
+        ("attacks::gate-slowloris", attack_gate_slowloris),
+        ("attacks::gate-http", attack_gate_http),
+        ("attacks::learned-address", attack_learned_address),
+        ("attacks::ttl-timing", attack_ttl_timing),
+        ("attacks::dns-flood", attack_dns_flood),
+        ("attacks::connection-flood", attack_connection_flood),
+        ("attacks::event-injection", attack_event_injection),
+        ("attacks::gate-event-flood", attack_gate_event_flood),
+        ("attacks::gate-wildcard-names", attack_gate_wildcard_names),
     ];
+    // Trials that expose a bug not fixed yet: run only on request (see each trial's
+    // comment), so that CI passes.
+    let mut cases = cases;
+    if std::env::var_os("EGC_NAMES_KNOWN_FAILING").is_some() {
+        cases.push((
+            "attacks::event-injection-stderr",
+            attack_event_injection_stderr,
+        ));
+    }
     let ready = preconditions();
     let trials = cases
         .into_iter()

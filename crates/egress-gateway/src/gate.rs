@@ -13,9 +13,11 @@
 //!   speaks first).
 //! - Otherwise the gate reads at most 16 KiB for at most 10 s, until [`client_name`]
 //!   finds a complete TLS ClientHello or HTTP/1.x request head. It splices only when the
-//!   name (the SNI, or the HTTP Host / absolute request target) matches the pattern of
-//!   an admitting rule. Refusals: `encrypted-client-hello` (an ECH extension, whatever
-//!   the outer SNI), `no-sni`, `no-host`, `sni-mismatch`, `host-mismatch`,
+//!   name (the SNI, or the HTTP Host / absolute request target) is a host name (see
+//!   [`crate::names::valid_query_name`]) and matches the pattern of an admitting rule.
+//!   Refusals: `encrypted-client-hello` (an ECH extension, whatever the outer SNI),
+//!   `no-sni`, `no-host`, `sni-mismatch` and `host-mismatch` (also a name that is not a
+//!   host name),
 //!   `ambiguous-host` (two Host headers, or a Host and a request target that disagree),
 //!   `not-tls-or-http` (anything else, or nothing complete in 10 s / 16 KiB). A refused
 //!   HTTP request gets `403 Forbidden` with the event as its JSON body; a refused TLS
@@ -215,8 +217,11 @@ fn target_host(target: &str) -> Option<String> {
         Some(i) => target.get(i + 3..).unwrap_or(""),
         None => target,
     };
+    // A backslash ends the authority too: WHATWG URL parsers (browsers, Node, many
+    // proxies) read `http://other.test\@allowed.test/` as host `other.test`, so the gate
+    // must not read it as `allowed.test` (after the `@`).
     let authority = after_scheme
-        .split(['/', '?', '#'])
+        .split(['/', '?', '#', '\\'])
         .next()
         .unwrap_or(after_scheme);
     let host_port = authority.rsplit('@').next().unwrap_or(authority);
@@ -420,7 +425,13 @@ fn decide(
     origin: SocketAddr,
     read: &Read,
 ) -> Result<(), Refusal> {
-    let matched = |name: &str| patterns.iter().any(|p| p.matches(name));
+    // Only a host name can match (as in the DNS gateway): a pattern matches label by
+    // label, so under `*` or `**` an SNI `other.test\0.allowed.test`, or a Host
+    // `other.test:80@x.allowed.test`, would match, and a lenient server may read it as
+    // another site.
+    let matched = |name: &str| {
+        crate::names::valid_query_name(name).is_ok() && patterns.iter().any(|p| p.matches(name))
+    };
     let admitted = if patterns.is_empty() {
         format!("no host destination admits {origin} now")
     } else {
@@ -588,6 +599,21 @@ mod tests {
                 host: Some("api.corp.test".into())
             }
         );
+        // `\@` is no userinfo separator to a WHATWG parser: the host is evil.test.
+        assert_eq!(
+            client_name(
+                b"GET http://evil.test\\@api.corp.test/ HTTP/1.1\r\nHost: api.corp.test\r\n\r\n"
+            ),
+            NameParse::HttpAmbiguous {
+                hosts: vec!["api.corp.test".into(), "evil.test".into()]
+            }
+        );
+        assert_eq!(
+            client_name(b"GET http://evil.test\\@api.corp.test/ HTTP/1.0\r\n\r\n"),
+            NameParse::Http {
+                host: Some("evil.test".into())
+            }
+        );
         assert_eq!(
             client_name(b"CONNECT evil.test:443 HTTP/1.1\r\n\r\n"),
             NameParse::Http {
@@ -606,6 +632,39 @@ mod tests {
             client_name(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
             NameParse::Other
         );
+    }
+
+    #[test]
+    fn only_host_names_match_patterns() {
+        use egress_check::HostLabel;
+        let wild = HostPattern {
+            labels: vec![
+                HostLabel::OneOrMore,
+                HostLabel::Exact("wild".into()),
+                HostLabel::Exact("test".into()),
+            ],
+        };
+        let origin: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let read = Read::Parsed(NameParse::Other);
+        let tls = |n: &str| NameParse::Tls {
+            sni: Some(n.into()),
+            ech: false,
+        };
+        let http = |n: &str| NameParse::Http {
+            host: Some(n.into()),
+        };
+        let ok = |p: &NameParse| decide(p, std::slice::from_ref(&wild), origin, &read).is_ok();
+        assert!(ok(&tls("a.wild.test")));
+        assert!(ok(&http("x.y.wild.test")));
+        for bad in [
+            "other.corp.test\0.wild.test",
+            "other.corp.test .wild.test",
+            "other.corp.test:443.wild.test",
+            "other.corp.test/.wild.test",
+        ] {
+            assert!(!ok(&tls(bad)), "{bad:?}");
+        }
+        assert!(!ok(&http("other.corp.test:80@a.wild.test")));
     }
 
     #[test]
