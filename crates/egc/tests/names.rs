@@ -54,14 +54,14 @@
 //!    and SNI other.corp.test to ::1 is refused by the gate.
 //!
 //! 10. `attacks::*`: a compromised agent trying to get bytes past the gateway and the
-//!    gate (egc's own loopback ports, crafted DNS messages, crafted ClientHellos and
-//!    request heads, slowloris, learned addresses on other ports and over UDP and TCP
-//!    Fast Open, timing around expiry, floods of queries and connections, names that
-//!    try to break or forge events, non-host names under a `**` pattern with the policy
-//!    `tests/names/wildcard/`). Besides the client's outcome, they check the servers'
-//!    logs: every raw DNS message, every ClientHello the TLS server read (completed or
-//!    not), every HTTP request, every datagram to UDP 8443, every TCP connection
-//!    accepted. `EGC_NAMES_KNOWN_FAILING=1` adds the trials of bugs not fixed yet.
+//!     gate (egc's own loopback ports, crafted DNS messages, crafted ClientHellos and
+//!     request heads, slowloris, learned addresses on other ports and over UDP and TCP
+//!     Fast Open, timing around expiry, floods of queries and connections, names that
+//!     try to break or forge events, non-host names under a `**` pattern with the policy
+//!     `tests/names/wildcard/`). Besides the client's outcome, they check the servers'
+//!     logs: every raw DNS message, every ClientHello the TLS server read (completed or
+//!     not), every HTTP request, every datagram to UDP 8443, every TCP connection
+//!     accepted. `EGC_NAMES_KNOWN_FAILING=1` adds the trials of bugs not fixed yet.
 //!
 //! `EGC_NAMES_VERBOSE=1` prints every run's output, events and the servers' logs.
 //!
