@@ -1,0 +1,416 @@
+//! Whole-process scale of `egc verify`: `cargo bench -p egress-verify --bench verify_scale`.
+//!
+//! Generates policies (deterministically, as `.egress` text) in three shapes, writes them
+//! to a temporary directory and runs the release `egc verify` on each, the way a user
+//! runs it, measuring the whole process:
+//!
+//! - `per-chain`: one zone per delegation chain of five agents, approving and clearing
+//!   what its team uses;
+//! - `one-zone`: one zone (`agents *`) approving and clearing every destination of the
+//!   policy for everyone;
+//! - `violating`: zones per chain, and every agent also reaches an unapproved, uncleared
+//!   destination, so every agent has counterexamples (run with `--format json` and
+//!   `--format human`).
+//!
+//! Per run: wall time, CPU time (user + system) and peak RSS of the `egc` process (each
+//! run is waited for by a fresh copy of this program, whose `getrusage(RUSAGE_CHILDREN)`
+//! then covers that one process), and the ratios between consecutive sizes.
+//!
+//! Arguments: `--egc PATH` (default `target/release/egc`; build it first with
+//! `cargo build --release -p egc`), `--sizes 1000,10000,100000`, `--max N` (drop larger
+//! sizes), `--shapes per-chain,one-zone,violating`, `--limit SECS` (a run is killed after
+//! this long and reported as over it; default 300), `--keep` (leave the policies on disk).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Agents per team (a team shares destinations and capabilities).
+const TEAM: usize = 50;
+/// Agents per delegation chain (and per zone in the `per-chain` shape).
+const CHAIN: usize = 5;
+/// Agents per file, so no file comes near the 16 MiB limit.
+const PER_FILE: usize = 10_000;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Shape {
+    PerChain,
+    OneZone,
+    Violating,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::PerChain => "per-chain",
+            Shape::OneZone => "one-zone",
+            Shape::Violating => "violating",
+        }
+    }
+    fn parse(s: &str) -> Shape {
+        match s {
+            "per-chain" => Shape::PerChain,
+            "one-zone" => Shape::OneZone,
+            "violating" => Shape::Violating,
+            other => panic!("unknown shape `{other}`"),
+        }
+    }
+}
+
+/// The files of one generated policy: (file name, text).
+fn generate(shape: Shape, agents: usize) -> Vec<(String, String)> {
+    let teams = agents.div_ceil(TEAM).max(1);
+    let files = agents.div_ceil(PER_FILE).max(1);
+    let mut main = String::from("import std.dns\nimport std.sys\n\ndata pii, financial\n\n");
+    for t in 0..teams {
+        let _ = writeln!(
+            main,
+            "destination t{t}_svc {{\n    host \"*.t{t}.svc.internal\", \"api.t{t}.corp.internal\"\n    port 443, 8443\n}}"
+        );
+        let (b, c) = (t / 256 % 256, t % 256);
+        let _ = writeln!(
+            main,
+            "destination t{t}_net {{\n    cidr 10.{b}.{c}.0/24 except 10.{b}.{c}.128/28\n    cidr fd00:{t:x}::/64\n    port 8000-8100\n}}"
+        );
+        let _ = writeln!(
+            main,
+            "destination t{t}_db {{\n    workload namespace \"team{t}\" labels {{ app = \"db\" }}\n    port 5432\n}}"
+        );
+        let _ = writeln!(
+            main,
+            "destination t{t}_partners {{\n    host \"**.t{t}.partner.example\"\n    port 443\n}}"
+        );
+        let _ = writeln!(
+            main,
+            "capability t{t}_work {{\n    connect t{t}_svc, t{t}_partners, t{t}_db, dns.kube_dns\n    syscalls sys.process_base, sys.network_client\n}}"
+        );
+        let _ = writeln!(
+            main,
+            "capability t{t}_batch {{\n    connect t{t}_net, t{t}_db, dns.kube_dns\n    syscalls sys.process_base, sys.network_client\n}}"
+        );
+        let _ = writeln!(
+            main,
+            "capability t{t}_private {{\n    connect t{t}_db, dns.kube_dns\n    syscalls sys.process_base, sys.network_client\n}}"
+        );
+        if shape == Shape::Violating {
+            let _ = writeln!(
+                main,
+                "destination t{t}_rogue {{\n    host \"upload.t{t}.files.example\"\n    port 443\n}}"
+            );
+            let _ = writeln!(
+                main,
+                "capability t{t}_upload {{\n    connect t{t}_rogue\n    syscalls sys.process_base, sys.network_client\n}}"
+            );
+        }
+    }
+    let mut out = vec![("main.egress".to_string(), main)];
+    // Agents, PER_FILE to a file (a multiple of CHAIN, so chains stay in one file).
+    for f in 0..files {
+        let mut text = String::from("import \"main.egress\" as p\n\n");
+        for i in f * PER_FILE..((f + 1) * PER_FILE).min(agents) {
+            let t = i / TEAM;
+            let head = i % CHAIN == 0;
+            let cap = if head {
+                "private"
+            } else if i % 2 == 0 {
+                "work"
+            } else {
+                "batch"
+            };
+            let _ = writeln!(text, "agent agent{i} {{");
+            let _ = writeln!(
+                text,
+                "    workload namespace \"team{t}\" labels {{ app = \"agent{i}\" }}"
+            );
+            let _ = writeln!(text, "    uses p.t{t}_{cap}");
+            if shape == Shape::Violating {
+                let _ = writeln!(text, "    uses p.t{t}_upload");
+            }
+            let _ = writeln!(text, "    handles p.financial");
+            if head {
+                let _ = writeln!(text, "    handles p.pii");
+            }
+            if i % CHAIN != CHAIN - 1 && i + 1 < agents {
+                let _ = writeln!(text, "    invokes agent{} passing p.financial", i + 1);
+            }
+            let _ = writeln!(text, "}}");
+        }
+        out.push((format!("agents{f}.egress"), text));
+    }
+    // Zones.
+    let mut zones = String::from("import \"main.egress\" as p\nimport std.dns\n");
+    for f in 0..files {
+        let _ = writeln!(zones, "import \"agents{f}.egress\" as a{f}");
+    }
+    zones.push('\n');
+    let team_dests = |t: usize| format!("p.t{t}_svc, p.t{t}_net, p.t{t}_db, p.t{t}_partners");
+    match shape {
+        Shape::OneZone => {
+            let all: Vec<String> = (0..teams).map(team_dests).collect();
+            let dbs: Vec<String> = (0..teams).map(|t| format!("p.t{t}_db")).collect();
+            let _ = writeln!(
+                zones,
+                "zone everyone {{\n    owner \"security-team\"\n    agents *\n    approve {}, dns.kube_dns\n    clear p.financial to {}, dns.kube_dns\n    clear p.pii to {}, dns.kube_dns\n}}",
+                all.join(", "),
+                all.join(", "),
+                dbs.join(", ")
+            );
+        }
+        Shape::PerChain | Shape::Violating => {
+            for c in 0..agents.div_ceil(CHAIN) {
+                let lo = c * CHAIN;
+                let hi = (lo + CHAIN).min(agents);
+                let t = lo / TEAM;
+                let members: Vec<String> = (lo..hi)
+                    .map(|i| format!("a{}.agent{i}", i / PER_FILE))
+                    .collect();
+                let _ = writeln!(
+                    zones,
+                    "zone chain{c} {{\n    owner \"security-team\"\n    agents {}\n    approve {}, dns.kube_dns\n    clear p.financial to {}, dns.kube_dns\n    clear p.pii to p.t{t}_db, dns.kube_dns\n}}",
+                    members.join(", "),
+                    team_dests(t),
+                    team_dests(t)
+                );
+            }
+        }
+    }
+    out.push(("zones.egress".to_string(), zones));
+    out
+}
+
+/// What one `egc` run cost.
+#[derive(Clone, Copy, Debug)]
+struct Cost {
+    wall: f64,
+    cpu: f64,
+    rss_mib: f64,
+    exit: i32,
+    over_limit: bool,
+    output_bytes: u64,
+}
+
+/// Child mode: `--child LIMIT OUT PROGRAM ARGS...` runs PROGRAM with stdout to OUT, kills it
+/// after LIMIT seconds, and prints `wall cpu maxrss_kib exit over_limit`.
+fn child_mode(args: &[String]) {
+    let limit = Duration::from_secs_f64(args[0].parse().unwrap());
+    let out = std::fs::File::create(&args[1]).unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(&args[2])
+        .args(&args[3..])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut over = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > limit {
+            over = true;
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let wall = started.elapsed().as_secs_f64();
+    let usage =
+        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).unwrap();
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    let cpu = secs(usage.user_time()) + secs(usage.system_time());
+    println!(
+        "{wall} {cpu} {} {} {}",
+        usage.max_rss(),
+        status.code().unwrap_or(-1),
+        u8::from(over)
+    );
+}
+
+fn measure(egc: &Path, policy: &Path, format: &str, limit: f64, out: &Path) -> Cost {
+    let me = std::env::current_exe().unwrap();
+    let output = Command::new(me)
+        .arg("--child")
+        .arg(limit.to_string())
+        .arg(out)
+        .arg(egc)
+        .arg("verify")
+        .arg(policy)
+        .arg("--format")
+        .arg(format)
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&output.stdout);
+    let f: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(f.len(), 5, "child output: {line}");
+    Cost {
+        wall: f[0].parse().unwrap(),
+        cpu: f[1].parse().unwrap(),
+        rss_mib: f[2].parse::<f64>().unwrap() / 1024.0,
+        exit: f[3].parse().unwrap(),
+        over_limit: f[4] == "1",
+        output_bytes: std::fs::metadata(out).map(|m| m.len()).unwrap_or(0),
+    }
+}
+
+fn fmt_secs(s: f64) -> String {
+    if s < 1.0 {
+        format!("{:.0} ms", s * 1000.0)
+    } else {
+        format!("{s:.2} s")
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child") {
+        child_mode(&args[1..]);
+        return;
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut egc = workspace.join("target/release/egc");
+    let mut sizes = vec![1_000usize, 10_000, 100_000];
+    let mut max = usize::MAX;
+    let mut shapes = vec![Shape::PerChain, Shape::OneZone, Shape::Violating];
+    let mut limit = 300.0f64;
+    let mut keep = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--egc" => egc = PathBuf::from(it.next().unwrap()),
+            "--sizes" => {
+                sizes = it
+                    .next()
+                    .unwrap()
+                    .split(',')
+                    .map(|s| s.trim().replace('_', "").parse().unwrap())
+                    .collect()
+            }
+            "--max" => max = it.next().unwrap().replace('_', "").parse().unwrap(),
+            "--shapes" => {
+                shapes = it
+                    .next()
+                    .unwrap()
+                    .split(',')
+                    .map(|s| Shape::parse(s.trim()))
+                    .collect()
+            }
+            "--limit" => limit = it.next().unwrap().parse().unwrap(),
+            "--keep" => keep = true,
+            // `cargo bench` passes `--bench`.
+            "--bench" => {}
+            other => panic!("unknown argument `{other}`"),
+        }
+    }
+    sizes.retain(|n| *n <= max);
+    assert!(
+        egc.is_file(),
+        "no egc binary at {} (cargo build --release -p egc, or --egc PATH)",
+        egc.display()
+    );
+    let tmp = std::env::temp_dir().join(format!("egc-verify-scale-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    println!(
+        "egc verify, whole process ({}), limit {limit} s per run",
+        egc.display()
+    );
+    println!(
+        "| shape | format | agents | policy text | exit | output | wall | CPU | peak RSS | CPU ratio |"
+    );
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut failed = false;
+    for shape in &shapes {
+        let formats: &[&str] = if *shape == Shape::Violating {
+            &["json", "human"]
+        } else {
+            &["json"]
+        };
+        let mut previous: Vec<Option<(usize, Cost)>> = vec![None; formats.len()];
+        for &n in &sizes {
+            let dir = tmp.join(format!("{}-{n}", shape.name()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut bytes = 0;
+            for (name, text) in generate(*shape, n) {
+                bytes += text.len();
+                std::fs::write(dir.join(name), text).unwrap();
+            }
+            for (k, format) in formats.iter().enumerate() {
+                let out = tmp.join(format!("{}-{n}.{format}.out", shape.name()));
+                let cost = measure(&egc, &dir, format, limit, &out);
+                let expected = if *shape == Shape::Violating { 1 } else { 0 };
+                let status = if cost.over_limit {
+                    "killed".to_string()
+                } else {
+                    if cost.exit != expected {
+                        failed = true;
+                    }
+                    cost.exit.to_string()
+                };
+                let ratio = match previous[k] {
+                    Some((m, p)) if !cost.over_limit && !p.over_limit => {
+                        format!("×{:.1} for ×{}", cost.cpu / p.cpu.max(1e-3), n / m.max(1))
+                    }
+                    _ => String::new(),
+                };
+                let over = if cost.over_limit { "> " } else { "" };
+                println!(
+                    "| {} | {format} | {n} | {:.1} MB | {status} | {:.1} MB | {over}{} | {over}{} | {:.0} MiB | {ratio} |",
+                    shape.name(),
+                    bytes as f64 / 1e6,
+                    cost.output_bytes as f64 / 1e6,
+                    fmt_secs(cost.wall),
+                    fmt_secs(cost.cpu),
+                    cost.rss_mib,
+                );
+                let text = if *format == "json" && !cost.over_limit {
+                    std::fs::read_to_string(&out).unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                if text.contains("\"diagnostics\"") {
+                    println!("ERROR: the generated policy has check errors");
+                    failed = true;
+                }
+                if *shape == Shape::Violating && *format == "json" && !cost.over_limit {
+                    let agents: std::collections::BTreeSet<&str> = text
+                        .lines()
+                        .filter_map(|l| l.trim().strip_prefix("\"agent\": "))
+                        .collect();
+                    if agents.len() != n {
+                        println!(
+                            "ERROR: {} agents with a violation, expected {n}",
+                            agents.len()
+                        );
+                        failed = true;
+                    }
+                }
+                previous[k] = Some((n, cost));
+                let _ = std::fs::remove_file(&out);
+                if cost.over_limit {
+                    previous[k] = None;
+                }
+            }
+            if !keep {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+    }
+    if keep {
+        println!("policies kept in {}", tmp.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    if failed {
+        println!("ERROR: an exit code or violation count was not the expected one");
+        std::process::exit(1);
+    }
+}
