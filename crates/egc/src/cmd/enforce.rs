@@ -593,7 +593,12 @@ fn detach(args: DetachArgs) -> ExitCode {
 
 /// One denial, for people: what, where, why, and the policy line that would allow it.
 pub(crate) fn describe_denial(agent: &str, denial: &Denial) -> String {
-    let who = format!("for agent `{agent}` (pid {} {})", denial.pid, denial.comm);
+    // The process name is the agent's to choose (PR_SET_NAME): terminal-safe.
+    let who = format!(
+        "for agent `{agent}` (pid {} {})",
+        denial.pid,
+        crate::cmd::run::terminal_safe(&denial.comm)
+    );
     match denial.hook {
         // The socket hooks report the socket type in `port` and the protocol number.
         "sock_create" => {

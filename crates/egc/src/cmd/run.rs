@@ -341,15 +341,35 @@ pub(crate) fn upstream_resolver(
     Ok(declared.first().and_then(|r| r.parse().ok()))
 }
 
-/// A gateway event for people.
+/// `text` with every control character (newlines included) and bidirectional-override
+/// character escaped: names, process names and messages come from the agent, and must not
+/// write lines or escape sequences to the operator's terminal in egc's voice.
+pub(crate) fn terminal_safe(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let dangerous = c.is_control()
+                || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            let escaped: Vec<char> = if dangerous {
+                c.escape_unicode().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
+/// A gateway event for people (every field from the agent made terminal-safe).
 pub(crate) fn describe_event(event: &egress_enforce::names::Event) -> String {
     let who = match (event.pid, &event.comm) {
-        (Some(pid), Some(comm)) => format!(" (pid {pid} {comm})"),
+        (Some(pid), Some(comm)) => format!(" (pid {pid} {})", terminal_safe(comm)),
         _ => String::new(),
     };
     let what = match (&event.name, &event.address, event.port) {
-        (Some(name), Some(addr), Some(port)) => format!("{name} at {addr} port {port}"),
-        (Some(name), _, _) => name.clone(),
+        (Some(name), Some(addr), Some(port)) => {
+            format!("{} at {addr} port {port}", terminal_safe(name))
+        }
+        (Some(name), _, _) => terminal_safe(name),
         (None, Some(addr), Some(port)) => format!("{addr} port {port}"),
         _ => String::new(),
     };
@@ -360,11 +380,12 @@ pub(crate) fn describe_event(event: &egress_enforce::names::Event) -> String {
     let hint = event
         .suggestion
         .as_ref()
-        .map(|s| format!("\n  to allow it, a reviewed policy change such as a destination with `{s}`, used by a capability of `{}` and approved in its zone", event.agent))
+        .map(|s| format!("\n  to allow it, a reviewed policy change such as a destination with `{}`, used by a capability of `{}` and approved in its zone", terminal_safe(s), event.agent))
         .unwrap_or_default();
     format!(
         "egc: denied {what} at the {layer} layer{who}: {}: {}{hint}",
-        event.reason, event.message
+        terminal_safe(&event.reason),
+        terminal_safe(&event.message)
     )
 }
 
@@ -399,7 +420,7 @@ fn summary(
     let top: Vec<String> = targets
         .iter()
         .take(5)
-        .map(|(t, n)| format!("{t} ({n})"))
+        .map(|(t, n)| format!("{} ({n})", terminal_safe(t)))
         .collect();
     let mut lines = vec![format!(
         "egc: {} {} ({}): {}",
