@@ -3150,6 +3150,73 @@ step("host-bad-port", lambda: http("other.corp.test:x.wild.test"))
     p.finish(&world, &[&run])
 }
 
+/// 3 (HelloRetryRequest): the gate reads the first ClientHello only. A first ClientHello
+/// for api.corp.test without key shares makes the server ask for a retry; the second
+/// ClientHello, naming other.corp.test, then goes to the server unchecked (a known
+/// limit, like the Host inside TLS: only the servers at an allowed name's address see
+/// it). The server must refuse the changed name (RFC 8446 4.1.2; rustls does): no
+/// handshake for other.corp.test completes.
+fn attack_gate_hello_retry() -> Result<(), Failed> {
+    let mut world = World::new("attacks-gate-hello-retry")?;
+    let cmd = attack_python(
+        r#"
+HRR = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+def without_key_shares(hello):
+    body = hello[5 + 4:]
+    i = 2 + 32
+    i += 1 + body[i]
+    i += 2 + struct.unpack(">H", body[i:i + 2])[0]
+    i += 1 + body[i]
+    exts = body[i + 2:]
+    out, j = b"", 0
+    while j < len(exts):
+        t, l = struct.unpack(">HH", exts[j:j + 4])
+        out += struct.pack(">HH", 51, 2) + b"\0\0" if t == 51 else exts[j:j + 4 + l]
+        j += 4 + l
+    body = body[:i] + struct.pack(">H", len(out)) + out
+    hs = b"\x01" + struct.pack(">I", len(body))[1:] + body
+    return b"\x16\x03\x01" + struct.pack(">H", len(hs)) + hs
+def retry(ip, second):
+    s = socket.create_connection((ip, 8443), timeout=5)
+    s.sendall(without_key_shares(client_hello("api.corp.test")))
+    head = recv_exact(s, 5)
+    record = recv_exact(s, struct.unpack(">H", head[3:5])[0])
+    hrr = head[0] == 0x16 and record[0] == 2 and record[6:38] == HRR
+    s.settimeout(0.5)
+    try:
+        while s.recv(4096):  # a ChangeCipherSpec (middlebox compatibility), if any
+            pass
+    except socket.timeout:
+        pass
+    s.settimeout(5)
+    s.sendall(client_hello(second))
+    try:
+        first = s.recv(1)
+    except OSError as e:
+        first = type(e).__name__.encode()
+    s.close()
+    return {"hrr": hrr, "second": "reached %02x" % first[0] if len(first) == 1 else "closed " + first.decode()}
+ips = step("resolve", lambda: resolve("api.corp.test"))
+step("retry-other", lambda: retry(ips[0], "other.corp.test"))
+step("still-works", lambda: tls(ips[0], "api.corp.test"))
+"#,
+    )?;
+    let run = world.egc_run(&[], &strs(&cmd))?;
+    let mut p = Problems::default();
+    p.sane(&run, 0, false);
+    p.step_ok(&run, "resolve", |v| is_list(v, &["127.0.0.1"]));
+    // The server must not go on with other.corp.test (a ServerHello, 0x16).
+    p.step_ok(&run, "retry-other", |v| {
+        v["hrr"] == true && v["second"] != "reached 16"
+    });
+    p.step_ok(&run, "still-works", |v| v == "hello api.corp.test\n");
+    p.check(
+        !world.log.tls().iter().any(|s| s.contains("other")),
+        "a TLS handshake for other.corp.test completed after a HelloRetryRequest",
+    );
+    p.finish(&world, &[&run])
+}
+
 fn preconditions() -> Result<(), String> {
     let uid = fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
@@ -3228,6 +3295,7 @@ fn main() {
         ("attacks::event-injection", attack_event_injection),
         ("attacks::gate-event-flood", attack_gate_event_flood),
         ("attacks::gate-wildcard-names", attack_gate_wildcard_names),
+        ("attacks::gate-hello-retry", attack_gate_hello_retry),
     ];
     // Trials that expose a bug not fixed yet: run only on request (see each trial's
     // comment), so that CI passes.
