@@ -3002,11 +3002,11 @@ step("dns", lambda: dns_raw(dns_msg([(['"},\n{"reason":"forged"}\n\x1b[2K\x07'.e
     p.finish(&world, &[&run])
 }
 
-/// 7 (known failing, `EGC_NAMES_KNOWN_FAILING=1`): egc's own human-readable denial
-/// lines on stderr print an SNI as sent, so control characters and newlines in it reach
-/// the operator's terminal as if egc wrote them: a forged `egc-event/1` line of its own,
-/// and escape sequences that erase egc's previous line. The events file is not affected
-/// (`attacks::event-injection`).
+/// 7 (stderr): egc's own human-readable denial lines print an SNI the agent chose with
+/// its control characters and newlines escaped, so the agent cannot write lines (a forged
+/// `egc-event/1` line) or escape sequences (erasing egc's previous line) to the
+/// operator's terminal in egc's voice. (Failed before commit 160b923; the events file
+/// was never affected: `attacks::event-injection`.)
 fn attack_event_injection_stderr() -> Result<(), Failed> {
     let mut world = World::new("attacks-event-injection-stderr")?;
     let cmd = attack_python(
@@ -3293,18 +3293,20 @@ fn main() {
         ("attacks::dns-flood", attack_dns_flood),
         ("attacks::connection-flood", attack_connection_flood),
         ("attacks::event-injection", attack_event_injection),
+        (
+            "attacks::event-injection-stderr",
+            attack_event_injection_stderr,
+        ),
         ("attacks::gate-event-flood", attack_gate_event_flood),
         ("attacks::gate-wildcard-names", attack_gate_wildcard_names),
         ("attacks::gate-hello-retry", attack_gate_hello_retry),
     ];
-    // Trials that expose a bug not fixed yet: run only on request (see each trial's
-    // comment), so that CI passes.
+    // Trials that expose a bug not fixed yet go here, run only with
+    // EGC_NAMES_KNOWN_FAILING=1 so that CI passes (none at the moment).
+    let known_failing: Vec<(&str, Case)> = vec![];
     let mut cases = cases;
     if std::env::var_os("EGC_NAMES_KNOWN_FAILING").is_some() {
-        cases.push((
-            "attacks::event-injection-stderr",
-            attack_event_injection_stderr,
-        ));
+        cases.extend(known_failing);
     }
     let ready = preconditions();
     let trials = cases
