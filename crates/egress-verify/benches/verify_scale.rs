@@ -147,8 +147,10 @@ fn generate(shape: Shape, agents: usize) -> Vec<(String, String)> {
     }
     // Zones.
     let mut zones = String::from("import \"main.egress\" as p\nimport std.dns\n");
-    for f in 0..files {
-        let _ = writeln!(zones, "import \"agents{f}.egress\" as a{f}");
+    if shape != Shape::OneZone {
+        for f in 0..files {
+            let _ = writeln!(zones, "import \"agents{f}.egress\" as a{f}");
+        }
     }
     zones.push('\n');
     let team_dests = |t: usize| format!("p.t{t}_svc, p.t{t}_net, p.t{t}_db, p.t{t}_partners");

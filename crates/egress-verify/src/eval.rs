@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use egress_check::{
     AgentId, CapId, CheckedPolicy, CidrSet, DataClassId, DestId, Destination, EndpointKind,
-    ExceptionId, StepAction, WorkflowId,
+    ExceptionId, StepAction, WorkflowId, Zone, ZoneAgents, ZoneId,
 };
 use ipnet::IpNet;
 
@@ -321,10 +321,90 @@ fn dest_id_contains(policy: &CheckedPolicy, dest: DestId, c: &Connection) -> boo
 
 /// Every route of `agent` that allows `c`.
 pub fn allowed_routes(policy: &CheckedPolicy, agent: AgentId, c: &Connection) -> Vec<Route> {
-    routes(policy, agent)
+    allowed_routes_indexed(policy, &RouteIndex::new(policy), agent, c)
+}
+
+/// [`allowed_routes`] with a prepared index.
+pub fn allowed_routes_indexed(
+    policy: &CheckedPolicy,
+    index: &RouteIndex,
+    agent: AgentId,
+    c: &Connection,
+) -> Vec<Route> {
+    routes_indexed(policy, index, agent)
         .into_iter()
         .filter(|r| dest_id_contains(policy, r.dest, c))
         .collect()
+}
+
+/// The zones that apply to each agent (by [`Zone::applies_to`]'s rule), so replaying
+/// many witnesses does not scan every zone for each.
+#[derive(Clone, Debug, Default)]
+pub struct ZoneIndex {
+    /// Per agent: the zones that apply to it, in policy order.
+    zones: Vec<Vec<ZoneId>>,
+}
+
+impl ZoneIndex {
+    pub fn new(policy: &CheckedPolicy) -> ZoneIndex {
+        let mut zones: Vec<Vec<ZoneId>> = vec![Vec::new(); policy.agents.len()];
+        for z in &policy.zones {
+            match &z.agents {
+                ZoneAgents::All(_) => zones.iter_mut().for_each(|v| v.push(z.id)),
+                ZoneAgents::Listed(list) => {
+                    for a in list {
+                        if let Some(v) = zones.get_mut(a.id.index()) {
+                            if v.last() != Some(&z.id) {
+                                v.push(z.id);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        ZoneIndex { zones }
+    }
+
+    /// The zones that apply to `agent`, in policy order.
+    pub fn zones<'a>(
+        &'a self,
+        policy: &'a CheckedPolicy,
+        agent: AgentId,
+    ) -> impl Iterator<Item = &'a Zone> {
+        self.zones
+            .get(agent.index())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|z| policy.zone(*z))
+    }
+}
+
+/// [`approved`] with a prepared zone index.
+pub fn approved_indexed(
+    policy: &CheckedPolicy,
+    zones: &ZoneIndex,
+    agent: AgentId,
+    c: &Connection,
+) -> bool {
+    zones
+        .zones(policy, agent)
+        .any(|z| z.approve.iter().any(|d| dest_id_contains(policy, d.id, c)))
+}
+
+/// [`cleared`] with a prepared zone index.
+pub fn cleared_indexed(
+    policy: &CheckedPolicy,
+    zones: &ZoneIndex,
+    agent: AgentId,
+    class: DataClassId,
+    c: &Connection,
+) -> bool {
+    zones
+        .zones(policy, agent)
+        .flat_map(|z| z.clearances.iter())
+        .filter(|cl| cl.class.id == class)
+        .any(|cl| cl.to.iter().any(|d| dest_id_contains(policy, d.id, c)))
 }
 
 /// The concrete evaluator: the first route by which `agent` may open `c`, if any.

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use egress_check::{CheckResult, Diagnostic, Span};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Value};
 
 use crate::report::{Report, Verdict, Violation, BUILTIN_PROPERTIES};
@@ -12,10 +13,13 @@ use crate::sets::{Connection, Target};
 /// Where the book documents each property.
 pub const BOOK_URI: &str = "https://example.com/egc/verify";
 
-/// 1-based (line, column) of a byte offset in the span's file.
+/// 1-based (line, column) of a byte offset in the span's file, from the file's line
+/// index (built once per file), never by rescanning the text.
 pub fn line_col(result: &CheckResult, span: Span, offset: u32) -> (usize, usize) {
-    let text = result.file(span.file).map(|f| &*f.text).unwrap_or("");
-    let (l, c) = egress_syntax::line_col(text, offset as usize);
+    let (l, c) = result
+        .file(span.file)
+        .map(|f| f.line_col(offset as usize))
+        .unwrap_or((0, 0));
     (l + 1, c + 1)
 }
 
@@ -89,6 +93,147 @@ pub fn overall(reports: &[(&CheckResult, &Report)]) -> Verdict {
     reports
         .iter()
         .fold(Verdict::Verified, |acc, (_, r)| worst(acc, r.verdict))
+}
+
+/// The properties of [`json`]: merged by id (the worst status wins), built-in ones first.
+fn properties_json(reports: &[(&CheckResult, &Report)]) -> Value {
+    let mut statuses: BTreeMap<String, Verdict> = BTreeMap::new();
+    let mut order: Vec<String> = BUILTIN_PROPERTIES.iter().map(|s| s.to_string()).collect();
+    for (_, r) in reports {
+        for p in &r.properties {
+            if !order.contains(&p.id) {
+                order.push(p.id.clone());
+            }
+            let entry = statuses.entry(p.id.clone()).or_insert(Verdict::Verified);
+            *entry = worst(*entry, p.status);
+        }
+    }
+    Value::Array(
+        order
+            .iter()
+            .filter_map(|id| {
+                statuses
+                    .get(id)
+                    .map(|s| json!({ "id": id, "status": s.as_str() }))
+            })
+            .collect(),
+    )
+}
+
+/// A (line, column) position, serialized as [`span_json`] writes it.
+struct Position((usize, usize));
+
+impl Serialize for Position {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("column", &self.0 .1)?;
+        map.serialize_entry("line", &self.0 .0)?;
+        map.end()
+    }
+}
+
+/// One step of a violation's path, serialized as [`violation_json`] writes it.
+struct NodeJson<'a>(&'a CheckResult, &'a crate::report::PathNode);
+
+impl Serialize for NodeJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (result, n) = (self.0, self.1);
+        let file = result.file(n.span.file).map_or("", |f| f.path.as_str());
+        // Keys in serde_json's (sorted) order, so the bytes equal the `Value` form's.
+        let mut map = serializer.serialize_map(Some(5))?;
+        map.serialize_entry("end", &Position(line_col(result, n.span, n.span.end)))?;
+        map.serialize_entry("file", file)?;
+        map.serialize_entry("kind", n.kind)?;
+        map.serialize_entry("name", &n.name)?;
+        map.serialize_entry("start", &Position(line_col(result, n.span, n.span.start)))?;
+        map.end()
+    }
+}
+
+/// One violation, serialized exactly as [`violation_json`] would be, without building it.
+struct ViolationJson<'a>(&'a CheckResult, &'a Violation);
+
+impl Serialize for ViolationJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (result, v) = (self.0, self.1);
+        let mut map = serializer.serialize_map(Some(5))?;
+        map.serialize_entry("agent", &v.agent)?;
+        map.serialize_entry("conditions", &v.conditions)?;
+        map.serialize_entry("path", &Seq(v.path.iter().map(|n| NodeJson(result, n))))?;
+        map.serialize_entry("property", &v.property)?;
+        map.serialize_entry("witness", &v.witness.as_ref().map(witness_json))?;
+        map.end()
+    }
+}
+
+/// A sequence serialized from an iterator, once.
+struct Seq<I>(I);
+
+impl<I: Iterator + Clone> Serialize for Seq<I>
+where
+    I::Item: Serialize,
+{
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.clone())
+    }
+}
+
+/// A top-level field of the streamed report.
+enum Field<'a> {
+    Value(&'a Value),
+    Violations,
+}
+
+/// The JSON report of [`json`], serialized without building it as one [`Value`] (whose
+/// size grows with every violation): `extra` fields are added at the top level, replacing
+/// any of the same name. The bytes equal those of serializing [`json`] with `extra`
+/// inserted into it.
+pub struct JsonReport<'a> {
+    reports: &'a [(&'a CheckResult, &'a Report)],
+    properties: Value,
+    verdict: Value,
+    extra: BTreeMap<String, Value>,
+}
+
+impl<'a> JsonReport<'a> {
+    pub fn new(reports: &'a [(&'a CheckResult, &'a Report)]) -> JsonReport<'a> {
+        JsonReport {
+            reports,
+            properties: properties_json(reports),
+            verdict: json!(overall(reports).as_str()),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// Adds (or replaces) a top-level field.
+    pub fn insert(&mut self, key: &str, value: Value) {
+        self.extra.insert(key.to_string(), value);
+    }
+}
+
+impl Serialize for JsonReport<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut fields: BTreeMap<&str, Field<'_>> = BTreeMap::new();
+        fields.insert("properties", Field::Value(&self.properties));
+        fields.insert("verdict", Field::Value(&self.verdict));
+        fields.insert("violations", Field::Violations);
+        for (k, v) in &self.extra {
+            fields.insert(k.as_str(), Field::Value(v));
+        }
+        let mut map = serializer.serialize_map(Some(fields.len()))?;
+        for (k, field) in fields {
+            match field {
+                Field::Value(v) => map.serialize_entry(k, v)?,
+                Field::Violations => map.serialize_entry(
+                    k,
+                    &Seq(self.reports.iter().flat_map(|(result, r)| {
+                        r.violations.iter().map(move |v| ViolationJson(result, v))
+                    })),
+                )?,
+            }
+        }
+        map.end()
+    }
 }
 
 /// The JSON report over one or more policies: properties merged by id (the worst status

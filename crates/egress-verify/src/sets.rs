@@ -1116,7 +1116,11 @@ fn search_rec(
 pub struct BoxIndex {
     boxes: Vec<ConnBox>,
     root: TrieNode,
-    others: Vec<usize>,
+    /// Workload boxes by namespace (a workload is in one namespace).
+    workloads: BTreeMap<String, Vec<usize>>,
+    /// Address boxes by their intervals, one index per family.
+    v4: IntervalIndex,
+    v6: IntervalIndex,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -1135,10 +1139,86 @@ impl TrieNode {
     }
 }
 
+/// Intervals (inclusive, as `u128`) tagged with a box, sorted by start, with a max-end
+/// tree over them: the intervals that overlap a query are found in O(log n + found).
+#[derive(Clone, Debug, Default)]
+struct IntervalIndex {
+    /// (start, end, box), sorted.
+    entries: Vec<(u128, u128, usize)>,
+    /// `max_end[node]` for a segment tree over `entries` (node 1 is the root).
+    max_end: Vec<u128>,
+}
+
+impl IntervalIndex {
+    fn new(mut entries: Vec<(u128, u128, usize)>) -> IntervalIndex {
+        entries.sort_unstable();
+        let mut max_end = vec![0; 4 * entries.len().max(1)];
+        Self::build(&entries, &mut max_end, 1, 0, entries.len());
+        IntervalIndex { entries, max_end }
+    }
+
+    fn build(
+        entries: &[(u128, u128, usize)],
+        tree: &mut [u128],
+        node: usize,
+        lo: usize,
+        hi: usize,
+    ) {
+        if lo >= hi {
+            return;
+        }
+        let value = if hi - lo == 1 {
+            entries.get(lo).map_or(0, |e| e.1)
+        } else {
+            let mid = lo + (hi - lo) / 2;
+            Self::build(entries, tree, 2 * node, lo, mid);
+            Self::build(entries, tree, 2 * node + 1, mid, hi);
+            let left = tree.get(2 * node).copied().unwrap_or(0);
+            let right = tree.get(2 * node + 1).copied().unwrap_or(0);
+            left.max(right)
+        };
+        if let Some(slot) = tree.get_mut(node) {
+            *slot = value;
+        }
+    }
+
+    /// Pushes the box of every interval that overlaps `[start, end]`.
+    fn overlapping(&self, start: u128, end: u128, out: &mut Vec<usize>) {
+        // Only intervals starting at or before `end` can overlap it.
+        let k = self.entries.partition_point(|e| e.0 <= end);
+        self.visit(1, 0, self.entries.len(), k, start, out);
+    }
+
+    fn visit(
+        &self,
+        node: usize,
+        lo: usize,
+        hi: usize,
+        k: usize,
+        start: u128,
+        out: &mut Vec<usize>,
+    ) {
+        if lo >= hi || lo >= k || self.max_end.get(node).is_none_or(|m| *m < start) {
+            return;
+        }
+        if hi - lo == 1 {
+            if let Some(e) = self.entries.get(lo) {
+                out.push(e.2);
+            }
+            return;
+        }
+        let mid = lo + (hi - lo) / 2;
+        self.visit(2 * node, lo, mid, k, start, out);
+        self.visit(2 * node + 1, mid, hi, k, start, out);
+    }
+}
+
 impl BoxIndex {
     pub fn new(boxes: Vec<ConnBox>) -> BoxIndex {
         let mut root = TrieNode::default();
-        let mut others = Vec::new();
+        let mut workloads: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
         for (i, b) in boxes.iter().enumerate() {
             match &b.target {
                 TargetSet::Host(p) => {
@@ -1153,13 +1233,26 @@ impl BoxIndex {
                     }
                     node.here.push(i);
                 }
-                _ => others.push(i),
+                TargetSet::Workload(sel) => {
+                    workloads.entry(sel.namespace.clone()).or_default().push(i)
+                }
+                TargetSet::Ip(ips) => {
+                    v4.extend(
+                        ips.v4
+                            .intervals()
+                            .iter()
+                            .map(|&(s, e)| (u128::from(s), u128::from(e), i)),
+                    );
+                    v6.extend(ips.v6.intervals().iter().map(|&(s, e)| (s, e, i)));
+                }
             }
         }
         BoxIndex {
             boxes,
             root,
-            others,
+            workloads,
+            v4: IntervalIndex::new(v4),
+            v6: IntervalIndex::new(v6),
         }
     }
 
@@ -1167,11 +1260,12 @@ impl BoxIndex {
         &self.boxes
     }
 
-    /// The boxes that may intersect `b` (of its target kind).
+    /// The boxes that may intersect `b` (of its target kind), in the order they were
+    /// given: every box that intersects `b` is among them.
     pub fn candidates(&self, b: &ConnBox) -> Vec<&ConnBox> {
+        let mut out = Vec::new();
         match &b.target {
             TargetSet::Host(p) => {
-                let mut out = Vec::new();
                 let mut node = &self.root;
                 let mut labels = p.labels.iter().rev();
                 loop {
@@ -1191,17 +1285,26 @@ impl BoxIndex {
                         None => break,
                     }
                 }
-                out.sort_unstable();
-                out.dedup();
-                out.iter().filter_map(|i| self.boxes.get(*i)).collect()
             }
-            _ => self
-                .others
-                .iter()
-                .filter_map(|i| self.boxes.get(*i))
-                .filter(|o| std::mem::discriminant(&o.target) == std::mem::discriminant(&b.target))
-                .collect(),
+            // Only a workload box of the same namespace can meet a workload box.
+            TargetSet::Workload(sel) => {
+                if let Some(found) = self.workloads.get(&sel.namespace) {
+                    out.extend(found.iter().copied());
+                }
+            }
+            // Only an address box with an overlapping interval can meet an address box.
+            TargetSet::Ip(ips) => {
+                for &(s, e) in ips.v4.intervals() {
+                    self.v4.overlapping(u128::from(s), u128::from(e), &mut out);
+                }
+                for &(s, e) in ips.v6.intervals() {
+                    self.v6.overlapping(s, e, &mut out);
+                }
+            }
         }
+        out.sort_unstable();
+        out.dedup();
+        out.iter().filter_map(|i| self.boxes.get(*i)).collect()
     }
 }
 
@@ -1421,5 +1524,70 @@ mod tests {
         assert!(Connection::parse("example.com").is_err());
         assert!(Connection::parse("example.com:0").is_err());
         assert!(Connection::parse("example.com:80/sctp").is_err());
+    }
+
+    /// The index returns, for address and workload boxes, every box that meets the query
+    /// (checked against all pairs), in the order the boxes were given.
+    #[test]
+    fn box_index_finds_every_meeting_box() {
+        let wbox = |ns: &str| ConnBox {
+            target: TargetSet::Workload(WorkloadSelector {
+                namespace: ns.into(),
+                labels: BTreeMap::new(),
+            }),
+            ports: PortSet::point(80),
+            protocols: ProtoSet::from_protocols(&[Protocol::Tcp]),
+        };
+        let mut boxes = Vec::new();
+        for a in 0..24u8 {
+            let len = 8 + (a % 4) * 8;
+            boxes.push(ibox(
+                &format!("10.{a}.{}.0/{len}", u32::from(a) * 7 % 256),
+                &[],
+                (1, 9),
+            ));
+            boxes.push(ibox(
+                &format!("fd00:{a:x}::/{}", 32 + (a % 3) * 16),
+                &[],
+                (1, 9),
+            ));
+            boxes.push(wbox(&format!("ns{}", a % 5)));
+        }
+        boxes.push(ibox("10.0.0.0/8", &["10.3.0.0/16", "10.9.0.0/16"], (1, 9)));
+        boxes.push(ibox("0.0.0.0/0", &[], (1, 9)));
+        let index = BoxIndex::new(boxes.clone());
+        let mut queries = boxes.clone();
+        queries.push(ibox("10.3.1.0/24", &[], (1, 9)));
+        queries.push(ibox("192.0.2.0/24", &[], (1, 9)));
+        queries.push(ibox("2001:db8::/32", &[], (1, 9)));
+        queries.push(wbox("elsewhere"));
+        for q in &queries {
+            let found: Vec<usize> = index
+                .candidates(q)
+                .into_iter()
+                .map(|f| {
+                    index
+                        .boxes()
+                        .iter()
+                        .position(|b| std::ptr::eq(b, f))
+                        .unwrap()
+                })
+                .collect();
+            let expected: Vec<usize> = (0..boxes.len())
+                .filter(|&i| match (&q.target, &boxes[i].target) {
+                    (TargetSet::Ip(x), TargetSet::Ip(y)) => !x.intersection(y).is_empty(),
+                    (TargetSet::Workload(x), TargetSet::Workload(y)) => x.namespace == y.namespace,
+                    _ => false,
+                })
+                .collect();
+            for e in &expected {
+                assert!(found.contains(e), "{q:?}: box {e} missing");
+            }
+            let positions = found;
+            assert!(
+                positions.windows(2).all(|w| w[0] < w[1]),
+                "{q:?}: not in order"
+            );
+        }
     }
 }

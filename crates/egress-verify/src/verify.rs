@@ -181,6 +181,39 @@ impl ContainmentPartners {
     }
 }
 
+/// Where a list of zones clears a data class.
+fn clearance_of(
+    policy: &CheckedPolicy,
+    zones: &[ZoneId],
+    class: DataClassId,
+    dest_boxes: &[Vec<ConnBox>],
+) -> Allowed {
+    Allowed::new(
+        zones
+            .iter()
+            .filter_map(|z| policy.zone(*z))
+            .flat_map(|z| z.clearances.iter())
+            .filter(|c| c.class.id == class)
+            .flat_map(|c| c.to.iter().map(|r| r.id)),
+        dest_boxes,
+    )
+}
+
+/// A clearance: shared by a zone set, or built for one question.
+enum Cleared<'a> {
+    Shared(&'a Allowed),
+    Built(Allowed),
+}
+
+impl Cleared<'_> {
+    fn get(&self) -> &Allowed {
+        match self {
+            Cleared::Shared(a) => a,
+            Cleared::Built(a) => a,
+        }
+    }
+}
+
 struct Ctx<'p> {
     policy: &'p CheckedPolicy,
     decider: Decider,
@@ -191,6 +224,11 @@ struct Ctx<'p> {
     zone_set_of: Vec<usize>,
     zone_sets: Vec<Vec<ZoneId>>,
     approvals: Vec<Allowed>,
+    /// Per (index into `zone_sets`, data class held by an agent of that zone set): where
+    /// the zones clear the class, built once and shared by every such agent.
+    clearances: HashMap<(usize, DataClassId), Allowed>,
+    /// The zones of each agent, computed by the concrete evaluator, for replay.
+    zone_index: eval::ZoneIndex,
     /// Concrete holdings, computed independently of the graph, for replay.
     concrete_holdings: Vec<BTreeSet<DataClassId>>,
     metadata: ConnBox,
@@ -428,15 +466,35 @@ impl<'p> Ctx<'p> {
                 )
             })
             .collect();
+        let graph = ReachGraph::build(policy);
+        // One clearance per zone set and class its agents hold.
+        let pairs: BTreeSet<(usize, DataClassId)> = zone_set_of
+            .iter()
+            .zip(&graph.held)
+            .flat_map(|(set, held)| held.keys().map(move |class| (*set, *class)))
+            .collect();
+        let pairs: Vec<(usize, DataClassId)> = pairs.into_iter().collect();
+        let clearances: HashMap<(usize, DataClassId), Allowed> = pairs
+            .par_iter()
+            .map(|&(set, class)| {
+                let zones = zone_sets.get(set).map(Vec::as_slice).unwrap_or(&[]);
+                (
+                    (set, class),
+                    clearance_of(policy, zones, class, &dest_boxes),
+                )
+            })
+            .collect();
         Ctx {
             policy,
             decider: Decider::new(config.engine, config.timeout_ms, config.budget),
             dest_boxes,
             index: RouteIndex::new(policy),
-            graph: ReachGraph::build(policy),
+            graph,
             zone_set_of,
             zone_sets,
             approvals,
+            clearances,
+            zone_index: eval::ZoneIndex::new(policy),
             concrete_holdings: eval::holdings(policy),
             metadata: ConnBox {
                 target: TargetSet::Ip(metadata_addresses()),
@@ -451,28 +509,59 @@ impl<'p> Ctx<'p> {
         }
     }
 
+    /// The zones of an agent (its zone set), without scanning every zone of the policy.
+    fn zones_of(&self, agent: AgentId) -> impl Iterator<Item = &egress_check::Zone> {
+        self.zone_set_of
+            .get(agent.index())
+            .and_then(|i| self.zone_sets.get(*i))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|z| self.policy.zone(*z))
+    }
+
+    /// [`CheckedPolicy::approved_linux_caps`] over the agent's zone set.
+    fn approved_linux_caps(&self, agent: AgentId) -> Vec<LinuxCap> {
+        let mut out: Vec<LinuxCap> = self
+            .zones_of(agent)
+            .flat_map(|z| z.approve_caps.iter().map(|a| a.cap))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// [`CheckedPolicy::approved_unix_sockets`] over the agent's zone set.
+    fn approved_unix_sockets(&self, agent: AgentId) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .zones_of(agent)
+            .flat_map(|z| z.approve_unix.iter().map(|u| u.path.clone()))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     fn approved_set(&self, agent: AgentId) -> Option<&Allowed> {
         self.zone_set_of
             .get(agent.index())
             .and_then(|i| self.approvals.get(*i))
     }
 
-    fn clearance(&self, agent: AgentId, class: DataClassId) -> Allowed {
-        let zones = self
-            .zone_set_of
-            .get(agent.index())
-            .and_then(|i| self.zone_sets.get(*i))
-            .cloned()
-            .unwrap_or_default();
-        Allowed::new(
-            zones
-                .iter()
-                .filter_map(|z| self.policy.zone(*z))
-                .flat_map(|z| z.clearances.iter())
-                .filter(|c| c.class.id == class)
-                .flat_map(|c| c.to.iter().map(|r| r.id)),
-            &self.dest_boxes,
-        )
+    /// Where the agent's zones clear `class`: shared per zone set, built here only for a
+    /// class the graph did not list as held.
+    fn clearance(&self, agent: AgentId, class: DataClassId) -> Cleared<'_> {
+        let set = self.zone_set_of.get(agent.index()).copied();
+        match set.and_then(|s| self.clearances.get(&(s, class))) {
+            Some(shared) => Cleared::Shared(shared),
+            None => {
+                let zones = set
+                    .and_then(|s| self.zone_sets.get(s))
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
+                Cleared::Built(clearance_of(self.policy, zones, class, &self.dest_boxes))
+            }
+        }
     }
 
     /// Is every connection of `dest` in `allowed`? The first connection outside it, if not.
@@ -548,7 +637,7 @@ impl<'p> Ctx<'p> {
     }
 
     fn route_allows(&self, agent: AgentId, route: &Route, w: &Connection) -> bool {
-        eval::allowed_routes(self.policy, agent, w)
+        eval::allowed_routes_indexed(self.policy, &self.index, agent, w)
             .iter()
             .any(|r| r.via == route.via && r.dest == route.dest)
     }
@@ -568,7 +657,7 @@ impl<'p> Ctx<'p> {
                 Answer::Unknown(reason) => out.push(self.unknown(EGRESS_APPROVED, reason, route)),
                 Answer::Witness(w) => {
                     let confirmed = self.route_allows(agent, route, &w)
-                        && !eval::approved(self.policy, agent, &w);
+                        && !eval::approved_indexed(self.policy, &self.zone_index, agent, &w);
                     let message = format!(
                         "{}; `{w}` is not approved for `{name}`; witness `{w}`",
                         story(&route.path)
@@ -596,10 +685,11 @@ impl<'p> Ctx<'p> {
             .map(|h| h.keys().copied().collect())
             .unwrap_or_default();
         for class in held {
-            let clearance = self.clearance(agent, class);
+            let cleared = self.clearance(agent, class);
+            let clearance = cleared.get();
             let cname = class_name(self.policy, class);
             for route in &routes {
-                match self.outside(route.dest, &clearance) {
+                match self.outside(route.dest, clearance) {
                     Answer::Holds => {}
                     Answer::Unknown(reason) => {
                         out.push(self.unknown(DATA_CLEARANCE, reason, route))
@@ -610,7 +700,13 @@ impl<'p> Ctx<'p> {
                             .get(agent.index())
                             .is_some_and(|h| h.contains(&class))
                             && self.route_allows(agent, route, &w)
-                            && !eval::cleared(self.policy, agent, class, &w);
+                            && !eval::cleared_indexed(
+                                self.policy,
+                                &self.zone_index,
+                                agent,
+                                class,
+                                &w,
+                            );
                         let (origin, path, mut conditions) = self.data_path(agent, class, route);
                         conditions.extend(route.conditions.iter().cloned());
                         let dname = dest_name(self.policy, route.dest);
@@ -718,7 +814,7 @@ impl<'p> Ctx<'p> {
         let Some(start) = agent_node(self.policy, agent) else {
             return out;
         };
-        let approved = self.policy.approved_unix_sockets(agent);
+        let approved = self.approved_unix_sockets(agent);
         let usable = self.policy.usable_capabilities(a);
         for cap in usable.iter().filter_map(|c| self.policy.capability(*c)) {
             let used_span = a
@@ -755,8 +851,8 @@ impl<'p> Ctx<'p> {
                 // Replay: the socket really is the agent's, and really unapproved.
                 let confirmed = self.policy.unix_sockets_of(a).contains(&socket.path)
                     && !self
-                        .policy
-                        .zones_of(agent)
+                        .zone_index
+                        .zones(self.policy, agent)
                         .any(|z| z.approve_unix.iter().any(|u| u.path == socket.path));
                 out.push(self.finding(
                     confirmed,
@@ -988,7 +1084,7 @@ impl<'p> Ctx<'p> {
             }
         }
         // Linux capabilities that bypass enforcement need a zone's approval.
-        let approved_caps = self.policy.approved_linux_caps(agent);
+        let approved_caps = self.approved_linux_caps(agent);
         let mut reported: BTreeSet<(egress_check::CapId, LinuxCap)> = BTreeSet::new();
         for used in &a.capabilities {
             let Some(cap) = self.policy.capability(used.id) else {
@@ -1032,8 +1128,8 @@ impl<'p> Ctx<'p> {
                 );
                 let confirmed = self.policy.linux_caps_of(a).contains(&g.cap)
                     && !self
-                        .policy
-                        .zones_of(agent)
+                        .zone_index
+                        .zones(self.policy, agent)
                         .any(|z| z.approve_caps.iter().any(|c| c.cap == g.cap));
                 out.push(self.finding(
                     confirmed,
@@ -1120,7 +1216,12 @@ impl<'p> Ctx<'p> {
                         Answer::Witness(w) => {
                             let confirmed = w.port == 53
                                 && self.route_allows(agent, route, &w)
-                                && !eval::approved(self.policy, agent, &w);
+                                && !eval::approved_indexed(
+                                    self.policy,
+                                    &self.zone_index,
+                                    agent,
+                                    &w,
+                                );
                             let message = format!(
                                 "{}; DNS is an exit, and resolver `{w}` is not approved for `{name}`; witness `{w}`",
                                 story(&route.path)
@@ -1253,7 +1354,7 @@ impl<'p> Ctx<'p> {
                             .policy
                             .destination(e.to.id)
                             .is_some_and(|d| eval::dest_contains(d, &w))
-                            && !eval::approved(self.policy, agent, &w);
+                            && !eval::approved_indexed(self.policy, &self.zone_index, agent, &w);
                         let message = format!(
                             "{}; the exception is broader than the approvals of `{aname}`; witness `{w}`",
                             story(&path)
@@ -1311,9 +1412,9 @@ impl<'p> Ctx<'p> {
                             .is_some_and(|d| eval::dest_contains(d, &w));
                         let confirmed = in_audit
                             && if is_approval {
-                                !eval::approved(self.policy, agent, &w)
+                                !eval::approved_indexed(self.policy, &self.zone_index, agent, &w)
                             } else {
-                                !eval::allowed_routes(self.policy, agent, &w)
+                                !eval::allowed_routes_indexed(self.policy, &self.index, agent, &w)
                                     .iter()
                                     .any(|r| !r.is_exception())
                             };

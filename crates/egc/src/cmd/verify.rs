@@ -204,16 +204,16 @@ pub fn run(args: Args) -> ExitCode {
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {
-            let mut json = render::json(&pairs);
-            if let (Some(applied), Some(object)) = (&applied, json.as_object_mut()) {
-                object.insert("verdict".into(), verdict_text.into());
-                object.insert("baseline".into(), crate::baseline::json(applied));
+            // Streamed: the report is never built as one JSON value.
+            let mut json = render::JsonReport::new(&pairs);
+            if let Some(applied) = &applied {
+                json.insert("verdict", verdict_text.into());
+                json.insert("baseline", crate::baseline::json(applied));
             }
-            let _ = writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&json).unwrap_or_default()
-            );
+            let mut writer = std::io::BufWriter::with_capacity(1 << 16, &mut out);
+            let _ = serde_json::to_writer_pretty(&mut writer, &json);
+            let _ = writeln!(writer);
+            let _ = writer.flush();
         }
         Format::Sarif => {
             let mut sarif = render::sarif(&pairs);
@@ -323,6 +323,13 @@ pub fn render_human_with(
     out: &mut Vec<u8>,
 ) {
     use ariadne::{Config, Label, Report as AReport, ReportKind};
+    // The sources once per policy (ariadne indexes each one's lines once), not per finding.
+    let mut sources = ariadne::sources(
+        result
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), f.text.to_string())),
+    );
     for v in &report.violations {
         let Some(primary) = v.path.last() else {
             continue;
@@ -355,12 +362,6 @@ pub fn render_human_with(
         if !notes.is_empty() {
             builder = builder.with_note(notes.join("\n"));
         }
-        let mut sources = ariadne::sources(
-            result
-                .files
-                .iter()
-                .map(|f| (f.path.clone(), f.text.to_string())),
-        );
         let _ = builder.finish().write(&mut sources, &mut *out);
     }
     common::render_human(result, &report.warnings, color, out);
