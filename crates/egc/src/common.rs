@@ -338,11 +338,11 @@ pub fn use_color() -> bool {
 }
 
 /// Renders diagnostics of one check with ariadne into `out`.
-pub fn render_human(
+pub fn render_human<W: Write + ?Sized>(
     result: &CheckResult,
     diagnostics: &[Diagnostic],
     color: bool,
-    out: &mut Vec<u8>,
+    out: &mut W,
 ) {
     use ariadne::{Config, Label, Report, ReportKind};
     let mut sources = ariadne::sources(

@@ -642,6 +642,19 @@ impl<'p> Ctx<'p> {
             .any(|r| r.via == route.via && r.dest == route.dest)
     }
 
+    /// [`Self::route_allows`] over the agent's routes as `eval::routes_indexed` already
+    /// enumerated them: the same answer, without enumerating them again per witness.
+    fn route_allows_in(&self, routes: &[Route], route: &Route, w: &Connection) -> bool {
+        routes.iter().any(|r| {
+            r.via == route.via
+                && r.dest == route.dest
+                && self
+                    .policy
+                    .destination(r.dest)
+                    .is_some_and(|d| eval::dest_contains(d, w))
+        })
+    }
+
     fn check_agent(&self, agent: AgentId) -> Vec<Finding> {
         let mut out = Vec::new();
         let routes = eval::routes_indexed(self.policy, &self.index, agent);
@@ -656,7 +669,7 @@ impl<'p> Ctx<'p> {
                 Answer::Holds => {}
                 Answer::Unknown(reason) => out.push(self.unknown(EGRESS_APPROVED, reason, route)),
                 Answer::Witness(w) => {
-                    let confirmed = self.route_allows(agent, route, &w)
+                    let confirmed = self.route_allows_in(&routes, route, &w)
                         && !eval::approved_indexed(self.policy, &self.zone_index, agent, &w);
                     let message = format!(
                         "{}; `{w}` is not approved for `{name}`; witness `{w}`",
@@ -699,7 +712,7 @@ impl<'p> Ctx<'p> {
                             .concrete_holdings
                             .get(agent.index())
                             .is_some_and(|h| h.contains(&class))
-                            && self.route_allows(agent, route, &w)
+                            && self.route_allows_in(&routes, route, &w)
                             && !eval::cleared_indexed(
                                 self.policy,
                                 &self.zone_index,
@@ -744,7 +757,7 @@ impl<'p> Ctx<'p> {
                 Answer::Witness(w) => {
                     let w = prefer_metadata_witness(self.policy, route, w);
                     // Replay against the whole property, the exemption included.
-                    let confirmed = self.route_allows(agent, route, &w)
+                    let confirmed = self.route_allows_in(&routes, route, &w)
                         && eval::metadata_leak(self.policy, route, &w);
                     let unnamed = if route.is_exception() {
                         ", and no CIDR of the exception's `to` names it"
@@ -777,7 +790,7 @@ impl<'p> Ctx<'p> {
                 Answer::Holds => {}
                 Answer::Unknown(reason) => out.push(self.unknown(NO_UNSPECIFIED, reason, route)),
                 Answer::Witness(w) => {
-                    let confirmed = self.route_allows(agent, route, &w)
+                    let confirmed = self.route_allows_in(&routes, route, &w)
                         && matches!(&w.target, crate::sets::Target::Ip(ip) if egress_check::is_unspecified(*ip));
                     let message = format!(
                         "{}; `{}` is an unspecified or this-network address, which reaches the local host; witness `{w}`",
@@ -1215,7 +1228,7 @@ impl<'p> Ctx<'p> {
                         }
                         Answer::Witness(w) => {
                             let confirmed = w.port == 53
-                                && self.route_allows(agent, route, &w)
+                                && self.route_allows_in(routes, route, &w)
                                 && !eval::approved_indexed(
                                     self.policy,
                                     &self.zone_index,

@@ -229,7 +229,8 @@ pub fn run(args: Args) -> ExitCode {
         }
         Format::Human => {
             let color = use_color_stdout();
-            let mut buffer = Vec::new();
+            // Written as it is rendered, through a buffer of bounded size.
+            let mut buffer = std::io::BufWriter::with_capacity(1 << 16, &mut out);
             for (index, (result, report)) in reports.iter().enumerate() {
                 let dir = result_dir(&policies, result);
                 let accepted_ids: Vec<&str> = applied
@@ -253,7 +254,7 @@ pub fn run(args: Args) -> ExitCode {
                 reports.len(),
                 elapsed
             );
-            let _ = out.write_all(&buffer);
+            let _ = buffer.flush();
         }
     }
     if verdict == Verdict::Verified && !baseline_fails {
@@ -302,25 +303,25 @@ fn result_dir<'a>(policies: &'a [common::LoadedPolicy], result: &CheckResult) ->
 
 /// One policy's report for people: each violation as an ariadne report with a label on
 /// every step of its path, then warnings, then the property table.
-pub fn render_human(
+pub fn render_human<W: Write + ?Sized>(
     dir: &str,
     result: &CheckResult,
     report: &Report,
     color: bool,
-    out: &mut Vec<u8>,
+    out: &mut W,
 ) {
     render_human_with(dir, result, report, &[], color, out);
 }
 
 /// [`render_human`], with the properties whose every finding a baseline accepted shown
 /// as `accepted`.
-pub fn render_human_with(
+pub fn render_human_with<W: Write + ?Sized>(
     dir: &str,
     result: &CheckResult,
     report: &Report,
     accepted: &[&str],
     color: bool,
-    out: &mut Vec<u8>,
+    out: &mut W,
 ) {
     use ariadne::{Config, Label, Report as AReport, ReportKind};
     // The sources once per policy (ariadne indexes each one's lines once), not per finding.
