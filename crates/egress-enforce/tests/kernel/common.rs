@@ -205,3 +205,23 @@ pub fn with_stdout<T>(file: std::fs::File, f: impl FnOnce() -> T) -> T {
         out
     }
 }
+
+/// Waits (up to 5 s) for the attachment of an `egc run` of `agent` started by this process,
+/// with its state saved (the pins appear before the state), and returns its name.
+pub fn wait_for_run_attachment(agent: &str) -> String {
+    let mine = format!("run-{agent}-{}", std::process::id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if egress_enforce::loader::list()
+            .into_iter()
+            .any(|n| n == mine && egress_enforce::state::load(&n).is_ok())
+        {
+            return mine;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no attachment appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

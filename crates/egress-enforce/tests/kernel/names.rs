@@ -135,21 +135,7 @@ exception gdpr_erasure {{
         audit: false,
     };
     let runner = std::thread::spawn(move || with_stdout(file, || run(config, &mut |_, _| {})));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let attachment = loop {
-        let mine = format!("run-names_bot-{}", std::process::id());
-        if let Some(name) = egress_enforce::loader::list()
-            .into_iter()
-            .find(|n| *n == mine && egress_enforce::state::load(n).is_ok())
-        {
-            break name;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no attachment appeared"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let attachment = wait_for_run_attachment("names_bot");
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let (token, _) = exception::grant(
         &policy,
