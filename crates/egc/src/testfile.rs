@@ -17,8 +17,8 @@
 //! destination of the policy (its local or qualified name).
 
 use egress_check::CheckedPolicy;
+use egress_sets::Connection;
 use egress_verify::expect::{Expectation, Reach};
-use egress_verify::sets::Connection;
 
 /// What a target names before resolution.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -212,11 +212,11 @@ pub fn duration(lit: &DurationLit) -> Result<u64, Diagnostic> {
 }
 
 pub fn format_duration(secs: u64) -> String {
-    if secs.is_multiple_of(86400) {
+    if secs > 0 && secs.is_multiple_of(86400) {
         format!("{}d", secs / 86400)
-    } else if secs.is_multiple_of(3600) {
+    } else if secs > 0 && secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
-    } else if secs.is_multiple_of(60) {
+    } else if secs > 0 && secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")

@@ -128,34 +128,19 @@ fn describe_destination(out: &mut String, destination: &Destination) {
 /// capability, a capability in a workflow, an exception) whose connections meet it, with
 /// a concrete connection in common when the route is to another destination.
 fn reachers(policy: &CheckedPolicy, dest: DestId) -> Vec<String> {
-    use egress_verify::sets::ConnectionSet;
-    use egress_verify::Via;
+    use egress_sets::ConnectionSet;
+    use egress_sets::Via;
     let Some(destination) = policy.destination(dest) else {
         return Vec::new();
     };
     let target = ConnectionSet::from_destination(destination);
     let mut out: BTreeSet<String> = BTreeSet::new();
     for agent in &policy.agents {
-        for (route, set) in egress_verify::allowed_connections(policy, agent.id) {
+        for (route, set) in egress_sets::routes::route_sets(policy, agent.id) {
             let via = match route.via {
-                Via::Capability(cap) => format!(
-                    "capability `{}`",
-                    policy
-                        .capability(cap)
-                        .map(|c| c.name.local.as_str())
-                        .unwrap_or("?")
-                ),
-                Via::Workflow { workflow, cap } => format!(
-                    "capability `{}`, only in workflow `{}`",
-                    policy
-                        .capability(cap)
-                        .map(|c| c.name.local.as_str())
-                        .unwrap_or("?"),
-                    policy
-                        .workflow(workflow)
-                        .map(|w| w.name.local.as_str())
-                        .unwrap_or("?")
-                ),
+                Via::Capability(_) | Via::Workflow { .. } => {
+                    egress_sets::routes::describe_via(policy, route.via)
+                }
                 Via::Exception(exception) => {
                     let exception = policy.exception(exception);
                     let approver = exception

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::expected::{self, Decoded};
 use crate::k8s::{compatible, no_workload, to_json, undecodable};
-use crate::sets::{cidr_intervals, ConnSet, PortSet, Target as SetTarget};
 use crate::{file_stem, Artifacts, CiliumConfig, Diagnostic, Target, TargetConfig};
+use egress_sets::{ConnectionSet, IpSet, PortSet, TargetSet};
 
 /// The label Cilium gives every endpoint with its namespace.
 pub const NAMESPACE_LABEL: &str = "k8s:io.kubernetes.pod.namespace";
@@ -393,7 +393,7 @@ struct DecodedCnp {
     namespace: String,
     agent: Option<String>,
     selector: BTreeMap<String, String>,
-    allowed: ConnSet,
+    allowed: ConnectionSet,
 }
 
 pub fn decode(
@@ -463,7 +463,7 @@ fn decode_cnp(object: &Cnp, config: &CiliumConfig) -> Result<DecodedCnp, String>
     if object.api_version != "cilium.io/v2" || object.kind != "CiliumNetworkPolicy" {
         return Err("not a cilium.io/v2 CiliumNetworkPolicy".into());
     }
-    let mut allowed = ConnSet::new();
+    let mut allowed = ConnectionSet::default();
     for rule in &object.spec.egress {
         let l3_kinds = usize::from(rule.to_fqdns.is_some())
             + usize::from(rule.to_cidr_set.is_some())
@@ -473,7 +473,7 @@ fn decode_cnp(object: &Cnp, config: &CiliumConfig) -> Result<DecodedCnp, String>
         }
         let mut targets = Vec::new();
         for sel in rule.to_fqdns.iter().flatten() {
-            targets.push(SetTarget::Host(decode_fqdn(sel, config)?));
+            targets.push(TargetSet::Host(decode_fqdn(sel, config)?));
         }
         for c in rule.to_cidr_set.iter().flatten() {
             let network = c
@@ -485,14 +485,14 @@ fn decode_cnp(object: &Cnp, config: &CiliumConfig) -> Result<DecodedCnp, String>
                 except.push(e.parse().map_err(|_| format!("invalid except {e}"))?);
             }
             let cidr = egress_check::CidrSet { network, except };
-            targets.extend(cidr_intervals(&cidr).into_iter().map(SetTarget::Ip));
+            targets.push(TargetSet::Ip(IpSet::from_cidr(&cidr)));
         }
         for sel in rule.to_endpoints.iter().flatten() {
             let mut labels = sel.match_labels.clone();
             let namespace = labels
                 .remove(NAMESPACE_LABEL)
                 .unwrap_or_else(|| object.metadata.namespace.clone());
-            targets.push(SetTarget::Workload(WorkloadSelector { namespace, labels }));
+            targets.push(TargetSet::Workload(WorkloadSelector { namespace, labels }));
         }
         let ports = match &rule.to_ports {
             None => {
@@ -500,7 +500,7 @@ fn decode_cnp(object: &Cnp, config: &CiliumConfig) -> Result<DecodedCnp, String>
                     // `{}`: the empty rule, which allows nothing and only isolates.
                     continue;
                 }
-                let all = PortSet::from_ranges([(1, 65535)]);
+                let all = PortSet::from_intervals([(1, 65535)]);
                 vec![(Protocol::Tcp, all.clone()), (Protocol::Udp, all)]
             }
             Some(port_rules) => {
@@ -561,7 +561,7 @@ fn decode_ports(rules: &[PortRule]) -> Result<Vec<(Protocol, PortSet)>, String> 
             };
             for protocol in protocols {
                 let entry = by_protocol.entry(protocol).or_default();
-                *entry = entry.union(&PortSet::from_ranges([(start, end)]));
+                *entry = entry.union(&PortSet::from_intervals([(start, end)]));
             }
         }
     }

@@ -10,9 +10,10 @@
 
 use std::collections::BTreeMap;
 
-use egress_check::{Agent, AgentId, CheckedPolicy, CidrSet, Destination, EndpointKind, Protocol};
+use egress_check::{Agent, AgentId, CheckedPolicy, CidrSet, Destination, Protocol};
 
-use crate::sets::{cidr_intervals, ConnSet, PortSet, Target as SetTarget};
+use egress_sets::{unspecified_addresses, ConnectionSet};
+
 use crate::{Artifacts, Diagnostic, Target, ValidationReport};
 
 /// A CIDR endpoint as every backend enforces it: without the unspecified and "this
@@ -36,56 +37,24 @@ pub fn enforced_cidr(cidr: &CidrSet) -> Option<CidrSet> {
     Some(out)
 }
 
-/// The connections of one destination.
-pub fn destination_set(dest: &Destination) -> ConnSet {
-    let mut set = ConnSet::new();
-    let ports = PortSet::of(&dest.ports);
-    for protocol in &dest.protocols {
-        for endpoint in &dest.endpoints {
-            match &endpoint.kind {
-                EndpointKind::Host(pattern) => {
-                    set.add(*protocol, SetTarget::Host(pattern.clone()), ports.clone())
-                }
-                EndpointKind::Cidr(cidr) => {
-                    let Some(cidr) = enforced_cidr(cidr) else {
-                        continue;
-                    };
-                    for iv in cidr_intervals(&cidr) {
-                        set.add(*protocol, SetTarget::Ip(iv), ports.clone());
-                    }
-                }
-                EndpointKind::Workload(sel) => {
-                    set.add(*protocol, SetTarget::Workload(sel.clone()), ports.clone())
-                }
-            }
-        }
-    }
-    set
+/// The connections of one destination as every backend enforces them: the set
+/// algebra's set of the destination without the unspecified addresses.
+pub fn destination_set(dest: &Destination) -> ConnectionSet {
+    ConnectionSet::from_destination(dest).without_addresses(&unspecified_addresses())
 }
 
-/// The destinations an agent may reach unconditionally, deduplicated, in id order.
+/// The destinations an agent may reach unconditionally, deduplicated, in id order: the
+/// routes of [`egress_sets::routes`] that need no workflow and no token.
 pub fn unconditional_destinations<'p>(
     policy: &'p CheckedPolicy,
     agent: &Agent,
 ) -> Vec<&'p Destination> {
-    let mut ids = Vec::new();
-    for granted in &agent.capabilities {
-        if let Some(cap) = policy.capability(granted.id) {
-            if cap.workflows.is_empty() {
-                ids.extend(cap.connects.iter().map(|c| c.dest));
-            }
-        }
-    }
-    ids.sort();
-    ids.dedup();
-    ids.into_iter()
-        .filter_map(|id| policy.destination(id))
-        .collect()
+    egress_sets::routes::unconditional_destinations(policy, agent.id)
 }
 
 /// The agent's unconditional connection set.
-pub fn agent_set(policy: &CheckedPolicy, agent: &Agent) -> ConnSet {
-    let mut set = ConnSet::new();
+pub fn agent_set(policy: &CheckedPolicy, agent: &Agent) -> ConnectionSet {
+    let mut set = ConnectionSet::default();
     for dest in unconditional_destinations(policy, agent) {
         set.extend(&destination_set(dest));
     }
@@ -175,7 +144,7 @@ pub fn static_narrowings(policy: &CheckedPolicy, agent: &Agent, target: Target) 
 /// rules contribute to it (more than one when selectors overlap).
 #[derive(Clone, Debug, Default)]
 pub struct Decoded {
-    pub set: ConnSet,
+    pub set: ConnectionSet,
     pub contributors: Vec<String>,
 }
 
@@ -186,6 +155,7 @@ pub fn compare_connection_sets(
     policy: &CheckedPolicy,
     decoded: &BTreeMap<AgentId, Decoded>,
     artifacts: &Artifacts,
+    budget: usize,
     identifiable: impl Fn(&Agent) -> bool,
 ) -> Result<ValidationReport, Vec<Diagnostic>> {
     let mut errors = Vec::new();
@@ -212,7 +182,7 @@ pub fn compare_connection_sets(
             continue;
         };
         checked += 1;
-        match found.set.first_not_in(&expected) {
+        match found.set.difference_witness_within(&expected, budget) {
             Err(_) => errors.push(too_large(target, agent)),
             Ok(Some(witness)) => {
                 let others: Vec<&String> = found
@@ -251,7 +221,7 @@ pub fn compare_connection_sets(
             }
             Ok(None) => {}
         }
-        match expected.first_not_in(&found.set) {
+        match expected.difference_witness_within(&found.set, budget) {
             Err(_) => errors.push(too_large(target, agent)),
             Ok(Some(witness)) => errors.push(
                 Diagnostic::error(

@@ -18,8 +18,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::expected::{self, Decoded};
-use crate::sets::{cidr_intervals, ConnSet, PortSet, Target as SetTarget};
 use crate::{file_stem, Artifacts, Diagnostic, Target, TargetConfig};
+use egress_sets::{ConnectionSet, IpSet, PortSet, TargetSet};
 
 /// The label Kubernetes puts on every namespace with the namespace's name.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -215,7 +215,7 @@ struct Decodedpolicy {
     agent: Option<String>,
     selector: BTreeMap<String, String>,
     egress_isolates: bool,
-    allowed: ConnSet,
+    allowed: ConnectionSet,
 }
 
 /// Reads every emitted NetworkPolicy back and computes, per agent, the union of what every
@@ -318,7 +318,7 @@ fn decode_policy(object: &NetworkPolicy) -> Result<Decodedpolicy, String> {
         // Without policyTypes, Egress applies exactly when there are egress rules.
         None => spec.egress.as_ref().is_some_and(|e| !e.is_empty()),
     };
-    let mut allowed = ConnSet::new();
+    let mut allowed = ConnectionSet::default();
     if egress_isolates {
         for rule in spec.egress.iter().flatten() {
             let peers = match &rule.to {
@@ -361,7 +361,7 @@ fn plain_labels(sel: &LabelSelector) -> Result<BTreeMap<String, String>, String>
 }
 
 fn decode_ports(ports: Option<&[NetworkPolicyPort]>) -> Result<Vec<(Protocol, PortSet)>, String> {
-    let all = PortSet::from_ranges([(1, 65535)]);
+    let all = PortSet::from_intervals([(1, 65535)]);
     let Some(ports) = ports.filter(|p| !p.is_empty()) else {
         return Ok(vec![(Protocol::Tcp, all.clone()), (Protocol::Udp, all)]);
     };
@@ -387,12 +387,12 @@ fn decode_ports(ports: Option<&[NetworkPolicyPort]>) -> Result<Vec<(Protocol, Po
             }
         };
         let entry = by_protocol.entry(protocol).or_default();
-        *entry = entry.union(&PortSet::from_ranges([range]));
+        *entry = entry.union(&PortSet::from_intervals([range]));
     }
     Ok(by_protocol.into_iter().collect())
 }
 
-fn decode_peer(peer: &NetworkPolicyPeer, own_namespace: &str) -> Result<Vec<SetTarget>, String> {
+fn decode_peer(peer: &NetworkPolicyPeer, own_namespace: &str) -> Result<Vec<TargetSet>, String> {
     if let Some(block) = &peer.ip_block {
         if peer.namespace_selector.is_some() || peer.pod_selector.is_some() {
             return Err("ipBlock combined with selectors in one peer".into());
@@ -406,10 +406,7 @@ fn decode_peer(peer: &NetworkPolicyPeer, own_namespace: &str) -> Result<Vec<SetT
             except.push(e.parse().map_err(|_| format!("invalid except {e}"))?);
         }
         let cidr = egress_check::CidrSet { network, except };
-        return Ok(cidr_intervals(&cidr)
-            .into_iter()
-            .map(SetTarget::Ip)
-            .collect());
+        return Ok(vec![TargetSet::Ip(IpSet::from_cidr(&cidr))]);
     }
     let namespace = match &peer.namespace_selector {
         None => own_namespace.to_string(),
@@ -428,7 +425,7 @@ fn decode_peer(peer: &NetworkPolicyPeer, own_namespace: &str) -> Result<Vec<SetT
         None => BTreeMap::new(),
         Some(sel) => plain_labels(sel)?,
     };
-    Ok(vec![SetTarget::Workload(WorkloadSelector {
+    Ok(vec![TargetSet::Workload(WorkloadSelector {
         namespace,
         labels,
     })])

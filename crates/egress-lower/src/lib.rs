@@ -18,7 +18,6 @@ pub mod expected;
 pub mod k8s;
 pub mod nftables;
 pub mod seccomp;
-pub mod sets;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -70,6 +69,22 @@ pub struct TargetConfig {
     pub cilium: CiliumConfig,
     pub seccomp: SeccompConfig,
     pub nftables: NftablesConfig,
+    pub validation: ValidationConfig,
+}
+
+/// How hard translation validation may search before it gives up (E0122, never a pass).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidationConfig {
+    /// Search steps per box of a set difference ([`egress_sets::DEFAULT_BUDGET`]).
+    pub budget: usize,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        ValidationConfig {
+            budget: egress_sets::DEFAULT_BUDGET,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,15 +197,21 @@ pub fn validate(
                 Target::Cilium => cilium::decode(policy, config, artifacts)?,
                 _ => nftables::decode(policy, config, artifacts)?,
             };
-            expected::compare_connection_sets(target, policy, &decoded, artifacts, |agent| {
-                match target {
+            let budget = config.validation.budget;
+            expected::compare_connection_sets(
+                target,
+                policy,
+                &decoded,
+                artifacts,
+                budget,
+                |agent| match target {
                     Target::Nftables => {
                         nftables::Identity::of(agent).cgroup.is_some()
                             || agent.identity.uid.is_some()
                     }
                     _ => agent.identity.workload.is_some(),
-                }
-            })
+                },
+            )
         }
     }
 }

@@ -19,10 +19,10 @@ use egress_check::{Agent, AgentId, CheckedPolicy, EndpointKind, Protocol};
 
 use crate::expected::{self, Decoded};
 use crate::k8s::undecodable;
-use crate::sets::{
-    interval_to_prefixes, ConnSet, Family, IpInterval, PortSet, Target as SetTarget,
-};
 use crate::{file_stem, Artifacts, Diagnostic, Target, TargetConfig};
+use egress_sets::{
+    interval_to_prefixes, ConnectionSet, Family, IpInterval, IpSet, PortSet, TargetSet,
+};
 
 pub const FILE: &str = "egress.nft";
 const CHAIN_HEADER: &str = "type filter hook output priority filter; policy drop;";
@@ -113,7 +113,7 @@ fn set_name(agent: &Agent, family: Family) -> String {
 
 fn element_ports(ports: &PortSet) -> Vec<String> {
     ports
-        .ranges()
+        .intervals()
         .iter()
         .map(|(a, b)| {
             if a == b {
@@ -169,7 +169,7 @@ pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts,
             );
             continue;
         }
-        let mut set = ConnSet::new();
+        let mut set = ConnectionSet::default();
         let mut ok = true;
         for dest in &dests {
             for endpoint in &dest.endpoints {
@@ -294,7 +294,7 @@ struct DecodedRule {
 }
 
 struct Parsed {
-    sets: BTreeMap<String, ConnSet>,
+    sets: BTreeMap<String, ConnectionSet>,
     rules: Vec<DecodedRule>,
 }
 
@@ -322,7 +322,7 @@ fn parse_element(family: Family, text: &str) -> Result<(Protocol, IpInterval, Po
     if a > b {
         return Err(format!("bad port range `{port}`"));
     }
-    Ok((protocol, interval, PortSet::from_ranges([(a, b)])))
+    Ok((protocol, interval, PortSet::from_intervals([(a, b)])))
 }
 
 fn parse_rule(line: &str) -> Result<(Identity, Family, String), String> {
@@ -362,7 +362,7 @@ fn parse_rule(line: &str) -> Result<(Identity, Family, String), String> {
 }
 
 fn parse(text: &str, table: &str) -> Result<Parsed, String> {
-    let mut sets: BTreeMap<String, ConnSet> = BTreeMap::new();
+    let mut sets: BTreeMap<String, ConnectionSet> = BTreeMap::new();
     let mut set_family: BTreeMap<String, Family> = BTreeMap::new();
     let mut rules = Vec::new();
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
@@ -405,7 +405,7 @@ fn parse(text: &str, table: &str) -> Result<Parsed, String> {
                 if lines.next() != Some("elements = {") {
                     return Err("set without elements".into());
                 }
-                let mut set = ConnSet::new();
+                let mut set = ConnectionSet::default();
                 loop {
                     let l = lines.next().ok_or("truncated elements")?;
                     if l == "}" {
@@ -413,7 +413,11 @@ fn parse(text: &str, table: &str) -> Result<Parsed, String> {
                     }
                     let (protocol, interval, ports) =
                         parse_element(family, l.trim_end_matches(','))?;
-                    set.add(protocol, SetTarget::Ip(interval), ports);
+                    set.add(
+                        protocol,
+                        TargetSet::Ip(IpSet::from_interval(interval)),
+                        ports,
+                    );
                 }
                 if lines.next() != Some("}") {
                     return Err("set not closed".into());

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use egress_check::{CheckedPolicy, Protocol};
 use egress_lower::seccomp::{Expectation, AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_UNIX};
-use egress_lower::sets::{ConnSet, IpInterval, PortSet, Target as SetTarget};
 use egress_lower::{Target, TargetConfig};
+use egress_sets::{Connection, ConnectionSet};
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockProtocol, SockType};
 
 use crate::common::{load_case, repo_root};
@@ -394,15 +394,12 @@ fn all_probes() -> Vec<(Protocol, SocketAddr)> {
     out
 }
 
-fn allowed_by(set: &ConnSet, protocol: Protocol, addr: SocketAddr) -> bool {
-    let net: ipnet::IpNet = ipnet::IpNet::from(addr.ip());
-    let mut point = ConnSet::new();
-    point.add(
+fn allowed_by(set: &ConnectionSet, protocol: Protocol, addr: SocketAddr) -> bool {
+    set.contains(&Connection {
+        target: egress_sets::Target::Ip(addr.ip()),
+        port: addr.port(),
         protocol,
-        SetTarget::Ip(IpInterval::of_net(&net)),
-        PortSet::from_ranges([(addr.port(), addr.port())]),
-    );
-    point.is_subset_of(set).unwrap()
+    })
 }
 
 fn ip(args: &[&str]) {

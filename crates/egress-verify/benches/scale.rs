@@ -24,7 +24,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use egress_check::{HostLabel, HostPattern, Protocol};
-use egress_verify::sets::{
+use egress_sets::{
     box_difference_witness, BoxIndex, ConnBox, PortSet, ProtoSet, TargetSet, DEFAULT_BUDGET,
 };
 use egress_verify::{generate, smt, Verdict, VerifyConfig};

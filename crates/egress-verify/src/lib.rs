@@ -14,6 +14,9 @@
 //! **API boundary:** [`verify()`], [`query`], [`allowed`], [`Report`] and its parts,
 //! [`VerifyConfig`], and the [`sets`] module.
 
+/// The set algebra, from [`egress_sets`] (kept under this path for the verifier's modules).
+pub use egress_sets as sets;
+
 pub mod decide;
 pub mod eval;
 pub mod expect;
@@ -23,7 +26,6 @@ pub mod oracle;
 pub mod render;
 pub mod report;
 pub mod sbom;
-pub mod sets;
 pub mod smt;
 pub mod verify;
 
@@ -40,13 +42,5 @@ pub fn allowed_connections(
     policy: &CheckedPolicy,
     agent: AgentId,
 ) -> Vec<(Route, sets::ConnectionSet)> {
-    eval::routes(policy, agent)
-        .into_iter()
-        .filter_map(|r| {
-            let set = policy
-                .destination(r.dest)
-                .map(sets::ConnectionSet::from_destination)?;
-            Some((r, set))
-        })
-        .collect()
+    egress_sets::routes::route_sets(policy, agent)
 }

@@ -1,7 +1,7 @@
 //! What the verifier answers: plain data, with spans (the CLI and the language server turn
 //! spans into lines and columns with the file texts they hold).
 
-use egress_check::{Diagnostic, Span};
+use egress_check::Diagnostic;
 use serde::Serialize;
 
 use crate::sets::Connection;
@@ -60,17 +60,8 @@ pub struct PropertyResult {
     pub status: Status,
 }
 
-/// One step of a counterexample path.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct PathNode {
-    /// `agent`, `invokes`, `workflow`, `capability`, `destination`, `exception`, `zone`,
-    /// `syscalls`, `capset`, `grant`, `unix`, `authority` or `assert`.
-    pub kind: &'static str,
-    pub name: String,
-    pub span: Span,
-    /// What this step says, for a label in the source ("invokes `ledger`").
-    pub note: String,
-}
+/// One step of a counterexample path (the same type as a route's steps).
+pub use egress_sets::PathNode;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Violation {

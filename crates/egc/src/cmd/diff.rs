@@ -19,8 +19,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use egress_check::{Agent, CheckedPolicy};
-use egress_lower::expected::destination_set;
-use egress_lower::sets::ConnSet;
+use egress_sets::{unspecified_addresses, ConnectionSet};
 
 use crate::common::{self, Format};
 
@@ -54,52 +53,29 @@ pub struct Args {
 struct Route {
     destination: String,
     via: String,
-    set: ConnSet,
+    set: ConnectionSet,
 }
 
+/// The agent's routes ([`egress_sets::routes`], the computation every other command
+/// uses), each with the connections it opens as the backends enforce them (never the
+/// unspecified addresses).
 fn routes(policy: &CheckedPolicy, agent: &Agent) -> Vec<Route> {
-    let mut out = Vec::new();
-    for granted in &agent.capabilities {
-        let Some(cap) = policy.capability(granted.id) else {
-            continue;
-        };
-        let condition = if cap.workflows.is_empty() {
-            String::new()
-        } else {
-            let names: Vec<String> = cap
-                .workflows
-                .iter()
-                .filter_map(|w| policy.workflow(w.id))
-                .map(|w| format!("`{}`", w.name.local))
-                .collect();
-            format!(", in workflow {}", names.join(", "))
-        };
-        for connect in &cap.connects {
-            if let Some(dest) = policy.destination(connect.dest) {
-                out.push(Route {
-                    destination: dest.name.local.clone(),
-                    via: format!("capability `{}`{condition}", cap.name.local),
-                    set: destination_set(dest),
-                });
+    let unspecified = unspecified_addresses();
+    egress_sets::routes::route_sets(policy, agent.id)
+        .into_iter()
+        .map(|(route, set)| {
+            let via = egress_sets::routes::describe_via(policy, route.via);
+            Route {
+                destination: dest_name(policy, route.dest),
+                via,
+                set: set.without_addresses(&unspecified),
             }
-        }
-    }
-    for exception in &policy.exceptions {
-        if exception.agents.iter().any(|a| a.id == agent.id) {
-            if let Some(dest) = policy.destination(exception.to.id) {
-                out.push(Route {
-                    destination: dest.name.local.clone(),
-                    via: format!("exception `{}`", exception.name.local),
-                    set: destination_set(dest),
-                });
-            }
-        }
-    }
-    out
+        })
+        .collect()
 }
 
-fn union(routes: &[Route]) -> ConnSet {
-    let mut all = ConnSet::new();
+fn union(routes: &[Route]) -> ConnectionSet {
+    let mut all = ConnectionSet::default();
     for r in routes {
         all.extend(&r.set);
     }
@@ -143,7 +119,7 @@ fn compare(
             for route in routes.iter() {
                 let witness = route
                     .set
-                    .first_not_in(other)
+                    .difference_witness(other)
                     .map_err(|_| format!("comparing agent `{name}` is too large to decide"))?;
                 if let Some(w) = witness {
                     changes.push(Change {

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use egress_verify::sets::Connection;
+use egress_sets::Connection;
 
 use crate::common::{self, Format};
 

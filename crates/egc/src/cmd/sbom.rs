@@ -74,7 +74,7 @@ pub fn load(path: &Path) -> Result<(Sbom, Declared), ExitCode> {
 
 /// The declared sources as the verifier takes them.
 pub fn verifier_sources(declared: &Declared) -> Vec<egress_verify::sbom::DeclaredSource> {
-    use egress_verify::sets::Target;
+    use egress_sets::Target;
     declared
         .sources
         .iter()

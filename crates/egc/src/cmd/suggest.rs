@@ -28,9 +28,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use egress_check::{AgentId, CheckResult, CheckedPolicy, DestId, FileId, Protocol};
+use egress_sets::{Connection, Target};
 use egress_syntax::ast::{AgentEntry, ImportPath, ItemKind};
 use egress_syntax::Span;
-use egress_verify::sets::{Connection, Target};
 use egress_verify::{Report, VerifyConfig};
 
 use crate::common;

@@ -1,0 +1,385 @@
+//! The one route computation: every way an agent may open connections, and how.
+//!
+//! An agent reaches a destination through a capability it `uses` (unconditionally, when
+//! the capability is not limited to workflows), through a workflow step that has it use a
+//! capability (while the workflow runs), or through an exception that lists it (under the
+//! exception's token conditions). The verifier, every backend's translation validation,
+//! `egc diff`, `egc query` and the editor's hover all start from [`routes`].
+
+use std::collections::BTreeSet;
+
+use egress_check::{
+    AgentId, CapId, CheckedPolicy, DestId, Destination, EndpointKind, ExceptionId, Span,
+    StepAction, WorkflowId,
+};
+use serde::Serialize;
+
+use crate::{Connection, ConnectionSet, Target};
+
+/// One step of a route or a counterexample path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PathNode {
+    /// `agent`, `invokes`, `workflow`, `capability`, `destination`, `exception`, `zone`,
+    /// `syscalls`, `capset`, `grant`, `unix`, `authority` or `assert`.
+    pub kind: &'static str,
+    pub name: String,
+    pub span: Span,
+    /// What this step says, for a label in the source ("invokes `ledger`").
+    pub note: String,
+}
+
+/// How an agent reaches a destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Via {
+    /// A capability the agent `uses`, without workflow restriction.
+    Capability(CapId),
+    /// A capability used by a step of a workflow.
+    Workflow { workflow: WorkflowId, cap: CapId },
+    /// An exception that lists the agent.
+    Exception(ExceptionId),
+}
+
+/// One way an agent may open connections to a destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub dest: DestId,
+    pub via: Via,
+    /// From the agent to the destination.
+    pub path: Vec<PathNode>,
+    pub conditions: Vec<String>,
+}
+
+impl Route {
+    pub fn is_exception(&self) -> bool {
+        matches!(self.via, Via::Exception(_))
+    }
+}
+
+pub use egress_check::format_duration;
+
+/// A short description of a destination's endpoints and ports: `*.telemetry.internal:4317`.
+pub fn describe_destination(dest: &Destination) -> String {
+    let ports: Vec<String> = dest.ports.iter().map(|p| p.to_string()).collect();
+    let ports = ports.join(",");
+    let endpoints: Vec<String> = dest
+        .endpoints
+        .iter()
+        .map(|e| match &e.kind {
+            EndpointKind::Host(h) => format!("{h}:{ports}"),
+            EndpointKind::Cidr(c) => {
+                let mut s = c.network.to_string();
+                if !c.except.is_empty() {
+                    let ex: Vec<String> = c.except.iter().map(|e| e.to_string()).collect();
+                    s.push_str(&format!(" except {}", ex.join(", ")));
+                }
+                format!("{s} port {ports}")
+            }
+            EndpointKind::Workload(w) => format!("{w} port {ports}"),
+        })
+        .collect();
+    endpoints.join(" | ")
+}
+
+pub fn agent_node(policy: &CheckedPolicy, agent: AgentId) -> Option<PathNode> {
+    let a = policy.agent(agent)?;
+    Some(PathNode {
+        kind: "agent",
+        name: a.name.local.clone(),
+        span: a.name.span,
+        note: format!("agent `{}`", a.name.local),
+    })
+}
+
+pub fn dest_node(
+    policy: &CheckedPolicy,
+    dest: DestId,
+    span: egress_check::Span,
+) -> Option<PathNode> {
+    let d = policy.destination(dest)?;
+    Some(PathNode {
+        kind: "destination",
+        name: d.name.local.clone(),
+        span,
+        note: format!("which may reach `{}`", describe_destination(d)),
+    })
+}
+
+/// Which workflow steps and exceptions mention each agent, so routes of many agents are
+/// found without scanning every workflow for each.
+#[derive(Clone, Debug, Default)]
+pub struct RouteIndex {
+    /// Per agent: (workflow index, step index).
+    steps: Vec<Vec<(usize, usize)>>,
+    /// Per agent: exception index.
+    exceptions: Vec<Vec<usize>>,
+}
+
+impl RouteIndex {
+    pub fn new(policy: &CheckedPolicy) -> RouteIndex {
+        let mut index = RouteIndex {
+            steps: vec![Vec::new(); policy.agents.len()],
+            exceptions: vec![Vec::new(); policy.agents.len()],
+        };
+        for (wi, w) in policy.workflows.iter().enumerate() {
+            for (si, s) in w.steps.iter().enumerate() {
+                if let Some(v) = index.steps.get_mut(s.agent.index()) {
+                    v.push((wi, si));
+                }
+            }
+        }
+        for (ei, e) in policy.exceptions.iter().enumerate() {
+            for a in &e.agents {
+                if let Some(v) = index.exceptions.get_mut(a.id.index()) {
+                    if v.last() != Some(&ei) {
+                        v.push(ei);
+                    }
+                }
+            }
+        }
+        index
+    }
+}
+
+/// Every route of an agent, in a stable order: capabilities, then workflow steps, then
+/// exceptions.
+pub fn routes(policy: &CheckedPolicy, agent: AgentId) -> Vec<Route> {
+    routes_indexed(policy, &RouteIndex::new(policy), agent)
+}
+
+/// [`routes`] with a prepared index.
+pub fn routes_indexed(policy: &CheckedPolicy, index: &RouteIndex, agent: AgentId) -> Vec<Route> {
+    let mut out = Vec::new();
+    let Some(a) = policy.agent(agent) else {
+        return out;
+    };
+    let Some(start) = agent_node(policy, agent) else {
+        return out;
+    };
+    let mut unconditional: BTreeSet<CapId> = BTreeSet::new();
+    for used in &a.capabilities {
+        let Some(cap) = policy.capability(used.id) else {
+            continue;
+        };
+        if !cap.workflows.is_empty() {
+            continue;
+        }
+        unconditional.insert(cap.id);
+        for connect in &cap.connects {
+            let Some(dest) = dest_node(policy, connect.dest, connect.span) else {
+                continue;
+            };
+            out.push(Route {
+                dest: connect.dest,
+                via: Via::Capability(cap.id),
+                path: vec![
+                    start.clone(),
+                    PathNode {
+                        kind: "capability",
+                        name: cap.name.local.clone(),
+                        span: used.span,
+                        note: format!("uses `{}`", cap.name.local),
+                    },
+                    dest,
+                ],
+                conditions: Vec::new(),
+            });
+        }
+    }
+    let no_steps = Vec::new();
+    // One route per (workflow, capability), however many steps use it.
+    let mut seen_steps: BTreeSet<(WorkflowId, CapId)> = BTreeSet::new();
+    for (wi, si) in index.steps.get(agent.index()).unwrap_or(&no_steps) {
+        let Some(workflow) = policy.workflows.get(*wi) else {
+            continue;
+        };
+        {
+            let Some(step) = workflow.steps.get(*si) else {
+                continue;
+            };
+            let StepAction::Uses(cap_ref) = &step.action else {
+                continue;
+            };
+            let Some(cap) = policy.capability(cap_ref.id) else {
+                continue;
+            };
+            if unconditional.contains(&cap.id) || !seen_steps.insert((workflow.id, cap.id)) {
+                continue;
+            }
+            if !cap.workflows.is_empty() && !cap.workflows.iter().any(|w| w.id == workflow.id) {
+                continue;
+            }
+            for connect in &cap.connects {
+                let Some(dest) = dest_node(policy, connect.dest, connect.span) else {
+                    continue;
+                };
+                out.push(Route {
+                    dest: connect.dest,
+                    via: Via::Workflow {
+                        workflow: workflow.id,
+                        cap: cap.id,
+                    },
+                    path: vec![
+                        start.clone(),
+                        PathNode {
+                            kind: "workflow",
+                            name: workflow.name.local.clone(),
+                            span: step.span,
+                            note: format!(
+                                "in workflow `{}` uses `{}`",
+                                workflow.name.local, cap.name.local
+                            ),
+                        },
+                        PathNode {
+                            kind: "capability",
+                            name: cap.name.local.clone(),
+                            span: cap.name.span,
+                            note: format!("capability `{}`", cap.name.local),
+                        },
+                        dest,
+                    ],
+                    conditions: vec![format!("in workflow `{}`", workflow.name.local)],
+                });
+            }
+        }
+    }
+    let no_exceptions = Vec::new();
+    for ei in index
+        .exceptions
+        .get(agent.index())
+        .unwrap_or(&no_exceptions)
+    {
+        let Some(exception) = policy.exceptions.get(*ei) else {
+            continue;
+        };
+        let Some(listed) = exception.agents.iter().find(|r| r.id == agent) else {
+            continue;
+        };
+        let Some(dest) = dest_node(policy, exception.to.id, exception.to.span) else {
+            continue;
+        };
+        out.push(Route {
+            dest: exception.to.id,
+            via: Via::Exception(exception.id),
+            path: vec![
+                start.clone(),
+                PathNode {
+                    kind: "exception",
+                    name: exception.name.local.clone(),
+                    span: listed.span,
+                    note: format!("is listed in exception `{}`", exception.name.local),
+                },
+                dest,
+            ],
+            conditions: exception_conditions(policy, exception.id),
+        });
+    }
+    out
+}
+
+/// The conditions under which an exception's path is open.
+pub fn exception_conditions(policy: &CheckedPolicy, id: ExceptionId) -> Vec<String> {
+    let Some(e) = policy.exception(id) else {
+        return Vec::new();
+    };
+    let approver = policy
+        .authority(e.approver.id)
+        .map(|a| a.name.local.clone())
+        .unwrap_or_default();
+    let audit = policy
+        .destination(e.audit.id)
+        .map(|d| d.name.local.clone())
+        .unwrap_or_default();
+    let mut out = vec![
+        format!("with a token signed by `{approver}`"),
+        format!("token lifetime at most {}", format_duration(e.max_ttl_secs)),
+    ];
+    if let Some(n) = e.max_uses {
+        out.push(format!("at most {n} connection(s) per token"));
+    }
+    out.push(format!("each use audited to `{audit}`"));
+    out
+}
+
+/// Is the concrete connection in the destination?
+pub fn dest_contains(dest: &Destination, c: &Connection) -> bool {
+    if !dest.protocols.contains(&c.protocol) || !dest.ports.iter().any(|p| p.contains(c.port)) {
+        return false;
+    }
+    dest.endpoints.iter().any(|e| match (&e.kind, &c.target) {
+        (EndpointKind::Host(p), Target::Host(h)) => p.matches(h),
+        (EndpointKind::Cidr(set), Target::Ip(ip)) => set.contains(*ip),
+        (EndpointKind::Workload(sel), Target::Workload { namespace, labels }) => {
+            sel.matches(namespace, labels)
+        }
+        _ => false,
+    })
+}
+
+pub fn dest_id_contains(policy: &CheckedPolicy, dest: DestId, c: &Connection) -> bool {
+    policy
+        .destination(dest)
+        .is_some_and(|d| dest_contains(d, c))
+}
+
+/// Is this route open without any condition (no workflow, no exception token)? Exactly
+/// these routes are what a static artifact (a NetworkPolicy, a seccomp profile, an
+/// nftables table, the eBPF maps without tokens) enforces.
+pub fn is_unconditional(route: &Route) -> bool {
+    matches!(route.via, Via::Capability(_))
+}
+
+/// The destinations an agent reaches unconditionally, deduplicated, in id order.
+pub fn unconditional_destinations(policy: &CheckedPolicy, agent: AgentId) -> Vec<&Destination> {
+    let mut ids: Vec<DestId> = routes(policy, agent)
+        .iter()
+        .filter(|r| is_unconditional(r))
+        .map(|r| r.dest)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids.into_iter()
+        .filter_map(|id| policy.destination(id))
+        .collect()
+}
+
+/// The connections of each route, in route order: what the agent may open, and how.
+pub fn route_sets(policy: &CheckedPolicy, agent: AgentId) -> Vec<(Route, ConnectionSet)> {
+    routes(policy, agent)
+        .into_iter()
+        .filter_map(|r| {
+            let set = policy
+                .destination(r.dest)
+                .map(ConnectionSet::from_destination)?;
+            Some((r, set))
+        })
+        .collect()
+}
+
+/// How a route reaches its destination, in words: ``capability `c` ``,
+/// ``capability `c`, only in workflow `w` `` or ``exception `e` ``.
+pub fn describe_via(policy: &CheckedPolicy, via: Via) -> String {
+    let cap_name = |id| {
+        policy
+            .capability(id)
+            .map(|c| c.name.local.as_str())
+            .unwrap_or("?")
+    };
+    match via {
+        Via::Capability(cap) => format!("capability `{}`", cap_name(cap)),
+        Via::Workflow { workflow, cap } => format!(
+            "capability `{}`, only in workflow `{}`",
+            cap_name(cap),
+            policy
+                .workflow(workflow)
+                .map(|w| w.name.local.as_str())
+                .unwrap_or("?")
+        ),
+        Via::Exception(e) => format!(
+            "exception `{}`",
+            policy
+                .exception(e)
+                .map(|e| e.name.local.as_str())
+                .unwrap_or("?")
+        ),
+    }
+}
