@@ -2,18 +2,15 @@
 //!
 //! **Architecture invariant:** every struct here is `#[repr(C)]` and matches the C struct
 //! of the same name field for field; `layout_sizes_match_c` in the tests pins the sizes.
-//! The layout is documented in `book/src/runtime/maps.md`.
+//! The layout is documented in `book/src/runtime/maps.md`. The port rules the lowering
+//! produces are defined in `egress-lower` (`egress_lower::ebpf::layout`) and re-exported.
 
-/// The most port rules one trie entry holds (after push-down). Lowering refuses a policy
-/// that needs more for one prefix rather than dropping rules.
-pub const MAX_RULES: usize = 32;
+pub use egress_lower::ebpf::layout::{PortRule, IPPROTO_TCP, IPPROTO_UDP, MAX_RULES};
+
 /// Exception slots (slot 0 is never used: it means "policy rule").
 pub const MAX_EXCEPTION_SLOTS: u32 = 256;
 /// Capacity of the rules trie.
 pub const RULES_MAX_ENTRIES: u32 = 131_072;
-
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
 
 /// Indices into the per-CPU `counters` array.
 pub mod counter {
@@ -61,18 +58,6 @@ pub mod counter {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LpmAddr {
     pub addr: [u8; 16],
-}
-
-/// One allowed (protocol, port range), optionally owned by an exception slot.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PortRule {
-    pub port_lo: u16,
-    pub port_hi: u16,
-    pub protocol: u8,
-    pub pad: u8,
-    /// 0 for a policy rule, otherwise the index of an [`ExceptionSlot`].
-    pub exception_slot: u16,
 }
 
 /// The value of a trie entry.

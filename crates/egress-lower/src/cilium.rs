@@ -567,3 +567,30 @@ fn decode_ports(rules: &[PortRule]) -> Result<Vec<(Protocol, PortSet)>, String> 
     }
     Ok(by_protocol.into_iter().collect())
 }
+
+/// The CiliumNetworkPolicy backend.
+pub struct Cilium;
+
+impl crate::backend::Backend for Cilium {
+    fn target(&self) -> Target {
+        Target::Cilium
+    }
+    fn lower(
+        &self,
+        policy: &CheckedPolicy,
+        config: &TargetConfig,
+    ) -> Result<Artifacts, Vec<Diagnostic>> {
+        lower(policy, config)
+    }
+    fn decode(
+        &self,
+        policy: &CheckedPolicy,
+        config: &TargetConfig,
+        artifacts: &Artifacts,
+    ) -> Result<crate::backend::Decoding, Vec<Diagnostic>> {
+        decode(policy, config, artifacts).map(crate::backend::Decoding::Connections)
+    }
+    fn identifies(&self, agent: &egress_check::Agent) -> bool {
+        agent.identity.workload.is_some()
+    }
+}

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use egress_check::{Agent, AgentId, CheckedPolicy, CidrSet, Destination, Protocol};
 
-use egress_sets::{unspecified_addresses, ConnectionSet};
+use egress_sets::{unspecified_addresses, ConnectionSet, TargetSet};
 
 use crate::{Artifacts, Diagnostic, Target, ValidationReport};
 
@@ -157,13 +157,20 @@ pub fn compare_connection_sets(
     artifacts: &Artifacts,
     budget: usize,
     identifiable: impl Fn(&Agent) -> bool,
+    never_expressed: &crate::backend::Inexpressible,
 ) -> Result<ValidationReport, Vec<Diagnostic>> {
     let mut errors = Vec::new();
     let mut checked = 0;
     // Agents the target cannot identify are left out with a warning (E0103); every other
     // agent must be in the artifact with exactly its set.
     for agent in policy.agents.iter().filter(|a| identifiable(a)) {
-        let expected = agent_set(policy, agent);
+        let mut expected = agent_set(policy, agent);
+        expected.boxes.retain(|b| match &b.target {
+            TargetSet::Host(_) => !never_expressed.hosts,
+            TargetSet::Workload(_) => !never_expressed.workloads,
+            TargetSet::Ip(_) => true,
+        });
+        let expected = expected.without_addresses(&never_expressed.addresses);
         let Some(found) = decoded.get(&agent.id) else {
             if expected.is_empty() {
                 continue;

@@ -430,3 +430,30 @@ fn decode_peer(peer: &NetworkPolicyPeer, own_namespace: &str) -> Result<Vec<Targ
         labels,
     })])
 }
+
+/// The Kubernetes NetworkPolicy backend.
+pub struct K8s;
+
+impl crate::backend::Backend for K8s {
+    fn target(&self) -> Target {
+        Target::K8s
+    }
+    fn lower(
+        &self,
+        policy: &CheckedPolicy,
+        config: &TargetConfig,
+    ) -> Result<Artifacts, Vec<Diagnostic>> {
+        lower(policy, config)
+    }
+    fn decode(
+        &self,
+        policy: &CheckedPolicy,
+        _config: &TargetConfig,
+        artifacts: &Artifacts,
+    ) -> Result<crate::backend::Decoding, Vec<Diagnostic>> {
+        decode(policy, artifacts).map(crate::backend::Decoding::Connections)
+    }
+    fn identifies(&self, agent: &egress_check::Agent) -> bool {
+        agent.identity.workload.is_some()
+    }
+}

@@ -13,7 +13,9 @@
 //! **Architecture invariant:** nothing here widens silently. What a target cannot express
 //! exactly is refused with a coded diagnostic or narrowed with a coded warning.
 
+pub mod backend;
 pub mod cilium;
+pub mod ebpf;
 pub mod expected;
 pub mod k8s;
 pub mod nftables;
@@ -32,14 +34,17 @@ pub enum Target {
     Cilium,
     Seccomp,
     Nftables,
+    /// The eBPF map contents `egc enforce` and `egc run` load ([`ebpf`]).
+    Ebpf,
 }
 
 impl Target {
-    pub const ALL: [Target; 4] = [
+    pub const ALL: [Target; 5] = [
         Target::K8s,
         Target::Cilium,
         Target::Seccomp,
         Target::Nftables,
+        Target::Ebpf,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +53,7 @@ impl Target {
             Target::Cilium => "cilium",
             Target::Seccomp => "seccomp",
             Target::Nftables => "nftables",
+            Target::Ebpf => "ebpf",
         }
     }
 
@@ -163,12 +169,7 @@ pub fn lower(
     policy: &CheckedPolicy,
     config: &TargetConfig,
 ) -> Result<Artifacts, Vec<Diagnostic>> {
-    match target {
-        Target::K8s => k8s::lower(policy, config),
-        Target::Cilium => cilium::lower(policy, config),
-        Target::Seccomp => seccomp::lower(policy, config),
-        Target::Nftables => nftables::lower(policy, config),
-    }
+    backend::backend(target).lower(policy, config)
 }
 
 /// What translation validation found for one target.
@@ -189,31 +190,7 @@ pub fn validate(
     config: &TargetConfig,
     artifacts: &Artifacts,
 ) -> Result<ValidationReport, Vec<Diagnostic>> {
-    match target {
-        Target::Seccomp => seccomp::validate(policy, config, artifacts),
-        Target::K8s | Target::Cilium | Target::Nftables => {
-            let decoded = match target {
-                Target::K8s => k8s::decode(policy, artifacts)?,
-                Target::Cilium => cilium::decode(policy, config, artifacts)?,
-                _ => nftables::decode(policy, config, artifacts)?,
-            };
-            let budget = config.validation.budget;
-            expected::compare_connection_sets(
-                target,
-                policy,
-                &decoded,
-                artifacts,
-                budget,
-                |agent| match target {
-                    Target::Nftables => {
-                        nftables::Identity::of(agent).cgroup.is_some()
-                            || agent.identity.uid.is_some()
-                    }
-                    _ => agent.identity.workload.is_some(),
-                },
-            )
-        }
-    }
+    backend::validate(backend::backend(target), policy, config, artifacts)
 }
 
 /// The result of [`build`]: every file under `<target>/...`, plus warnings.

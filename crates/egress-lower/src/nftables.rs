@@ -514,3 +514,30 @@ pub fn decode(
     }
     Ok(out)
 }
+
+/// The nftables backend.
+pub struct Nftables;
+
+impl crate::backend::Backend for Nftables {
+    fn target(&self) -> Target {
+        Target::Nftables
+    }
+    fn lower(
+        &self,
+        policy: &CheckedPolicy,
+        config: &TargetConfig,
+    ) -> Result<Artifacts, Vec<Diagnostic>> {
+        lower(policy, config)
+    }
+    fn decode(
+        &self,
+        policy: &CheckedPolicy,
+        config: &TargetConfig,
+        artifacts: &Artifacts,
+    ) -> Result<crate::backend::Decoding, Vec<Diagnostic>> {
+        decode(policy, config, artifacts).map(crate::backend::Decoding::Connections)
+    }
+    fn identifies(&self, agent: &egress_check::Agent) -> bool {
+        Identity::of(agent).cgroup.is_some() || agent.identity.uid.is_some()
+    }
+}

@@ -37,7 +37,7 @@ use oci_spec::runtime::{
 
 use crate::expected;
 use crate::k8s::{to_json, undecodable};
-use crate::{file_stem, Artifacts, Diagnostic, TargetConfig, ValidationReport};
+use crate::{file_stem, Artifacts, Diagnostic, Target, TargetConfig, ValidationReport};
 
 /// A native architecture a profile is emitted for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -664,5 +664,36 @@ pub fn validate(
         })
     } else {
         Err(errors)
+    }
+}
+
+/// The OCI seccomp backend.
+pub struct Seccomp;
+
+impl crate::backend::Backend for Seccomp {
+    fn target(&self) -> Target {
+        Target::Seccomp
+    }
+    fn lower(
+        &self,
+        policy: &CheckedPolicy,
+        config: &TargetConfig,
+    ) -> Result<Artifacts, Vec<Diagnostic>> {
+        lower(policy, config)
+    }
+    fn decode(
+        &self,
+        policy: &CheckedPolicy,
+        config: &TargetConfig,
+        artifacts: &Artifacts,
+    ) -> Result<crate::backend::Decoding, Vec<Diagnostic>> {
+        Ok(crate::backend::Decoding::Judged(validate(
+            policy, config, artifacts,
+        )))
+    }
+    fn identifies(&self, agent: &egress_check::Agent) -> bool {
+        // One profile per agent and architecture, named after the agent.
+        let _ = agent;
+        true
     }
 }

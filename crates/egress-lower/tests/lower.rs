@@ -253,6 +253,31 @@ fn validation_catches_tampered_artifacts() {
         Vec::<&str>::new(),
         "the agent's own policy still isolates its pods"
     );
+    // eBPF maps, decoded with the program's own lookup: a shorter trie key (wider), a
+    // port rule cut short (narrower), and a key moved out of the IPv4 space.
+    let maps = "reporter.maps.json";
+    assert_eq!(
+        codes(
+            Target::Ebpf,
+            maps,
+            "\"key_prefix_len\": 112,",
+            "\"key_prefix_len\": 111,"
+        ),
+        ["E0120"]
+    );
+    assert_eq!(
+        codes(Target::Ebpf, maps, "\"port_hi\": 4317", "\"port_hi\": 4316"),
+        ["E0121"]
+    );
+    assert_eq!(
+        codes(
+            Target::Ebpf,
+            maps,
+            "00000000000000000000ffff0a280000",
+            "20010db8000000000000ffff0a280000"
+        ),
+        ["E0120", "E0121"]
+    );
     // Cilium: a widened CIDR and a port rule with UDP added.
     let cnp = "agent-reporter.json";
     assert_eq!(
@@ -385,6 +410,7 @@ fn undecidable_validation_is_e0122() {
             &artifacts,
             budget,
             |_| true,
+            &egress_lower::backend::Inexpressible::default(),
         )
         .unwrap_err()
         .iter()

@@ -187,6 +187,11 @@ pub fn validate_artifact(target: Target, file: &str, text: &str) {
             &json!({ "ociVersion": "1.2.0", "linux": { "seccomp": instance } }),
         ),
         Target::Nftables => Vec::new(),
+        // egc's own layout (`egc-ebpf-maps/1`, book/src/runtime/maps.md): it must read back.
+        Target::Ebpf => match egress_lower::ebpf::maps::from_json(text) {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![e],
+        },
     };
     assert!(
         problems.is_empty(),

@@ -19,30 +19,16 @@ use egress_verify::{Verdict, VerifyConfig};
 
 use crate::common::{self, Format, LoadedPolicy};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
-pub enum TargetArg {
-    /// Kubernetes NetworkPolicy (networking.k8s.io/v1).
-    K8s,
-    /// CiliumNetworkPolicy (cilium.io/v2).
-    Cilium,
-    /// OCI seccomp profiles (x86_64 and aarch64).
-    Seccomp,
-    /// An nftables ruleset (`nft -f`).
-    Nftables,
-    /// eBPF map contents per agent for `egc enforce apply` (layout `egc-ebpf-maps/1`).
-    Ebpf,
-    /// Every target.
-    All,
-}
-
 #[derive(clap::Args)]
 pub struct Args {
     /// Policy files or directories (each directory of `.egress` files is one policy).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
-    /// Targets to build (comma-separated or repeated).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
-    pub target: Vec<TargetArg>,
+    /// Targets to build (comma-separated or repeated): k8s (NetworkPolicy), cilium
+    /// (CiliumNetworkPolicy), seccomp (OCI profiles), nftables (a ruleset for `nft -f`),
+    /// ebpf (map contents for `egc enforce apply`, layout `egc-ebpf-maps/1`), or all.
+    #[arg(long, value_delimiter = ',', default_value = "all", value_parser = parse_target)]
+    pub target: Vec<Targets>,
     /// Output directory. It is replaced whole; it must be empty, absent, or a previous
     /// `egc build` output.
     #[arg(long)]
@@ -85,23 +71,24 @@ fn parse_version(text: &str) -> Result<(u32, u32), String> {
 /// The file that marks a directory as `egc build` output, so it may be replaced.
 const MARKER: &str = ".egc-build";
 
-fn wants_ebpf(args: &[TargetArg]) -> bool {
-    args.iter()
-        .any(|a| matches!(a, TargetArg::Ebpf | TargetArg::All))
+/// One `--target` value: a target of `egress_lower::Target`, or all of them.
+#[derive(Clone, Debug)]
+pub struct Targets(Vec<Target>);
+
+fn parse_target(text: &str) -> Result<Targets, String> {
+    if text == "all" {
+        return Ok(Targets(Target::ALL.to_vec()));
+    }
+    Target::from_name(text)
+        .map(|t| Targets(vec![t]))
+        .ok_or_else(|| {
+            let names: Vec<&str> = Target::ALL.iter().map(|t| t.as_str()).collect();
+            format!("unknown target `{text}` (one of {}, all)", names.join(", "))
+        })
 }
 
-fn targets_of(args: &[TargetArg]) -> Vec<Target> {
-    let mut out: Vec<Target> = Vec::new();
-    for a in args {
-        match a {
-            TargetArg::Ebpf => {}
-            TargetArg::All => out.extend(Target::ALL),
-            TargetArg::K8s => out.push(Target::K8s),
-            TargetArg::Cilium => out.push(Target::Cilium),
-            TargetArg::Seccomp => out.push(Target::Seccomp),
-            TargetArg::Nftables => out.push(Target::Nftables),
-        }
-    }
+fn targets_of(args: &[Targets]) -> Vec<Target> {
+    let mut out: Vec<Target> = args.iter().flat_map(|t| t.0.iter().copied()).collect();
     out.sort();
     out.dedup();
     out
@@ -174,40 +161,6 @@ pub fn run(args: Args) -> ExitCode {
         } else {
             PathBuf::new()
         };
-        let mut ebpf_warnings = Vec::new();
-        if wants_ebpf(&args.target) {
-            // Host names and workloads cannot be enforced at the socket: they stay closed
-            // and each narrowing is reported, as for the other targets.
-            let ebpf_config = egress_enforce::maps::LowerConfig {
-                deny_unenforceable: true,
-                ..Default::default()
-            };
-            match egress_enforce::maps::lower_all(policy, &ebpf_config) {
-                Ok((maps, warnings)) => {
-                    for (name, text) in maps {
-                        files.insert(base.join("ebpf").join(name), text);
-                    }
-                    ebpf_warnings = warnings;
-                }
-                Err(diags) => {
-                    failed = true;
-                    result.diagnostics = diags;
-                    reported.push(LoadedPolicy {
-                        dir: p.dir.clone(),
-                        result,
-                    });
-                    continue;
-                }
-            }
-        }
-        if targets.is_empty() {
-            result.diagnostics = ebpf_warnings;
-            reported.push(LoadedPolicy {
-                dir: p.dir.clone(),
-                result,
-            });
-            continue;
-        }
         match egress_lower::build(policy, &targets, &config, !args.no_validate) {
             Ok(build) => {
                 validated += build
@@ -219,8 +172,6 @@ pub fn run(args: Args) -> ExitCode {
                     files.insert(base.join(name), text);
                 }
                 result.diagnostics = build.warnings;
-                result.diagnostics.extend(ebpf_warnings);
-                egress_syntax::diagnostic::sort_diagnostics(&mut result.diagnostics);
             }
             Err(diags) => {
                 failed = true;
@@ -248,10 +199,7 @@ pub fn run(args: Args) -> ExitCode {
         return common::usage_error(e);
     }
     if args.format == Format::Human {
-        let mut names: Vec<&str> = targets.iter().map(|t| t.as_str()).collect();
-        if wants_ebpf(&args.target) {
-            names.push("ebpf");
-        }
+        let names: Vec<&str> = targets.iter().map(|t| t.as_str()).collect();
         let validation = if args.no_validate {
             "not validated".to_string()
         } else {

@@ -1,0 +1,155 @@
+//! The `ebpf` backend: the contents of the eBPF maps `egc enforce` and `egc run` load
+//! (one JSON file per agent, layout `egc-ebpf-maps/1`, `book/src/runtime/maps.md`).
+//!
+//! - [`layout`]: the port rules a trie entry holds (the rest of the byte layout, with the
+//!   kernel-facing structs, is `egress-enforce`'s).
+//! - [`rules`]: allow rules compiled into exact LPM trie contents, and [`rules::lookup`],
+//!   the program's own lookup (longest prefix, then the port rules).
+//! - [`maps`]: a checked policy's agent → [`maps::EbpfMaps`].
+//!
+//! Translation validation decodes the maps files back: every address region of the trie
+//! (an entry's prefix minus the longer prefixes inside it, which the longest-prefix
+//! lookup sends elsewhere) with that entry's policy rules, as exact connection sets.
+
+pub mod layout;
+pub mod maps;
+pub mod rules;
+
+use std::collections::BTreeMap;
+
+use egress_check::{Agent, CheckedPolicy};
+use egress_sets::{unspecified_addresses, ConnectionSet, IntervalSet, IpSet, PortSet, TargetSet};
+
+use crate::backend::{Backend, Decoding, Inexpressible};
+use crate::expected::Decoded;
+use crate::{Artifacts, Diagnostic, Target, TargetConfig};
+
+/// The eBPF maps backend.
+pub struct Ebpf;
+
+/// `::ffff:0:0/96`: IPv4-mapped IPv6 addresses, the trie's IPv4 space.
+const MAPPED: (u128, u128) = (0xffff_0000_0000, 0xffff_ffff_ffff);
+
+impl Backend for Ebpf {
+    fn target(&self) -> Target {
+        Target::Ebpf
+    }
+
+    /// Every agent's maps. Host names and workloads cannot be enforced at the socket
+    /// without names served at run time: they stay closed, each with a warning.
+    fn lower(
+        &self,
+        policy: &CheckedPolicy,
+        _config: &TargetConfig,
+    ) -> Result<Artifacts, Vec<Diagnostic>> {
+        let config = maps::LowerConfig {
+            deny_unenforceable: true,
+            ..Default::default()
+        };
+        let (files, notes) = maps::lower_all(policy, &config)?;
+        Ok(Artifacts { files, notes })
+    }
+
+    /// Each agent's trie, read the way the program reads it: an address takes the rules
+    /// of the longest prefix that holds it, so an entry governs its prefix minus the
+    /// longer prefixes inside it; exception rules need a token and are not counted; the
+    /// unspecified addresses are refused before any lookup.
+    fn decode(
+        &self,
+        policy: &CheckedPolicy,
+        _config: &TargetConfig,
+        artifacts: &Artifacts,
+    ) -> Result<Decoding, Vec<Diagnostic>> {
+        let span = crate::policy_span(policy);
+        let mut out = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (file, text) in &artifacts.files {
+            let decoded = maps::from_json(text).and_then(|m| {
+                let agent = policy
+                    .agent_by_name(&m.agent)
+                    .ok_or_else(|| format!("names agent `{}`, not in the policy", m.agent))?;
+                Ok((agent.id, m.agent_name.clone(), allowed(&m.trie()?)))
+            });
+            match decoded {
+                Ok((id, name, set)) => {
+                    out.insert(
+                        id,
+                        Decoded {
+                            set,
+                            contributors: vec![name],
+                        },
+                    );
+                }
+                Err(e) => errors.push(crate::k8s::undecodable(span, file, &e)),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Decoding::Connections(out))
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// One maps file per agent, attached to the agent's own cgroup.
+    fn identifies(&self, _agent: &Agent) -> bool {
+        true
+    }
+
+    fn never_expresses(&self) -> Inexpressible {
+        Inexpressible {
+            hosts: true,
+            workloads: true,
+            addresses: IpSet {
+                v4: IntervalSet::empty(),
+                v6: IntervalSet::interval(MAPPED.0, MAPPED.1),
+            },
+        }
+    }
+}
+
+/// What a trie allows, as the program's lookup decides it.
+pub fn allowed(trie: &rules::TrieContents) -> ConnectionSet {
+    let span = |p: &rules::TriePrefix| -> (u128, u128) {
+        let start = u128::from_be_bytes(p.addr);
+        let bits = 128 - u32::from(p.prefix_len.min(128));
+        let size = if bits >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << bits) - 1
+        };
+        (start, start | size)
+    };
+    let spans: Vec<(u128, u128)> = trie.keys().map(span).collect();
+    let mut set = ConnectionSet::default();
+    for ((prefix, port_rules), &(start, end)) in trie.iter().zip(spans.iter()) {
+        // The prefix minus every longer prefix inside it.
+        let inner = IntervalSet::from_intervals(
+            trie.keys()
+                .zip(spans.iter())
+                .filter(|(q, &(s, e))| q.prefix_len > prefix.prefix_len && start <= s && e <= end)
+                .map(|(_, &iv)| iv),
+        );
+        let region = IntervalSet::interval(start, end).difference(&inner);
+        // The IPv4-mapped part is the IPv4 space.
+        let mapped = region.intersection(&IntervalSet::interval(MAPPED.0, MAPPED.1));
+        let v4 = IntervalSet::from_intervals(mapped.intervals().iter().filter_map(|&(a, b)| {
+            Some((
+                u32::try_from(a - MAPPED.0).ok()?,
+                u32::try_from(b - MAPPED.0).ok()?,
+            ))
+        }));
+        let v6 = region.difference(&IntervalSet::interval(MAPPED.0, MAPPED.1));
+        let ips = IpSet { v4, v6 }.difference(&unspecified_addresses());
+        for rule in port_rules.iter().filter(|r| r.exception_slot == 0) {
+            let Some(protocol) = rules::protocol_from_number(rule.protocol) else {
+                continue;
+            };
+            set.add(
+                protocol,
+                TargetSet::Ip(ips.clone()),
+                PortSet::interval(rule.port_lo, rule.port_hi),
+            );
+        }
+    }
+    set
+}
