@@ -4,11 +4,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::{
+    box_difference_witness, box_intersection_witness, port_set, Budget, Family, IpInterval, IpSet,
+    PortSet, ProtoSet, DEFAULT_BUDGET,
+};
 use egress_check::{Destination, EndpointKind, HostPattern, Protocol, WorkloadSelector};
 use serde::Serialize;
-
-#[allow(unused_imports)]
-use crate::*;
 
 // ---------------------------------------------------------------------------------------
 // Targets, boxes, connection sets

@@ -3,10 +3,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::{
+    host_search, may_intersect, pattern_subsumes, ConnBox, Connection, IntervalSet, IpSet, Point,
+    Target, TargetSet,
+};
 use egress_check::{HostPattern, Protocol};
-
-#[allow(unused_imports)]
-use crate::*;
 
 // ---------------------------------------------------------------------------------------
 // Deciding box questions

@@ -2,10 +2,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::Budget;
 use egress_check::{HostLabel, HostPattern};
-
-#[allow(unused_imports)]
-use crate::*;
 
 // ---------------------------------------------------------------------------------------
 // Host patterns

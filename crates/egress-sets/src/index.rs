@@ -2,10 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::{ConnBox, TargetSet};
 use egress_check::{HostLabel, HostPattern};
-
-#[allow(unused_imports)]
-use crate::*;
 
 /// An index over a union of boxes: host boxes in a trie keyed by their constant labels
 /// from the right, so the boxes that may meet a given box are found without scanning the

@@ -2,11 +2,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::IntervalSet;
 use egress_check::{CidrSet, PortRange, Protocol};
 use ipnet::IpNet;
-
-#[allow(unused_imports)]
-use crate::*;
 
 // ---------------------------------------------------------------------------------------
 // Ports, protocols, addresses

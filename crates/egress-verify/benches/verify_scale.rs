@@ -45,6 +45,12 @@ enum Shape {
     PerChain,
     OneZone,
     Violating,
+    /// The organisation-boundary question: one agent whose capability connects to N
+    /// destinations (`api.svcI.corp.internal`), one zone approving N patterns
+    /// (`*.svcI.corp.internal`), every destination inside its pattern (verified).
+    Boundary,
+    /// The same with the last destination widened to `**.corp.internal` (violated).
+    BoundaryOutside,
 }
 
 impl Shape {
@@ -53,20 +59,63 @@ impl Shape {
             Shape::PerChain => "per-chain",
             Shape::OneZone => "one-zone",
             Shape::Violating => "violating",
+            Shape::Boundary => "boundary",
+            Shape::BoundaryOutside => "boundary-outside",
         }
+    }
+    /// Does `egc verify` find a violation (exit 1) for this shape?
+    fn violates(self) -> bool {
+        matches!(self, Shape::Violating | Shape::BoundaryOutside)
     }
     fn parse(s: &str) -> Shape {
         match s {
             "per-chain" => Shape::PerChain,
             "one-zone" => Shape::OneZone,
             "violating" => Shape::Violating,
+            "boundary" => Shape::Boundary,
+            "boundary-outside" => Shape::BoundaryOutside,
             other => panic!("unknown shape `{other}`"),
         }
     }
 }
 
+/// The boundary question with `n` endpoints, as one file.
+fn boundary(n: usize, outside: bool) -> Vec<(String, String)> {
+    let mut text = String::from("import std.dns\n");
+    let mut connects = vec!["dns.kube_dns".to_string()];
+    let mut approved = vec!["dns.kube_dns".to_string()];
+    for i in 0..n {
+        let host = if outside && i + 1 == n {
+            "**.corp.internal".to_string()
+        } else {
+            format!("api.svc{i}.corp.internal")
+        };
+        writeln!(text, "destination d{i} {{\n    host \"{host}\"\n    port 443\n}}").unwrap();
+        writeln!(
+            text,
+            "destination b{i} {{\n    host \"*.svc{i}.corp.internal\"\n    port 443\n}}"
+        )
+        .unwrap();
+        connects.push(format!("d{i}"));
+        approved.push(format!("b{i}"));
+    }
+    writeln!(
+        text,
+        "capability call {{\n    connect {}\n}}\nagent caller {{\n    workload namespace \"apps\" labels {{ app = \"caller\" }}\n    uses call\n}}\nzone org {{\n    owner \"security\"\n    agents caller\n    approve {}\n}}",
+        connects.join(", "),
+        approved.join(", ")
+    )
+    .unwrap();
+    vec![("main.egress".to_string(), text)]
+}
+
 /// The files of one generated policy: (file name, text).
 fn generate(shape: Shape, agents: usize) -> Vec<(String, String)> {
+    match shape {
+        Shape::Boundary => return boundary(agents, false),
+        Shape::BoundaryOutside => return boundary(agents, true),
+        Shape::PerChain | Shape::OneZone | Shape::Violating => {}
+    }
     let teams = agents.div_ceil(TEAM).max(1);
     let files = agents.div_ceil(PER_FILE).max(1);
     let mut main = String::from("import std.dns\nimport std.sys\n\ndata pii, financial\n\n");
@@ -166,6 +215,7 @@ fn generate(shape: Shape, agents: usize) -> Vec<(String, String)> {
                 dbs.join(", ")
             );
         }
+        Shape::Boundary | Shape::BoundaryOutside => {}
         Shape::PerChain | Shape::Violating => {
             for c in 0..agents.div_ceil(CHAIN) {
                 let lo = c * CHAIN;
@@ -238,7 +288,14 @@ fn child_mode(args: &[String]) {
     );
 }
 
-fn measure(egc: &Path, policy: &Path, format: &str, limit: f64, out: &Path) -> Cost {
+fn measure(
+    egc: &Path,
+    policy: &Path,
+    format: &str,
+    engine: &str,
+    limit: f64,
+    out: &Path,
+) -> Cost {
     let me = std::env::current_exe().unwrap();
     let output = Command::new(me)
         .arg("--child")
@@ -249,6 +306,8 @@ fn measure(egc: &Path, policy: &Path, format: &str, limit: f64, out: &Path) -> C
         .arg(policy)
         .arg("--format")
         .arg(format)
+        .arg("--engine")
+        .arg(engine)
         .output()
         .unwrap();
     let line = String::from_utf8_lossy(&output.stdout);
@@ -285,6 +344,7 @@ fn main() {
     let mut shapes = vec![Shape::PerChain, Shape::OneZone, Shape::Violating];
     let mut limit = 300.0f64;
     let mut keep = false;
+    let mut engine = "fast".to_string();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -308,6 +368,7 @@ fn main() {
             }
             "--limit" => limit = it.next().unwrap().parse().unwrap(),
             "--keep" => keep = true,
+            "--engine" => engine = it.next().unwrap().clone(),
             // `cargo bench` passes `--bench`.
             "--bench" => {}
             other => panic!("unknown argument `{other}`"),
@@ -322,7 +383,7 @@ fn main() {
     let tmp = std::env::temp_dir().join(format!("egc-verify-scale-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     println!(
-        "egc verify, whole process ({}), limit {limit} s per run",
+        "egc verify --engine {engine}, whole process ({}), limit {limit} s per run",
         egc.display()
     );
     println!(
@@ -347,8 +408,8 @@ fn main() {
             }
             for (k, format) in formats.iter().enumerate() {
                 let out = tmp.join(format!("{}-{n}.{format}.out", shape.name()));
-                let cost = measure(&egc, &dir, format, limit, &out);
-                let expected = if *shape == Shape::Violating { 1 } else { 0 };
+                let cost = measure(&egc, &dir, format, &engine, limit, &out);
+                let expected = i32::from(shape.violates());
                 let status = if cost.over_limit {
                     "killed".to_string()
                 } else {
