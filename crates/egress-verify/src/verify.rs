@@ -1658,16 +1658,32 @@ impl<'p> Ctx<'p> {
             // exact containment check runs on a few pairs instead of every pair.
             let partners =
                 ContainmentPartners::new(cap.connects.iter().map(|c| c.dest), &self.dest_boxes);
+            // Where each destination is connected in this capability, so each entry visits
+            // only its candidates' positions (in order), never every other entry.
+            let mut positions: BTreeMap<DestId, Vec<usize>> = BTreeMap::new();
+            for (j, c) in cap.connects.iter().enumerate() {
+                positions.entry(c.dest).or_default().push(j);
+            }
             for (i, c) in cap.connects.iter().enumerate() {
-                let candidates = partners.of(c.dest, &self.dest_boxes);
-                for (j, other) in cap.connects.iter().enumerate() {
+                let order: Vec<usize> = match partners.of(c.dest, &self.dest_boxes) {
+                    Some(candidates) => {
+                        let mut js: Vec<usize> = candidates
+                            .iter()
+                            .filter_map(|d| positions.get(d))
+                            .flatten()
+                            .copied()
+                            .collect();
+                        js.sort_unstable();
+                        js
+                    }
+                    None => (0..cap.connects.len()).collect(),
+                };
+                for j in order {
+                    let Some(other) = cap.connects.get(j) else {
+                        continue;
+                    };
                     if i == j || c.dest == other.dest {
                         continue;
-                    }
-                    if let Some(candidates) = &candidates {
-                        if !candidates.contains(&other.dest) {
-                            continue;
-                        }
                     }
                     let others = Allowed::new([other.dest], &self.dest_boxes);
                     // Report only one direction of a pair of equal destinations.
