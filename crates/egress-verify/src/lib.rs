@@ -8,11 +8,12 @@
 //! - [`eval`]: the concrete evaluator ([`allowed`], [`query`]) every witness is replayed on.
 //! - [`verify()`]: the properties, per agent in parallel.
 //! - [`oracle`]: a brute-force evaluator over a finite universe, for differential tests.
-//! - [`render`]: the JSON and SARIF forms of a report.
 //! - [`sbom`]: `sbom-justified`, checked against the sources an SBOM declares.
 //!
-//! **API boundary:** [`verify()`], [`query`], [`allowed`], [`Report`] and its parts,
-//! [`VerifyConfig`], and the [`sets`] module.
+//! **API boundary:** [`verify()`], [`query`], [`allowed`], [`Report`] and its parts (each
+//! property a typed [`Property`]), [`VerifyConfig`], and the [`sets`] module. The report is
+//! plain data with spans: its JSON, SARIF and human forms are written by the CLI (`egc`'s
+//! `render` module).
 
 pub mod decide;
 pub mod eval;
@@ -20,7 +21,6 @@ pub mod expect;
 pub mod generate;
 pub mod graph;
 pub mod oracle;
-pub mod render;
 pub mod report;
 pub mod sbom;
 pub mod sets;
@@ -30,7 +30,7 @@ pub mod verify;
 pub use decide::Engine;
 pub use eval::{allowed, query, QueryAnswer, Route, Via};
 pub use report::*;
-pub use verify::{verify, verify_within, VerifyConfig, NETWORK_SYSCALLS};
+pub use verify::{verify, verify_within, warning_title, VerifyConfig, NETWORK_SYSCALLS};
 
 use egress_check::{AgentId, CheckedPolicy};
 

@@ -85,7 +85,7 @@ pub fn warning_title(code: &str) -> &'static str {
 enum Finding {
     Violation(Violation),
     Unknown {
-        property: String,
+        property: Property,
         reason: String,
         span: Span,
     },
@@ -276,15 +276,15 @@ fn verify_inner(
         findings.extend(ctx.check_boundary(boundary));
     }
 
-    let mut properties: BTreeMap<String, Status> = BUILTIN_PROPERTIES
+    let mut properties: BTreeMap<Property, Status> = Property::BUILTIN
         .iter()
-        .map(|p| (p.to_string(), Verdict::Verified))
+        .map(|p| (p.clone(), Verdict::Verified))
         .collect();
     if boundary.is_some() {
-        properties.insert(WITHIN_BOUNDARY.to_string(), Verdict::Verified);
+        properties.insert(Property::WithinBoundary, Verdict::Verified);
     }
     for a in &policy.asserts {
-        properties.insert(assert_property_id(&a.name.local), Verdict::Verified);
+        properties.insert(Property::Assert(a.name.local.clone()), Verdict::Verified);
     }
     let mut violations = Vec::new();
     let mut warnings = Vec::new();
@@ -332,11 +332,11 @@ fn verify_inner(
     });
     violations.dedup();
     // Built-in properties first in their fixed order, then assertions by name.
-    let mut ordered: Vec<PropertyResult> = BUILTIN_PROPERTIES
+    let mut ordered: Vec<PropertyResult> = Property::BUILTIN
         .iter()
         .filter_map(|p| {
-            properties.remove(*p).map(|status| PropertyResult {
-                id: p.to_string(),
+            properties.remove(p).map(|status| PropertyResult {
+                id: p.clone(),
                 status,
             })
         })
@@ -667,7 +667,9 @@ impl<'p> Ctx<'p> {
         for route in routes.iter().filter(|r| !r.is_exception()) {
             match self.outside(route.dest, approved) {
                 Answer::Holds => {}
-                Answer::Unknown(reason) => out.push(self.unknown(EGRESS_APPROVED, reason, route)),
+                Answer::Unknown(reason) => {
+                    out.push(self.unknown(Property::EgressApproved, reason, route))
+                }
                 Answer::Witness(w) => {
                     let confirmed = self.route_allows_in(&routes, route, &w)
                         && !eval::approved_indexed(self.policy, &self.zone_index, agent, &w);
@@ -678,7 +680,7 @@ impl<'p> Ctx<'p> {
                     out.push(self.finding(
                         confirmed,
                         Violation {
-                            property: EGRESS_APPROVED.to_string(),
+                            property: Property::EgressApproved,
                             agent: name.clone(),
                             path: route.path.clone(),
                             witness: Some(w),
@@ -705,7 +707,7 @@ impl<'p> Ctx<'p> {
                 match self.outside(route.dest, clearance) {
                     Answer::Holds => {}
                     Answer::Unknown(reason) => {
-                        out.push(self.unknown(DATA_CLEARANCE, reason, route))
+                        out.push(self.unknown(Property::DataClearance, reason, route))
                     }
                     Answer::Witness(w) => {
                         let confirmed = self
@@ -730,7 +732,7 @@ impl<'p> Ctx<'p> {
                         out.push(self.finding(
                             confirmed,
                             Violation {
-                                property: DATA_CLEARANCE.to_string(),
+                                property: Property::DataClearance,
                                 agent: agent_name(self.policy, origin),
                                 path,
                                 witness: Some(w),
@@ -753,7 +755,9 @@ impl<'p> Ctx<'p> {
             };
             match answer {
                 Answer::Holds => {}
-                Answer::Unknown(reason) => out.push(self.unknown(NO_METADATA, reason, route)),
+                Answer::Unknown(reason) => {
+                    out.push(self.unknown(Property::NoMetadata, reason, route))
+                }
                 Answer::Witness(w) => {
                     let w = prefer_metadata_witness(self.policy, route, w);
                     // Replay against the whole property, the exemption included.
@@ -772,7 +776,7 @@ impl<'p> Ctx<'p> {
                     out.push(self.finding(
                         confirmed,
                         Violation {
-                            property: NO_METADATA.to_string(),
+                            property: Property::NoMetadata,
                             agent: name.clone(),
                             path: route.path.clone(),
                             witness: Some(w),
@@ -788,7 +792,9 @@ impl<'p> Ctx<'p> {
         for route in &routes {
             match self.inside(route.dest, &self.unspecified) {
                 Answer::Holds => {}
-                Answer::Unknown(reason) => out.push(self.unknown(NO_UNSPECIFIED, reason, route)),
+                Answer::Unknown(reason) => {
+                    out.push(self.unknown(Property::NoUnspecified, reason, route))
+                }
                 Answer::Witness(w) => {
                     let confirmed = self.route_allows_in(&routes, route, &w)
                         && matches!(&w.target, crate::sets::Target::Ip(ip) if egress_check::is_unspecified(*ip));
@@ -800,7 +806,7 @@ impl<'p> Ctx<'p> {
                     out.push(self.finding(
                         confirmed,
                         Violation {
-                            property: NO_UNSPECIFIED.to_string(),
+                            property: Property::NoUnspecified,
                             agent: name.clone(),
                             path: route.path.clone(),
                             witness: Some(w),
@@ -870,7 +876,7 @@ impl<'p> Ctx<'p> {
                 out.push(self.finding(
                     confirmed,
                     Violation {
-                        property: EGRESS_APPROVED.to_string(),
+                        property: Property::EgressApproved,
                         agent: a.name.local.clone(),
                         path,
                         witness: None,
@@ -915,9 +921,9 @@ impl<'p> Ctx<'p> {
         unknown.map_or(Answer::Holds, Answer::Unknown)
     }
 
-    fn unknown(&self, property: &str, reason: String, route: &Route) -> Finding {
+    fn unknown(&self, property: Property, reason: String, route: &Route) -> Finding {
         Finding::Unknown {
-            property: property.to_string(),
+            property,
             reason,
             span: route.path.last().map(|n| n.span).unwrap_or_default(),
         }
@@ -1028,7 +1034,7 @@ impl<'p> Ctx<'p> {
                         self.finding(
                             confirmed,
                             Violation {
-                                property: LAYERS_CONSISTENT.to_string(),
+                                property: Property::LayersConsistent,
                                 agent: name.clone(),
                                 path,
                                 witness: None,
@@ -1083,7 +1089,7 @@ impl<'p> Ctx<'p> {
                 out.push(self.finding(
                     confirmed,
                     Violation {
-                        property: LAYERS_CONSISTENT.to_string(),
+                        property: Property::LayersConsistent,
                         agent: name.clone(),
                         path,
                         witness: None,
@@ -1147,7 +1153,7 @@ impl<'p> Ctx<'p> {
                 out.push(self.finding(
                     confirmed,
                     Violation {
-                        property: LAYERS_CONSISTENT.to_string(),
+                        property: Property::LayersConsistent,
                         agent: name.clone(),
                         path,
                         witness: None,
@@ -1191,7 +1197,7 @@ impl<'p> Ctx<'p> {
                 out.push(self.finding(
                     confirmed,
                     Violation {
-                        property: LAYERS_CONSISTENT.to_string(),
+                        property: Property::LayersConsistent,
                         agent: name.clone(),
                         path: host_route.path.clone(),
                         witness: None,
@@ -1224,7 +1230,7 @@ impl<'p> Ctx<'p> {
                     {
                         Answer::Holds => {}
                         Answer::Unknown(reason) => {
-                            out.push(self.unknown(LAYERS_CONSISTENT, reason, route))
+                            out.push(self.unknown(Property::LayersConsistent, reason, route))
                         }
                         Answer::Witness(w) => {
                             let confirmed = w.port == 53
@@ -1242,7 +1248,7 @@ impl<'p> Ctx<'p> {
                             out.push(self.finding(
                                 confirmed,
                                 Violation {
-                                    property: LAYERS_CONSISTENT.to_string(),
+                                    property: Property::LayersConsistent,
                                     agent: name.clone(),
                                     path: route.path.clone(),
                                     witness: Some(w),
@@ -1278,7 +1284,7 @@ impl<'p> Ctx<'p> {
             .unwrap_or_default();
         let simple = |span: Span, note: String, message: String, conditions: Vec<String>| {
             Finding::Violation(Violation {
-                property: EXCEPTION_GATED.to_string(),
+                property: Property::ExceptionGated,
                 agent: first_agent.clone(),
                 path: vec![exception_node(span, note)],
                 witness: None,
@@ -1356,7 +1362,7 @@ impl<'p> Ctx<'p> {
                 match self.outside(e.to.id, approved) {
                     Answer::Holds => {}
                     Answer::Unknown(reason) => out.push(Finding::Unknown {
-                        property: EXCEPTION_GATED.to_string(),
+                        property: Property::ExceptionGated,
                         reason,
                         span: e.to.span,
                     }),
@@ -1375,7 +1381,7 @@ impl<'p> Ctx<'p> {
                         out.push(self.finding(
                             confirmed,
                             Violation {
-                                property: EXCEPTION_GATED.to_string(),
+                                property: Property::ExceptionGated,
                                 agent: aname.clone(),
                                 path,
                                 witness: Some(w),
@@ -1412,7 +1418,7 @@ impl<'p> Ctx<'p> {
                 match self.outside(e.audit.id, allowed) {
                     Answer::Holds => {}
                     Answer::Unknown(reason) => out.push(Finding::Unknown {
-                        property: EXCEPTION_GATED.to_string(),
+                        property: Property::ExceptionGated,
                         reason,
                         span: e.audit.span,
                     }),
@@ -1438,7 +1444,7 @@ impl<'p> Ctx<'p> {
                         out.push(self.finding(
                             confirmed,
                             Violation {
-                                property: EXCEPTION_GATED.to_string(),
+                                property: Property::ExceptionGated,
                                 agent: aname.clone(),
                                 path,
                                 witness: Some(w),
@@ -1456,7 +1462,7 @@ impl<'p> Ctx<'p> {
     fn check_asserts(&self) -> Vec<Finding> {
         let mut out = Vec::new();
         for assertion in &self.policy.asserts {
-            let id = assert_property_id(&assertion.name.local);
+            let id = Property::Assert(assertion.name.local.clone());
             let assert_node = |span: Span, note: String| PathNode {
                 kind: "assert",
                 name: assertion.name.local.clone(),
