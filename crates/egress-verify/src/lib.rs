@@ -7,7 +7,9 @@
 //! - [`graph`]: the reachability graph (petgraph) and the data-class fixpoint.
 //! - [`eval`]: the concrete evaluator ([`allowed`], [`query`]) every witness is replayed on.
 //! - [`verify()`]: the properties, per agent in parallel.
-//! - [`oracle`]: a brute-force evaluator over a finite universe, for differential tests.
+//! - `oracle` and `generate` (feature `testing`, off by default: test support, not API):
+//!   a brute-force evaluator over a finite universe and a random policy generator, for the
+//!   differential tests, the benches and the fuzz crate.
 //! - [`sbom`]: `sbom-justified`, checked against the sources an SBOM declares.
 //!
 //! **API boundary:** [`verify()`], [`query`], [`allowed`], [`Report`] and its parts (each
@@ -18,8 +20,10 @@
 pub mod decide;
 pub mod eval;
 pub mod expect;
+#[cfg(feature = "testing")]
 pub mod generate;
 pub mod graph;
+#[cfg(feature = "testing")]
 pub mod oracle;
 pub mod report;
 pub mod sbom;
