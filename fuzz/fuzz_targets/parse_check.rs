@@ -39,15 +39,15 @@ fuzz_target!(|data: &[u8]| {
     // span checks above already hold for every diagnostic) and machines.
     let mut out = Vec::new();
     let shown = result.diagnostics.len().min(RENDERED);
-    egc::common::render_human(&result, &result.diagnostics[..shown], false, &mut out);
+    egc::render::human::diagnostics(&result, &result.diagnostics[..shown], false, &mut out);
     for d in &result.diagnostics {
-        let _ = egc::common::diagnostic_json(&result, d);
+        let _ = egc::render::json::diagnostic(&result, d);
     }
     let policies = [egc::common::LoadedPolicy {
         dir: ".".to_string(),
         result,
     }];
-    let _ = egc::common::sarif_from_diagnostics(&policies);
+    let _ = egc::render::sarif::diagnostics(&policies);
 
     // A policy that checks goes on to the verifier (Z3 only where the exact search gives up,
     // with a short time limit).
@@ -58,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
             ..egress_verify::VerifyConfig::default()
         };
         let report = egress_verify::verify(policy, &config);
-        let _ = egress_verify::render::json(&[(result, &report)]);
-        let _ = egress_verify::render::sarif(&[(result, &report)]);
+        let _ = egc::render::json::report(&[(result, &report)]);
+        let _ = egc::render::sarif::report(&[(result, &report)]);
     }
 });

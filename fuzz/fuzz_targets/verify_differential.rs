@@ -37,20 +37,21 @@ fuzz_target!(|data: &[u8]| {
         "fast path unknown:\n{text}\n{:#?}",
         fast.warnings
     );
-    let mut fast_statuses: Vec<(String, Verdict)> = fast
+    let mut fast_statuses: Vec<(egress_verify::Property, Verdict)> = fast
         .properties
         .iter()
         .map(|p| (p.id.clone(), p.status))
         .collect();
     fast_statuses.sort();
-    let oracle_statuses: Vec<(String, Verdict)> = oracle::statuses(policy).into_iter().collect();
+    let oracle_statuses: Vec<(egress_verify::Property, Verdict)> =
+        oracle::statuses(policy).into_iter().collect();
     assert_eq!(
         fast_statuses, oracle_statuses,
         "fast path vs oracle on:\n{text}\n{:#?}",
         fast.violations
     );
     for v in &fast.violations {
-        if let (Some(w), "egress-approved") = (&v.witness, v.property.as_str()) {
+        if let (Some(w), egress_verify::Property::EgressApproved) = (&v.witness, &v.property) {
             let agent = policy
                 .agent_by_name(&v.agent)
                 .expect("violation names an agent");

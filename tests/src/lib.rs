@@ -77,7 +77,7 @@ pub fn check_case(case: &Path) -> CheckResult {
 /// Renders all diagnostics of a result as `egc check` does (no colour).
 pub fn render(result: &CheckResult) -> String {
     let mut out = Vec::new();
-    egc::common::render_human(result, &result.diagnostics, false, &mut out);
+    egc::render::human::diagnostics(result, &result.diagnostics, false, &mut out);
     String::from_utf8_lossy(&out).into_owned()
 }
 

@@ -212,7 +212,7 @@ pub struct Applied {
     /// Entries (not expired) that match no finding.
     pub stale: Vec<Entry>,
     /// (report index, property id) whose every finding was accepted.
-    pub accepted_properties: BTreeSet<(usize, String)>,
+    pub accepted_properties: BTreeSet<(usize, egress_verify::Property)>,
 }
 
 impl Applied {
@@ -223,7 +223,7 @@ impl Applied {
 }
 
 fn matches(entry: &Entry, v: &egress_verify::Violation) -> bool {
-    entry.property == v.property
+    v.property.is(&entry.property)
         && entry.agent == v.agent
         && entry.witness == v.witness.as_ref().map(ToString::to_string)
 }
@@ -359,7 +359,7 @@ pub fn add_to_sarif(
             warnings: Vec::new(),
             stats: egress_verify::Stats::default(),
         };
-        let one = egress_verify::render::sarif(&[(result, &alone)]);
+        let one = crate::render::sarif::report(&[(result, &alone)]);
         let Some(mut finding) = one.pointer("/runs/0/results/0").cloned() else {
             continue;
         };

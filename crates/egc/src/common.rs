@@ -1,5 +1,5 @@
-//! What every subcommand shares: finding and loading policies from disk, output formats,
-//! and rendering diagnostics (ariadne for people, JSON for machines).
+//! What every subcommand shares: finding and loading policies from disk, output formats
+//! and terminal detection. Rendering (human, JSON, SARIF) lives in [`crate::render`].
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
 use egress_check::{CheckResult, FileSource, ReadError};
-use egress_syntax::{Diagnostic, Severity, Span};
+use egress_syntax::Span;
 
 /// At most this many diagnostics are rendered for people per policy; JSON has them all.
 pub const MAX_RENDERED: usize = 200;
@@ -283,132 +283,9 @@ pub fn file_path(result: &CheckResult, span: Span) -> String {
         .unwrap_or_default()
 }
 
-fn position_json((line, column): (usize, usize)) -> serde_json::Value {
-    serde_json::json!({ "line": line, "column": column })
-}
-
-/// The JSON form of one diagnostic.
-pub fn diagnostic_json(result: &CheckResult, d: &Diagnostic) -> serde_json::Value {
-    let (start, end) = line_col(result, d.span);
-    let mut labels = vec![serde_json::json!({
-        "message": d.label,
-        "file": file_path(result, d.span),
-        "start": position_json(start),
-        "end": position_json(end),
-        "primary": true,
-    })];
-    for label in &d.labels {
-        let (s, e) = line_col(result, label.span);
-        labels.push(serde_json::json!({
-            "message": label.message,
-            "file": file_path(result, label.span),
-            "start": position_json(s),
-            "end": position_json(e),
-            "primary": false,
-        }));
-    }
-    let mut value = serde_json::json!({
-        "code": d.code,
-        "severity": d.severity.as_str(),
-        "message": d.message,
-        "file": file_path(result, d.span),
-        "start": position_json(start),
-        "end": position_json(end),
-        "labels": labels,
-        "help": d.help,
-    });
-    if let (Some(s), Some(object)) = (&d.suggestion, value.as_object_mut()) {
-        let (fs, fe) = line_col(result, s.span);
-        object.insert(
-            "suggestion".into(),
-            serde_json::json!({
-                "title": s.title,
-                "replacement": s.replacement,
-                "start": position_json(fs),
-                "end": position_json(fe),
-            }),
-        );
-    }
-    value
-}
-
 /// Whether to colour output: only on a terminal, and never with `NO_COLOR` set.
 pub fn use_color() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
-}
-
-/// Renders diagnostics of one check with ariadne into `out`.
-pub fn render_human<W: Write + ?Sized>(
-    result: &CheckResult,
-    diagnostics: &[Diagnostic],
-    color: bool,
-    out: &mut W,
-) {
-    use ariadne::{Config, Label, Report, ReportKind};
-    let mut sources = ariadne::sources(
-        result
-            .files
-            .iter()
-            .map(|f| (f.path.clone(), f.text.to_string())),
-    );
-    for d in diagnostics.iter().take(MAX_RENDERED) {
-        let path = file_path(result, d.span);
-        let kind = match d.severity {
-            Severity::Error => ReportKind::Error,
-            Severity::Warning => ReportKind::Warning,
-        };
-        let primary = char_range(result, d.span);
-        let mut report = Report::build(kind, (path.clone(), primary.clone()))
-            .with_config(Config::default().with_color(color))
-            .with_code(d.code)
-            .with_message(&d.message)
-            .with_label(
-                Label::new((path.clone(), primary))
-                    .with_message(&d.label)
-                    .with_order(0),
-            );
-        for (i, label) in d.labels.iter().enumerate() {
-            let label_path = file_path(result, label.span);
-            report = report.with_label(
-                Label::new((label_path, char_range(result, label.span)))
-                    .with_message(&label.message)
-                    .with_order(i32::try_from(i + 1).unwrap_or(i32::MAX)),
-            );
-        }
-        if let Some(help) = &d.help {
-            report = report.with_help(help);
-        }
-        if let Some(suggestion) = &d.suggestion {
-            let mentioned = d
-                .help
-                .as_ref()
-                .is_some_and(|h| h.contains(&suggestion.replacement));
-            if !mentioned {
-                report = report.with_note(format!("suggestion: {}", suggestion.title));
-            }
-        }
-        let _ = report.finish().write(&mut sources, &mut *out);
-    }
-    if diagnostics.len() > MAX_RENDERED {
-        let _ = writeln!(
-            out,
-            "... and {} more diagnostic(s) not shown (use --format json for all of them)",
-            diagnostics.len() - MAX_RENDERED
-        );
-    }
-}
-
-/// ariadne counts characters, spans count bytes.
-pub fn char_range(result: &CheckResult, span: Span) -> std::ops::Range<usize> {
-    let Some(file) = result.file(span.file) else {
-        return 0..0;
-    };
-    let start = file.lines.char_offset(&file.text, span.start as usize);
-    let end = file
-        .lines
-        .char_offset(&file.text, span.end as usize)
-        .max(start);
-    start..end
 }
 
 /// Prints the diagnostics of all policies: human to stderr (with a summary line), JSON to
@@ -421,7 +298,7 @@ pub fn print_diagnostics(policies: &[LoadedPolicy], format: Format) -> bool {
             let mut buffer = Vec::new();
             let (mut errors, mut warnings) = (0, 0);
             for policy in policies {
-                render_human(
+                crate::render::human::diagnostics(
                     &policy.result,
                     &policy.result.diagnostics,
                     color,
@@ -453,13 +330,13 @@ pub fn print_diagnostics(policies: &[LoadedPolicy], format: Format) -> bool {
                     p.result
                         .diagnostics
                         .iter()
-                        .map(|d| diagnostic_json(&p.result, d))
+                        .map(|d| crate::render::json::diagnostic(&p.result, d))
                 })
                 .collect();
             let value = if format == Format::Json {
                 serde_json::json!({ "diagnostics": diagnostics })
             } else {
-                sarif_from_diagnostics(policies)
+                crate::render::sarif::diagnostics(policies)
             };
             println!(
                 "{}",
@@ -468,43 +345,6 @@ pub fn print_diagnostics(policies: &[LoadedPolicy], format: Format) -> bool {
         }
     }
     has_errors
-}
-
-/// SARIF 2.1.0 for check diagnostics (code scanning).
-pub fn sarif_from_diagnostics(policies: &[LoadedPolicy]) -> serde_json::Value {
-    let mut rules: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut results = Vec::new();
-    for policy in policies {
-        for d in &policy.result.diagnostics {
-            rules.insert(
-                d.code,
-                egress_syntax::diagnostic::code_title(d.code).unwrap_or(""),
-            );
-            let ((sl, sc), (el, ec)) = line_col(&policy.result, d.span);
-            results.push(serde_json::json!({
-                "ruleId": d.code,
-                "level": if d.is_error() { "error" } else { "warning" },
-                "message": { "text": match &d.help { Some(h) => format!("{} ({h})", d.message), None => d.message.clone() } },
-                "locations": [{
-                    "physicalLocation": {
-                        "artifactLocation": { "uri": file_path(&policy.result, d.span) },
-                        "region": { "startLine": sl, "startColumn": sc, "endLine": el, "endColumn": ec }
-                    }
-                }]
-            }));
-        }
-    }
-    let rules: Vec<serde_json::Value> = rules
-        .into_iter()
-        .map(|(id, title)| serde_json::json!({ "id": id, "shortDescription": { "text": title }, "helpUri": format!("https://example.com/egc/diagnostics/{id}") }))
-        .collect();
-    serde_json::json!({
-        "version": "2.1.0",
-        "runs": [{
-            "tool": { "driver": { "name": "egc", "version": env!("CARGO_PKG_VERSION"), "informationUri": "https://example.com/egc", "rules": rules } },
-            "results": results
-        }]
-    })
 }
 
 /// Reads one policy file for commands that work file by file (fmt): size-limited, UTF-8.

@@ -1,5 +1,5 @@
 //! The library behind the `egc` binary: subcommands ([`cmd`]) and what they share
-//! ([`common`]: loading policies from disk, output formats, rendering diagnostics).
+//! ([`common`]: loading policies from disk, output formats; [`render`]: every output form).
 //! It is a library so the data-driven tests render diagnostics exactly as users see them.
 
 pub mod baseline;
@@ -8,4 +8,5 @@ pub mod common;
 pub mod config;
 pub mod gitsource;
 pub mod progress;
+pub mod render;
 pub mod testfile;

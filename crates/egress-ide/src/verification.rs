@@ -114,7 +114,7 @@ impl Analysis {
                 list.push(FileDiagnostic {
                     range,
                     severity: Severity::Error,
-                    code: violation.property.clone(),
+                    code: violation.property.to_string(),
                     message,
                     related,
                     fix: None,
@@ -130,7 +130,7 @@ impl Analysis {
                 list.push(FileDiagnostic {
                     range: TextRange::new(0, 0),
                     severity: Severity::Warning,
-                    code: property.id.clone(),
+                    code: property.id.to_string(),
                     message: format!(
                         "the verifier could not decide `{}` within its time limit: it is unknown, not verified",
                         property.id

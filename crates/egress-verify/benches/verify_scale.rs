@@ -90,7 +90,11 @@ fn boundary(n: usize, outside: bool) -> Vec<(String, String)> {
         } else {
             format!("api.svc{i}.corp.internal")
         };
-        writeln!(text, "destination d{i} {{\n    host \"{host}\"\n    port 443\n}}").unwrap();
+        writeln!(
+            text,
+            "destination d{i} {{\n    host \"{host}\"\n    port 443\n}}"
+        )
+        .unwrap();
         writeln!(
             text,
             "destination b{i} {{\n    host \"*.svc{i}.corp.internal\"\n    port 443\n}}"
@@ -288,14 +292,7 @@ fn child_mode(args: &[String]) {
     );
 }
 
-fn measure(
-    egc: &Path,
-    policy: &Path,
-    format: &str,
-    engine: &str,
-    limit: f64,
-    out: &Path,
-) -> Cost {
+fn measure(egc: &Path, policy: &Path, format: &str, engine: &str, limit: f64, out: &Path) -> Cost {
     let me = std::env::current_exe().unwrap();
     let output = Command::new(me)
         .arg("--child")

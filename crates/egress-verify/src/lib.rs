@@ -7,12 +7,15 @@
 //! - [`graph`]: the reachability graph (petgraph) and the data-class fixpoint.
 //! - [`eval`]: the concrete evaluator ([`allowed`], [`query`]) every witness is replayed on.
 //! - [`verify()`]: the properties, per agent in parallel.
-//! - [`oracle`]: a brute-force evaluator over a finite universe, for differential tests.
-//! - [`render`]: the JSON and SARIF forms of a report.
+//! - `oracle` and `generate` (feature `testing`, off by default: test support, not API):
+//!   a brute-force evaluator over a finite universe and a random policy generator, for the
+//!   differential tests, the benches and the fuzz crate.
 //! - [`sbom`]: `sbom-justified`, checked against the sources an SBOM declares.
 //!
-//! **API boundary:** [`verify()`], [`query`], [`allowed`], [`Report`] and its parts,
-//! [`VerifyConfig`], and the [`sets`] module.
+//! **API boundary:** [`verify()`], [`query`], [`allowed`], [`Report`] and its parts (each
+//! property a typed [`Property`]), [`VerifyConfig`], and the [`sets`] module. The report is
+//! plain data with spans: its JSON, SARIF and human forms are written by the CLI (`egc`'s
+//! `render` module).
 
 /// The set algebra, from [`egress_sets`] (kept under this path for the verifier's modules).
 pub use egress_sets as sets;
@@ -20,10 +23,11 @@ pub use egress_sets as sets;
 pub mod decide;
 pub mod eval;
 pub mod expect;
+#[cfg(feature = "testing")]
 pub mod generate;
 pub mod graph;
+#[cfg(feature = "testing")]
 pub mod oracle;
-pub mod render;
 pub mod report;
 pub mod sbom;
 pub mod smt;
@@ -32,7 +36,7 @@ pub mod verify;
 pub use decide::Engine;
 pub use eval::{allowed, query, QueryAnswer, Route, Via};
 pub use report::*;
-pub use verify::{verify, verify_within, VerifyConfig, NETWORK_SYSCALLS};
+pub use verify::{verify, verify_within, warning_title, VerifyConfig, NETWORK_SYSCALLS};
 
 use egress_check::{AgentId, CheckedPolicy};
 

@@ -240,19 +240,19 @@ fn dest_has_dns(policy: &CheckedPolicy, r: &Route) -> bool {
 }
 
 /// The status of every property, by brute force.
-pub fn statuses(policy: &CheckedPolicy) -> BTreeMap<String, Verdict> {
+pub fn statuses(policy: &CheckedPolicy) -> BTreeMap<Property, Verdict> {
     let universe = universe(policy);
     let index = RouteIndex::new(policy);
     let holdings = eval::holdings(policy);
-    let mut out: BTreeMap<String, Verdict> = BUILTIN_PROPERTIES
+    let mut out: BTreeMap<Property, Verdict> = Property::BUILTIN
         .iter()
-        .map(|p| (p.to_string(), Verdict::Verified))
+        .map(|p| (p.clone(), Verdict::Verified))
         .collect();
     for a in &policy.asserts {
-        out.insert(assert_property_id(&a.name.local), Verdict::Verified);
+        out.insert(Property::Assert(a.name.local.clone()), Verdict::Verified);
     }
-    let mut violate = |id: &str| {
-        out.insert(id.to_string(), Verdict::Violated);
+    let mut violate = |id: Property| {
+        out.insert(id, Verdict::Violated);
     };
     let routes: Vec<Vec<Route>> = policy
         .agents
@@ -271,7 +271,7 @@ pub fn statuses(policy: &CheckedPolicy) -> BTreeMap<String, Verdict> {
         let reaches_hosts = rs.iter().any(|r| dest_has_host(policy, r));
         let dns_routes: Vec<&Route> = rs.iter().filter(|r| dest_has_dns(policy, r)).collect();
         if reaches_hosts && dns_routes.is_empty() {
-            violate(LAYERS_CONSISTENT);
+            violate(Property::LayersConsistent);
         }
         for c in &universe {
             let allowing: Vec<&Route> = rs.iter().filter(|r| contains(r, c)).collect();
@@ -280,19 +280,19 @@ pub fn statuses(policy: &CheckedPolicy) -> BTreeMap<String, Verdict> {
             }
             let approved = eval::approved(policy, id, c);
             if !approved && allowing.iter().any(|r| !r.is_exception()) {
-                violate(EGRESS_APPROVED);
+                violate(Property::EgressApproved);
             }
             for class in &held {
                 if !eval::cleared(policy, id, *class, c) {
-                    violate(DATA_CLEARANCE);
+                    violate(Property::DataClearance);
                 }
             }
             if allowing.iter().any(|r| eval::metadata_leak(policy, r, c)) {
-                violate(NO_METADATA);
+                violate(Property::NoMetadata);
             }
             if let Target::Ip(ip) = &c.target {
                 if egress_check::is_unspecified(*ip) {
-                    violate(NO_UNSPECIFIED);
+                    violate(Property::NoUnspecified);
                 }
             }
             if reaches_hosts
@@ -301,7 +301,7 @@ pub fn statuses(policy: &CheckedPolicy) -> BTreeMap<String, Verdict> {
                 && !matches!(c.target, Target::Host(_))
                 && allowing.iter().any(|r| dns_routes.contains(r))
             {
-                violate(LAYERS_CONSISTENT);
+                violate(Property::LayersConsistent);
             }
         }
         // Syscalls, Linux capabilities and local sockets (no connections involved).
@@ -312,7 +312,7 @@ pub fn statuses(policy: &CheckedPolicy) -> BTreeMap<String, Verdict> {
                     && (sockets.is_empty() || !UNIX_SOCKET_SYSCALLS.contains(&s.as_str()))
             })
         {
-            violate(LAYERS_CONSISTENT);
+            violate(Property::LayersConsistent);
         }
         let approved_sockets: Vec<&str> = policy
             .zones
@@ -324,7 +324,7 @@ pub fn statuses(policy: &CheckedPolicy) -> BTreeMap<String, Verdict> {
             .iter()
             .any(|s| !approved_sockets.contains(&s.as_str()))
         {
-            violate(EGRESS_APPROVED);
+            violate(Property::EgressApproved);
         }
         let approved_caps: Vec<LinuxCap> = policy
             .zones
@@ -337,14 +337,14 @@ pub fn statuses(policy: &CheckedPolicy) -> BTreeMap<String, Verdict> {
             .iter()
             .any(|c| c.bypasses_enforcement() && !approved_caps.contains(c))
         {
-            violate(LAYERS_CONSISTENT);
+            violate(Property::LayersConsistent);
         }
         for used in &agent.capabilities {
             if let Some(cap) = policy.capability(used.id) {
                 if cap.linux_caps.iter().any(|g| {
                     (g.cap == LinuxCap::NET_RAW || g.cap == LinuxCap::NET_ADMIN) && g.via.is_some()
                 }) {
-                    violate(LAYERS_CONSISTENT);
+                    violate(Property::LayersConsistent);
                 }
             }
         }
@@ -355,7 +355,7 @@ pub fn statuses(policy: &CheckedPolicy) -> BTreeMap<String, Verdict> {
             || e.max_ttl_secs > MAX_EXCEPTION_TTL_SECS
             || e.max_ttl_secs == 0
         {
-            violate(EXCEPTION_GATED);
+            violate(Property::ExceptionGated);
         }
         for listed in &e.agents {
             let rs = routes
@@ -371,18 +371,18 @@ pub fn statuses(policy: &CheckedPolicy) -> BTreeMap<String, Verdict> {
                     .is_some_and(|d| eval::dest_contains(d, c));
                 let approved = eval::approved(policy, listed.id, c);
                 if in_to && !approved {
-                    violate(EXCEPTION_GATED);
+                    violate(Property::ExceptionGated);
                 }
                 if in_audit
                     && (!approved || !rs.iter().any(|r| !r.is_exception() && contains(r, c)))
                 {
-                    violate(EXCEPTION_GATED);
+                    violate(Property::ExceptionGated);
                 }
             }
         }
     }
     for a in &policy.asserts {
-        let id = assert_property_id(&a.name.local);
+        let id = Property::Assert(a.name.local.clone());
         for claim in &a.claims {
             let failed = match &claim.kind {
                 ClaimKind::CannotReach { agent, dest } | ClaimKind::CanReach { agent, dest } => {
@@ -426,7 +426,7 @@ pub fn statuses(policy: &CheckedPolicy) -> BTreeMap<String, Verdict> {
                 }),
             };
             if failed {
-                violate(&id);
+                violate(id.clone());
             }
         }
     }

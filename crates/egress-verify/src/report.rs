@@ -2,35 +2,141 @@
 //! spans into lines and columns with the file texts they hold).
 
 use egress_check::Diagnostic;
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Serialize, Serializer};
 
 use crate::sets::Connection;
 
-/// Property ids, stable: they appear in JSON, SARIF and the book.
-pub const EGRESS_APPROVED: &str = "egress-approved";
-pub const DATA_CLEARANCE: &str = "data-clearance";
-pub const EXCEPTION_GATED: &str = "exception-gated";
-pub const LAYERS_CONSISTENT: &str = "layers-consistent";
-pub const NO_METADATA: &str = "no-metadata";
-pub const NO_UNSPECIFIED: &str = "no-unspecified";
-/// Checked only against a boundary policy (`egc verify --within BOUNDARY`).
-pub const WITHIN_BOUNDARY: &str = "within-boundary";
-/// Checked only against an SBOM (`egc verify --sbom BOM`), by [`crate::sbom`].
-pub const SBOM_JUSTIFIED: &str = "sbom-justified";
+/// A property the verifier checks. Its id is stable: it appears in JSON, SARIF, baselines
+/// and the book, and is serialized as that id string. Ordered by id, as text.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Property {
+    EgressApproved,
+    DataClearance,
+    ExceptionGated,
+    LayersConsistent,
+    NoMetadata,
+    NoUnspecified,
+    /// Checked only against a boundary policy (`egc verify --within BOUNDARY`).
+    WithinBoundary,
+    /// Checked only against an SBOM (`egc verify --sbom BOM`), by [`crate::sbom`].
+    SbomJustified,
+    /// A user assertion, by its name: id `assert:NAME`.
+    Assert(String),
+}
 
-/// The built-in properties, in report order.
-pub const BUILTIN_PROPERTIES: &[&str] = &[
-    EGRESS_APPROVED,
-    DATA_CLEARANCE,
-    EXCEPTION_GATED,
-    LAYERS_CONSISTENT,
-    NO_METADATA,
-    NO_UNSPECIFIED,
-];
+impl Property {
+    /// The built-in properties, in report order.
+    pub const BUILTIN: &'static [Property] = &[
+        Property::EgressApproved,
+        Property::DataClearance,
+        Property::ExceptionGated,
+        Property::LayersConsistent,
+        Property::NoMetadata,
+        Property::NoUnspecified,
+    ];
 
-/// The id of a user assertion: `assert:NAME`.
-pub fn assert_property_id(name: &str) -> String {
-    format!("assert:{name}")
+    /// The id as a fixed prefix and a name (empty but for assertions), so ids compare
+    /// without being built.
+    fn id_parts(&self) -> (&'static str, &str) {
+        match self {
+            Property::EgressApproved => ("egress-approved", ""),
+            Property::DataClearance => ("data-clearance", ""),
+            Property::ExceptionGated => ("exception-gated", ""),
+            Property::LayersConsistent => ("layers-consistent", ""),
+            Property::NoMetadata => ("no-metadata", ""),
+            Property::NoUnspecified => ("no-unspecified", ""),
+            Property::WithinBoundary => ("within-boundary", ""),
+            Property::SbomJustified => ("sbom-justified", ""),
+            Property::Assert(name) => ("assert:", name.as_str()),
+        }
+    }
+
+    /// The stable id: `egress-approved`, ..., `assert:NAME`.
+    pub fn id(&self) -> Cow<'static, str> {
+        match self {
+            Property::Assert(name) => Cow::Owned(format!("assert:{name}")),
+            other => Cow::Borrowed(other.id_parts().0),
+        }
+    }
+
+    /// The property of an id, if it names one.
+    pub fn from_id(id: &str) -> Option<Property> {
+        if let Some(name) = id.strip_prefix("assert:") {
+            return Some(Property::Assert(name.to_string()));
+        }
+        [Property::WithinBoundary, Property::SbomJustified]
+            .iter()
+            .chain(Property::BUILTIN)
+            .find(|p| p.id_parts().0 == id)
+            .cloned()
+    }
+
+    /// Whether this is the property of `id`, without building the id.
+    pub fn is(&self, id: &str) -> bool {
+        let (prefix, name) = self.id_parts();
+        id.strip_prefix(prefix) == Some(name)
+    }
+
+    /// A one-line statement of what the property says.
+    pub fn title(&self) -> &'static str {
+        match self {
+            Property::EgressApproved => "Everything an agent can reach lies in its approvals",
+            Property::DataClearance => "A data class reaches only destinations cleared for it",
+            Property::ExceptionGated => {
+                "Exceptions are approved, time-bound, audited and within approvals"
+            }
+            Property::LayersConsistent => {
+                "Syscalls, Linux capabilities and DNS agree with the network policy"
+            }
+            Property::NoMetadata => "Link-local and cloud metadata addresses are unreachable",
+            Property::NoUnspecified => {
+                "Unspecified and this-network addresses (0.0.0.0/8, ::) are unreachable"
+            }
+            Property::WithinBoundary => {
+                "Everything every agent can reach lies inside the organisation's boundary"
+            }
+            Property::SbomJustified => "Fetchers reach exactly what the SBOM declares",
+            Property::Assert(_) => "A user assertion holds",
+        }
+    }
+
+    /// The page of the book (`book/src/verify/PAGE.md`) that documents the property.
+    pub fn book_page(&self) -> &'static str {
+        match self {
+            Property::Assert(_) => "assertions",
+            other => other.id_parts().0,
+        }
+    }
+}
+
+impl std::fmt::Display for Property {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (prefix, name) = self.id_parts();
+        write!(f, "{prefix}{name}")
+    }
+}
+
+impl Ord for Property {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let (a, b) = (self.id_parts(), other.id_parts());
+        a.0.bytes()
+            .chain(a.1.bytes())
+            .cmp(b.0.bytes().chain(b.1.bytes()))
+    }
+}
+
+impl PartialOrd for Property {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Serialize for Property {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -56,7 +162,7 @@ pub type Status = Verdict;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PropertyResult {
-    pub id: String,
+    pub id: Property,
     pub status: Status,
 }
 
@@ -65,7 +171,7 @@ pub use egress_sets::PathNode;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Violation {
-    pub property: String,
+    pub property: Property,
     /// The agent the path starts from.
     pub agent: String,
     pub path: Vec<PathNode>,
@@ -102,7 +208,7 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn property(&self, id: &str) -> Option<&PropertyResult> {
-        self.properties.iter().find(|p| p.id == id)
+    pub fn property(&self, property: &Property) -> Option<&PropertyResult> {
+        self.properties.iter().find(|p| &p.id == property)
     }
 }

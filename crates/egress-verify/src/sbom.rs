@@ -77,9 +77,11 @@ pub fn add_sbom_justified(report: &mut Report, policy: &CheckedPolicy, sources: 
     } else {
         Verdict::Verified
     };
-    report.properties.retain(|p| p.id != SBOM_JUSTIFIED);
+    report
+        .properties
+        .retain(|p| p.id != Property::SbomJustified);
     report.properties.push(PropertyResult {
-        id: SBOM_JUSTIFIED.to_string(),
+        id: Property::SbomJustified,
         status,
     });
     report.violations.extend(violations);
@@ -88,7 +90,10 @@ pub fn add_sbom_justified(report: &mut Report, policy: &CheckedPolicy, sources: 
             egress_check::Diagnostic::warning(
                 W_UNKNOWN,
                 span,
-                format!("property `{SBOM_JUSTIFIED}` is unknown: {reason}"),
+                format!(
+                    "property `{}` is unknown: {reason}",
+                    Property::SbomJustified
+                ),
             )
             .with_help(
                 "simplify the host patterns of the marked capability; unknown is never a pass",
@@ -173,7 +178,7 @@ fn check(
                     continue;
                 }
                 violations.push(Violation {
-                    property: SBOM_JUSTIFIED.to_string(),
+                    property: Property::SbomJustified,
                     agent: a.name.local.clone(),
                     path: route.path.clone(),
                     witness: Some(witness.clone()),
@@ -223,7 +228,7 @@ fn check(
             })
             .collect();
         violations.push(Violation {
-            property: SBOM_JUSTIFIED.to_string(),
+            property: Property::SbomJustified,
             agent: String::new(),
             path,
             witness: None,

@@ -77,7 +77,7 @@ fn verify_pages_show_what_egc_verify_does() {
                         page.display()
                     );
                     assert!(
-                        report.violations.iter().any(|v| v.property == id),
+                        report.violations.iter().any(|v| v.property.is(id)),
                         "{}:{line}: no `{id}` violation",
                         page.display()
                     );

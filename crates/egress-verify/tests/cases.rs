@@ -17,7 +17,8 @@
 
 use std::path::{Path, PathBuf};
 
-use egress_verify::{render, Engine, Verdict, VerifyConfig};
+use egc::render;
+use egress_verify::{Engine, Property, Verdict, VerifyConfig};
 use libtest_mimic::{Arguments, Trial};
 
 fn repo() -> PathBuf {
@@ -60,16 +61,16 @@ fn run(
     (result, report)
 }
 
-fn expected_properties(text: &str) -> Vec<String> {
+fn expected_properties(text: &str) -> Vec<Property> {
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("// expect:"))
-        .map(|s| s.trim().to_string())
+        .map(|s| Property::from_id(s.trim()).unwrap_or_else(|| panic!("`{s}` names no property")))
         .collect()
 }
 
 fn passing_case(dir: &Path, file: &Path) {
     let (result, report) = run(dir, &[file.to_path_buf()], &VerifyConfig::default());
-    let json = render::json(&[(&result, &report)]);
+    let json = render::json::report(&[(&result, &report)]);
     assert_eq!(
         report.verdict,
         Verdict::Verified,
@@ -89,7 +90,7 @@ fn violation_case(dir: &Path, file: &Path) {
         file.display()
     );
     let (result, report) = run(dir, &[file.to_path_buf()], &VerifyConfig::default());
-    let json = render::json(&[(&result, &report)]);
+    let json = render::json::report(&[(&result, &report)]);
     assert_eq!(
         report.verdict,
         Verdict::Violated,
@@ -109,8 +110,10 @@ fn violation_case(dir: &Path, file: &Path) {
         assert!(!v.path.is_empty());
         // Route-based witnesses: the concrete evaluator lets the first agent of the path
         // open the connection.
-        if let (Some(w), "egress-approved" | "no-metadata" | "no-unspecified") =
-            (&v.witness, v.property.as_str())
+        if let (
+            Some(w),
+            Property::EgressApproved | Property::NoMetadata | Property::NoUnspecified,
+        ) = (&v.witness, &v.property)
         {
             let agent = policy.agent_by_name(&v.agent).unwrap();
             assert!(
@@ -120,8 +123,8 @@ fn violation_case(dir: &Path, file: &Path) {
             );
             assert!(
                 !egress_verify::eval::approved(policy, agent.id, w)
-                    || v.property == "no-metadata"
-                    || v.property == "no-unspecified"
+                    || v.property == Property::NoMetadata
+                    || v.property == Property::NoUnspecified
             );
         }
     }
@@ -153,7 +156,7 @@ fn example_dirs() -> Vec<PathBuf> {
 fn example_verifies(dir: &Path) {
     let files = egress_files(dir);
     let (result, report) = run(dir, &files, &VerifyConfig::default());
-    let json = render::json(&[(&result, &report)]);
+    let json = render::json::report(&[(&result, &report)]);
     assert_eq!(
         report.verdict,
         Verdict::Verified,
@@ -299,7 +302,7 @@ fn a_solver_timeout_is_unknown_never_verified() {
     );
     assert_eq!(smt.verdict, Verdict::Unknown, "{:#?}", smt.properties);
     assert_eq!(
-        smt.property("egress-approved").unwrap().status,
+        smt.property(&Property::EgressApproved).unwrap().status,
         Verdict::Unknown
     );
     assert!(smt.warnings.iter().any(|w| w.code == "W0104"));

@@ -13,7 +13,7 @@
 use egress_verify::generate::{
     AgentSpec, CapExtras, DestSpec, EndpointSpec, ExceptionSpec, Passing, PolicySpec, ZoneSpec,
 };
-use egress_verify::{oracle, Engine, Verdict, VerifyConfig};
+use egress_verify::{oracle, Engine, Property, Verdict, VerifyConfig};
 use proptest::prelude::*;
 
 fn host() -> impl Strategy<Value = String> {
@@ -336,7 +336,7 @@ fn metadata_policy() -> impl Strategy<Value = PolicySpec> {
         })
 }
 
-fn statuses(report: &egress_verify::Report) -> Vec<(String, Verdict)> {
+fn statuses(report: &egress_verify::Report) -> Vec<(Property, Verdict)> {
     report
         .properties
         .iter()
@@ -396,7 +396,7 @@ fn engines_agree(spec: &PolicySpec) -> Result<(), TestCaseError> {
             ..VerifyConfig::default()
         },
     );
-    let oracle: Vec<(String, Verdict)> = oracle::statuses(policy).into_iter().collect();
+    let oracle: Vec<(Property, Verdict)> = oracle::statuses(policy).into_iter().collect();
     let mut fast_statuses = statuses(&fast);
     fast_statuses.sort();
     let mut smt_statuses = statuses(&smt);
@@ -425,12 +425,12 @@ fn engines_agree(spec: &PolicySpec) -> Result<(), TestCaseError> {
     for v in fast.violations.iter().chain(&smt.violations) {
         let Some(w) = &v.witness else { continue };
         let agent = policy.agent_by_name(&v.agent).unwrap();
-        match v.property.as_str() {
-            "egress-approved" => {
+        match v.property {
+            Property::EgressApproved => {
                 prop_assert!(egress_verify::allowed(policy, agent.id, w).is_some());
                 prop_assert!(!egress_verify::eval::approved(policy, agent.id, w));
             }
-            "no-metadata" => {
+            Property::NoMetadata => {
                 let leaks = egress_verify::eval::allowed_routes(policy, agent.id, w)
                     .iter()
                     .any(|r| egress_verify::eval::metadata_leak(policy, r, w));

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 
 use std::sync::OnceLock;
 
-use egress_verify::{render, VerifyConfig};
+use egc::render;
+use egress_verify::VerifyConfig;
 use jsonschema::Validator;
 use libtest_mimic::{Arguments, Trial};
 use serde_json::Value;
@@ -60,7 +61,7 @@ fn keys(v: &Value) -> Vec<&str> {
 
 fn json_has_the_documented_shape(file: &Path) {
     let (result, report) = verify_file(file);
-    let json = render::json(&[(&result, &report)]);
+    let json = render::json::report(&[(&result, &report)]);
     assert_eq!(keys(&json), ["properties", "verdict", "violations"]);
     assert!(["verified", "violated", "unknown"].contains(&json["verdict"].as_str().unwrap()));
     for p in json["properties"].as_array().unwrap() {
@@ -105,7 +106,7 @@ fn validator() -> &'static Validator {
 /// The case's SARIF log validates; returns its number of results.
 fn sarif_is_valid(file: &Path) -> usize {
     let (result, report) = verify_file(file);
-    let sarif = render::sarif(&[(&result, &report)]);
+    let sarif = render::sarif::report(&[(&result, &report)]);
     let errors: Vec<String> = validator()
         .iter_errors(&sarif)
         .map(|e| format!("{e} at {}", e.instance_path()))
@@ -142,7 +143,7 @@ fn main() {
         "sarif::schema-rejects-a-log-without-version",
         || {
             let (result, report) = verify_file(&cases()[0]);
-            let mut broken = render::sarif(&[(&result, &report)]);
+            let mut broken = render::sarif::report(&[(&result, &report)]);
             broken.as_object_mut().unwrap().remove("version");
             assert!(!validator().is_valid(&broken));
             Ok(())

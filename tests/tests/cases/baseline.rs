@@ -4,8 +4,9 @@
 //! `egc verify` prints it, is snapshot.
 
 use egc::baseline::{self, Date};
+use egc::render;
 use egc_tests::{check_case, repo_root};
-use egress_verify::{render, VerifyConfig};
+use egress_verify::VerifyConfig;
 use libtest_mimic::Trial;
 
 use crate::{case_files, snapshot};
@@ -48,16 +49,16 @@ fn check(case: &std::path::Path, name: &str) {
     let mut reports = vec![egress_verify::verify(policy, &VerifyConfig::default())];
     let applied = baseline::apply(&entries, &mut reports, now);
     let report = reports.pop().unwrap();
-    let verdict = render::overall(&[(&result, &report)]);
+    let verdict = render::json::overall(&[(&result, &report)]);
     let verdict = baseline::verdict_text(verdict, Some(&applied));
     assert_eq!(verdict, expect, "{name}");
-    let accepted: Vec<&str> = applied
+    let accepted: Vec<&egress_verify::Property> = applied
         .accepted_properties
         .iter()
-        .map(|(_, id)| id.as_str())
+        .map(|(_, id)| id)
         .collect();
     let mut human = Vec::new();
-    egc::cmd::verify::render_human_with(
+    render::human::report_with(
         "tests/baseline/policy",
         &result,
         &report,

@@ -3,8 +3,9 @@
 //! exactly those properties; a case without must verify. Every report is snapshot as JSON.
 //! Each example `examples/NAME` must verify within its boundary `examples/boundaries/NAME`.
 
+use egc::render;
 use egc_tests::{check_case, repo_root};
-use egress_verify::{render, Verdict, VerifyConfig};
+use egress_verify::{Property, Verdict, VerifyConfig};
 use libtest_mimic::Trial;
 
 use crate::{case_files, examples, snapshot};
@@ -35,10 +36,10 @@ pub fn trials() -> Vec<Trial> {
                 report.verdict,
                 Verdict::Verified,
                 "{name}: {:#}",
-                render::json(&[(&policy, &report)])
+                render::json::report(&[(&policy, &report)])
             );
             assert_eq!(
-                report.property("within-boundary").map(|p| p.status),
+                report.property(&Property::WithinBoundary).map(|p| p.status),
                 Some(Verdict::Verified)
             );
             Ok(())
@@ -62,24 +63,24 @@ fn check(case: &std::path::Path, name: &str) {
         boundary.policy.as_ref().expect("the boundary checks"),
         &VerifyConfig::default(),
     );
-    let json = render::json(&[(&result, &report)]);
-    let violated: Vec<&str> = report
+    let json = render::json::report(&[(&result, &report)]);
+    let violated: Vec<String> = report
         .properties
         .iter()
         .filter(|p| p.status != Verdict::Verified)
-        .map(|p| p.id.as_str())
+        .map(|p| p.id.to_string())
         .collect();
     assert_eq!(violated, expected, "{name}: {json:#}");
     for v in &report.violations {
         assert!(!v.path.is_empty(), "{name}: a violation without a path");
-        if v.property == "within-boundary" && v.witness.is_none() {
+        if v.property == Property::WithinBoundary && v.witness.is_none() {
             // Lifetimes, Linux capabilities and sockets have no connection to replay.
             assert!(!v.conditions.is_empty());
         }
     }
     // The report as `egc verify` prints it, then as JSON.
     let mut human = Vec::new();
-    egc::cmd::verify::render_human(name, &result, &report, false, &mut human);
+    render::human::report(name, &result, &report, false, &mut human);
     snapshot(
         "boundary",
         name,

@@ -15,9 +15,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use egc::render;
 use egc_tests::{check_case, repo_root};
 use egress_sbom::{Declared, Format, ImportConfig};
-use egress_verify::{render, Verdict, VerifyConfig};
+use egress_verify::{Property, Verdict, VerifyConfig};
 use jsonschema::{Draft, Registry, Validator};
 use libtest_mimic::Trial;
 use serde_json::Value;
@@ -181,7 +182,7 @@ fn import_case(case: &Path) {
         Verdict::Verified,
         "{}: {:#}",
         case.display(),
-        render::json(&[(&result, &report)])
+        render::json::report(&[(&result, &report)])
     );
 }
 
@@ -199,14 +200,14 @@ fn verify_case(dir: &Path) {
         &egc::cmd::sbom::verifier_sources(&declared),
     );
     let status = report
-        .property("sbom-justified")
+        .property(&Property::SbomJustified)
         .map(|p| p.status.as_str())
         .unwrap_or("missing");
     let mut actual = format!("sbom-justified: {status}\n");
     for v in report
         .violations
         .iter()
-        .filter(|v| v.property == "sbom-justified")
+        .filter(|v| v.property == Property::SbomJustified)
     {
         let path: Vec<String> = v
             .path
@@ -217,7 +218,7 @@ fn verify_case(dir: &Path) {
     }
     // The other properties hold: each case is about `sbom-justified` alone.
     for p in &report.properties {
-        if p.id != "sbom-justified" {
+        if p.id != Property::SbomJustified {
             assert_eq!(p.status, Verdict::Verified, "{}: {}", dir.display(), p.id);
         }
     }
@@ -291,10 +292,10 @@ fn example() {
         report.verdict,
         Verdict::Verified,
         "{:#}",
-        render::json(&[(&result, &report)])
+        render::json::report(&[(&result, &report)])
     );
     assert_eq!(
-        report.property("sbom-justified").map(|p| p.status),
+        report.property(&Property::SbomJustified).map(|p| p.status),
         Some(Verdict::Verified)
     );
 }

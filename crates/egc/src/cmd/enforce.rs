@@ -212,7 +212,7 @@ pub(crate) fn print_lowering(loaded: &LoadedPolicy, diagnostics: &[Diagnostic], 
     match format {
         Format::Human => {
             let mut buffer = Vec::new();
-            common::render_human(
+            crate::render::human::diagnostics(
                 &loaded.result,
                 diagnostics,
                 common::use_color(),
@@ -223,7 +223,7 @@ pub(crate) fn print_lowering(loaded: &LoadedPolicy, diagnostics: &[Diagnostic], 
         Format::Json | Format::Sarif => {
             let list: Vec<serde_json::Value> = diagnostics
                 .iter()
-                .map(|d| common::diagnostic_json(&loaded.result, d))
+                .map(|d| crate::render::json::diagnostic(&loaded.result, d))
                 .collect();
             eprintln!(
                 "{}",

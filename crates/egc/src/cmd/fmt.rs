@@ -56,7 +56,12 @@ pub fn run(args: Args) -> ExitCode {
                     references: Vec::new(),
                 };
                 let mut buffer = Vec::new();
-                common::render_human(&result, &diagnostics, common::use_color(), &mut buffer);
+                crate::render::human::diagnostics(
+                    &result,
+                    &diagnostics,
+                    common::use_color(),
+                    &mut buffer,
+                );
                 eprint!("{}", String::from_utf8_lossy(&buffer));
             }
         }

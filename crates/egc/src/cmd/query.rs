@@ -96,7 +96,7 @@ pub fn run(args: Args) -> ExitCode {
                 .collect();
             let value = serde_json::json!({
                 "agent": args.agent,
-                "connection": egress_verify::render::witness_json(&connection),
+                "connection": crate::render::json::witness(&connection),
                 "decision": if answer.allowed { "allowed" } else { "denied" },
                 "approved": answer.approved,
                 "routes": routes,

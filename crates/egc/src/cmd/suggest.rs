@@ -31,7 +31,7 @@ use egress_check::{AgentId, CheckResult, CheckedPolicy, DestId, FileId, Protocol
 use egress_sets::{Connection, Target};
 use egress_syntax::ast::{AgentEntry, ImportPath, ItemKind};
 use egress_syntax::Span;
-use egress_verify::{Report, VerifyConfig};
+use egress_verify::{Property, Report, VerifyConfig};
 
 use crate::common;
 
@@ -646,7 +646,7 @@ pub fn suggest(
             "\nerror: the suggested change does not check (a bug in `egc suggest`; please report it):"
         );
         let mut buffer = Vec::new();
-        common::render_human(new_result, &new_result.diagnostics, color, &mut buffer);
+        crate::render::human::diagnostics(new_result, &new_result.diagnostics, color, &mut buffer);
         outcome.report.push_str(&String::from_utf8_lossy(&buffer));
         return Ok(outcome);
     };
@@ -1173,10 +1173,10 @@ fn findings(
     color: bool,
     report: &mut String,
 ) {
-    let seen: BTreeSet<(&str, &str, &str)> = before
+    let seen: BTreeSet<(&Property, &str, &str)> = before
         .violations
         .iter()
-        .map(|v| (v.property.as_str(), v.agent.as_str(), v.message.as_str()))
+        .map(|v| (&v.property, v.agent.as_str(), v.message.as_str()))
         .collect();
     let seen_warnings: BTreeSet<(&str, &str)> = before
         .warnings
@@ -1186,7 +1186,7 @@ fn findings(
     let mut fresh = after.clone();
     fresh
         .violations
-        .retain(|v| !seen.contains(&(v.property.as_str(), v.agent.as_str(), v.message.as_str())));
+        .retain(|v| !seen.contains(&(&v.property, v.agent.as_str(), v.message.as_str())));
     fresh
         .warnings
         .retain(|w| !seen_warnings.contains(&(w.code, w.message.as_str())));
@@ -1196,7 +1196,7 @@ fn findings(
         fresh.violations.len() + fresh.warnings.len()
     );
     let mut buffer = Vec::new();
-    crate::cmd::verify::render_human(dir, result, &fresh, color, &mut buffer);
+    crate::render::human::report(dir, result, &fresh, color, &mut buffer);
     report.push_str(&String::from_utf8_lossy(&buffer));
     for property in &after.properties {
         let was = before.property(&property.id).map(|p| p.status);

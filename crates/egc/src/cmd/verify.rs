@@ -9,9 +9,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use egress_check::CheckResult;
-use egress_verify::{render, Engine, Report, Verdict, VerifyConfig};
+use egress_verify::{Engine, Report, Verdict, VerifyConfig};
 
 use crate::common::{self, Format};
+use crate::render;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum EngineArg {
@@ -198,14 +199,14 @@ pub fn run(args: Args) -> ExitCode {
         applied
     });
     let pairs: Vec<(&CheckResult, &Report)> = reports.iter().map(|(c, r)| (*c, r)).collect();
-    let verdict = render::overall(&pairs);
+    let verdict = render::json::overall(&pairs);
     let baseline_fails = applied.as_ref().is_some_and(|a| a.fails());
     let verdict_text = crate::baseline::verdict_text(verdict, applied.as_ref());
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {
             // Streamed: the report is never built as one JSON value.
-            let mut json = render::JsonReport::new(&pairs);
+            let mut json = render::json::JsonReport::new(&pairs);
             if let Some(applied) = &applied {
                 json.insert("verdict", verdict_text.into());
                 json.insert("baseline", crate::baseline::json(applied));
@@ -216,7 +217,7 @@ pub fn run(args: Args) -> ExitCode {
             let _ = writer.flush();
         }
         Format::Sarif => {
-            let mut sarif = render::sarif(&pairs);
+            let mut sarif = render::sarif::report(&pairs);
             if let Some(applied) = &applied {
                 let results: Vec<&CheckResult> = reports.iter().map(|(c, _)| *c).collect();
                 crate::baseline::add_to_sarif(&mut sarif, applied, &results);
@@ -233,13 +234,13 @@ pub fn run(args: Args) -> ExitCode {
             let mut buffer = std::io::BufWriter::with_capacity(1 << 16, &mut out);
             for (index, (result, report)) in reports.iter().enumerate() {
                 let dir = result_dir(&policies, result);
-                let accepted_ids: Vec<&str> = applied
+                let accepted_ids: Vec<&egress_verify::Property> = applied
                     .iter()
                     .flat_map(|a| &a.accepted_properties)
                     .filter(|(i, _)| *i == index)
-                    .map(|(_, id)| id.as_str())
+                    .map(|(_, id)| id)
                     .collect();
-                render_human_with(dir, result, report, &accepted_ids, color, &mut buffer);
+                render::human::report_with(dir, result, report, &accepted_ids, color, &mut buffer);
             }
             if let Some(applied) = &applied {
                 for line in crate::baseline::human_lines(applied) {
@@ -299,85 +300,4 @@ fn result_dir<'a>(policies: &'a [common::LoadedPolicy], result: &CheckResult) ->
         .iter()
         .find(|p| std::ptr::eq(&p.result, result))
         .map_or(".", |p| p.dir.as_str())
-}
-
-/// One policy's report for people: each violation as an ariadne report with a label on
-/// every step of its path, then warnings, then the property table.
-pub fn render_human<W: Write + ?Sized>(
-    dir: &str,
-    result: &CheckResult,
-    report: &Report,
-    color: bool,
-    out: &mut W,
-) {
-    render_human_with(dir, result, report, &[], color, out);
-}
-
-/// [`render_human`], with the properties whose every finding a baseline accepted shown
-/// as `accepted`.
-pub fn render_human_with<W: Write + ?Sized>(
-    dir: &str,
-    result: &CheckResult,
-    report: &Report,
-    accepted: &[&str],
-    color: bool,
-    out: &mut W,
-) {
-    use ariadne::{Config, Label, Report as AReport, ReportKind};
-    // The sources once per policy (ariadne indexes each one's lines once), not per finding.
-    let mut sources = ariadne::sources(
-        result
-            .files
-            .iter()
-            .map(|f| (f.path.clone(), f.text.to_string())),
-    );
-    for v in &report.violations {
-        let Some(primary) = v.path.last() else {
-            continue;
-        };
-        let path = common::file_path(result, primary.span);
-        let mut builder = AReport::build(
-            ReportKind::Error,
-            (path.clone(), common::char_range(result, primary.span)),
-        )
-        .with_config(Config::default().with_color(color))
-        .with_code(&v.property)
-        .with_message(&v.message);
-        for (i, node) in v.path.iter().enumerate() {
-            builder = builder.with_label(
-                Label::new((
-                    common::file_path(result, node.span),
-                    common::char_range(result, node.span),
-                ))
-                .with_message(format!("{}. {}", i + 1, node.note))
-                .with_order(i32::try_from(i).unwrap_or(i32::MAX)),
-            );
-        }
-        let mut notes = Vec::new();
-        if let Some(w) = &v.witness {
-            notes.push(format!("witness: {w}"));
-        }
-        if !v.conditions.is_empty() {
-            notes.push(format!("when: {}", v.conditions.join("; ")));
-        }
-        if !notes.is_empty() {
-            builder = builder.with_note(notes.join("\n"));
-        }
-        let _ = builder.finish().write(&mut sources, &mut *out);
-    }
-    common::render_human(result, &report.warnings, color, out);
-    let verdict = if report.verdict == Verdict::Verified && !accepted.is_empty() {
-        "accepted"
-    } else {
-        report.verdict.as_str()
-    };
-    let _ = writeln!(out, "policy {dir}: {verdict}");
-    for p in &report.properties {
-        let status = if accepted.contains(&p.id.as_str()) {
-            "accepted"
-        } else {
-            p.status.as_str()
-        };
-        let _ = writeln!(out, "  {:<10} {}", status, p.id);
-    }
 }

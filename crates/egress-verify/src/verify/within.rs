@@ -136,7 +136,9 @@ impl Ctx<'_> {
         for route in &routes {
             match self.outside(route.dest, &allowed) {
                 Answer::Holds => {}
-                Answer::Unknown(reason) => out.push(self.unknown(WITHIN_BOUNDARY, reason, route)),
+                Answer::Unknown(reason) => {
+                    out.push(self.unknown(Property::WithinBoundary, reason, route))
+                }
                 Answer::Witness(w) => {
                     let confirmed =
                         self.route_allows(agent, route, &w) && !b.contains(&allowed_ids, &w);
@@ -147,7 +149,7 @@ impl Ctx<'_> {
                     out.push(self.finding(
                         confirmed,
                         Violation {
-                            property: WITHIN_BOUNDARY.to_string(),
+                            property: Property::WithinBoundary,
                             agent: name.clone(),
                             path: route.path.clone(),
                             witness: Some(w),
@@ -176,7 +178,7 @@ impl Ctx<'_> {
                 match self.outside(route.dest, &cleared) {
                     Answer::Holds => {}
                     Answer::Unknown(reason) => {
-                        out.push(self.unknown(WITHIN_BOUNDARY, reason, route))
+                        out.push(self.unknown(Property::WithinBoundary, reason, route))
                     }
                     Answer::Witness(w) => {
                         let confirmed = self
@@ -194,7 +196,7 @@ impl Ctx<'_> {
                         out.push(self.finding(
                             confirmed,
                             Violation {
-                                property: WITHIN_BOUNDARY.to_string(),
+                                property: Property::WithinBoundary,
                                 agent: agent_name(self.policy, origin),
                                 path,
                                 witness: Some(w),
@@ -255,7 +257,7 @@ impl Ctx<'_> {
                 out.push(self.finding(
                     granted.contains(&g.cap),
                     Violation {
-                        property: WITHIN_BOUNDARY.to_string(),
+                        property: Property::WithinBoundary,
                         agent: name.clone(),
                         path,
                         witness: None,
@@ -284,7 +286,7 @@ impl Ctx<'_> {
                     socket.path
                 );
                 out.push(Finding::Violation(Violation {
-                    property: WITHIN_BOUNDARY.to_string(),
+                    property: Property::WithinBoundary,
                     agent: name.clone(),
                     path,
                     witness: None,
@@ -328,7 +330,7 @@ impl Ctx<'_> {
                     note: format!("is approved by `{}`", approver.name.local),
                 }];
                 out.push(Finding::Violation(Violation {
-                    property: WITHIN_BOUNDARY.to_string(),
+                    property: Property::WithinBoundary,
                     agent,
                     path,
                     witness: None,
@@ -347,7 +349,7 @@ impl Ctx<'_> {
                     note: format!("allows tokens of {}", format_duration(e.max_ttl_secs)),
                 }];
                 out.push(Finding::Violation(Violation {
-                    property: WITHIN_BOUNDARY.to_string(),
+                    property: Property::WithinBoundary,
                     agent,
                     path,
                     witness: None,
