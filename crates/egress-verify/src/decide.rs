@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::sets::{
     box_difference_witness, box_intersection_witness, box_meet, ConnBox, Connection,
 };
-use crate::smt::{solve, SmtAnswer};
+use crate::smt::{solve, solve_any, SmtAnswer};
 
 /// Which decision procedure answers set questions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -141,6 +141,22 @@ impl Decider {
         });
         match answer {
             Answer::Witness(w) if !a.contains(&w) || !b.contains(&w) => {
+                Answer::Unknown(format!("internal error: spurious witness {w} suppressed"))
+            }
+            other => other,
+        }
+    }
+
+    /// A connection in some box of `any_of` outside every box of `union`, by one Z3 call
+    /// for the whole set (the `--engine smt` path asks this once per agent before it asks
+    /// destination by destination). The witness is replayed against the boxes.
+    pub fn any_difference_smt(&self, any_of: &[&ConnBox], union: &[&ConnBox]) -> Answer {
+        self.smt.fetch_add(1, Ordering::Relaxed);
+        match Self::from_smt(solve_any(any_of, union, self.timeout_ms)) {
+            Answer::Witness(w)
+                if !any_of.iter().any(|b| b.contains(&w))
+                    || union.iter().any(|u| u.contains(&w)) =>
+            {
                 Answer::Unknown(format!("internal error: spurious witness {w} suppressed"))
             }
             other => other,

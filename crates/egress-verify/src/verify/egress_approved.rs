@@ -14,8 +14,17 @@ impl Ctx<'_> {
         out: &mut Vec<Finding>,
     ) {
         // egress-approved: every capability and workflow route lies in the approvals.
-        // (Exception routes are checked by `exception-gated`.)
+        // (Exception routes are checked by `exception-gated`.) With Z3 answering, the
+        // agent's whole question is asked first in a few calls; only the destinations it
+        // could not clear are then asked one by one.
+        let suspects = match self.decider.engine {
+            Engine::Smt => Some(self.smt_suspects(routes, approved)),
+            Engine::Fast | Engine::Both => None,
+        };
         for route in routes.iter().filter(|r| !r.is_exception()) {
+            if suspects.as_ref().is_some_and(|s| !s.contains(&route.dest)) {
+                continue;
+            }
             match self.outside(route.dest, approved) {
                 Answer::Holds => {}
                 Answer::Unknown(reason) => {
@@ -46,6 +55,55 @@ impl Ctx<'_> {
 }
 
 impl Ctx<'_> {
+    /// The destinations of the agent's (non-exception) routes that Z3 could not prove
+    /// approved all at once: one call for all of them; each witness names the
+    /// destinations it lies in, which leave the question, until the rest is proven (or Z3
+    /// cannot decide, and every remaining destination is asked alone). A destination not
+    /// returned lies, every box of it, in the approvals: the union asked against holds,
+    /// for each box, every approval box the index says may meet it.
+    fn smt_suspects(&self, routes: &[Route], approved: &Allowed) -> BTreeSet<DestId> {
+        let mut remaining: Vec<DestId> = routes
+            .iter()
+            .filter(|r| !r.is_exception() && !approved.dests.contains(&r.dest))
+            .map(|r| r.dest)
+            .collect();
+        remaining.sort();
+        remaining.dedup();
+        let boxes_of = |d: &DestId| {
+            self.dest_boxes
+                .get(d.index())
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+        };
+        let mut suspects = BTreeSet::new();
+        while !remaining.is_empty() {
+            let any_of: Vec<&ConnBox> = remaining.iter().flat_map(boxes_of).collect();
+            let mut union: Vec<&ConnBox> =
+                any_of.iter().flat_map(|b| approved.relevant(b)).collect();
+            union.sort_by_key(|b| *b as *const ConnBox as usize);
+            union.dedup_by(|a, b| std::ptr::eq(*a, *b));
+            match self.decider.any_difference_smt(&any_of, &union) {
+                Answer::Holds => break,
+                Answer::Witness(w) => {
+                    let (hit, rest): (Vec<DestId>, Vec<DestId>) = remaining
+                        .iter()
+                        .partition(|d| boxes_of(d).iter().any(|b| b.contains(&w)));
+                    if hit.is_empty() {
+                        suspects.extend(rest);
+                        break;
+                    }
+                    suspects.extend(hit);
+                    remaining = rest;
+                }
+                Answer::Unknown(_) => {
+                    suspects.extend(remaining);
+                    break;
+                }
+            }
+        }
+        suspects
+    }
+
     /// egress-approved for local sockets: every socket path of a capability the agent can
     /// use is approved by one of its zones (`approve unix "..."`).
     pub(super) fn check_unix_approvals(&self, agent: AgentId) -> Vec<Finding> {

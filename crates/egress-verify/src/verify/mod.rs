@@ -207,6 +207,10 @@ impl Cleared<'_> {
 struct Ctx<'p> {
     policy: &'p CheckedPolicy,
     decider: Decider,
+    /// Answers the warnings' questions: the set algebra (Z3 only where its search runs
+    /// out of budget), whatever `--engine` says. Warnings prove nothing; the engine
+    /// choice is for the properties.
+    lints: Decider,
     dest_boxes: Vec<Vec<ConnBox>>,
     index: RouteIndex,
     graph: ReachGraph,
@@ -477,6 +481,7 @@ impl<'p> Ctx<'p> {
         Ctx {
             policy,
             decider: Decider::new(config.engine, config.timeout_ms, config.budget),
+            lints: Decider::new(Engine::Fast, config.timeout_ms, config.budget),
             dest_boxes,
             index: RouteIndex::new(policy),
             graph,
@@ -556,6 +561,11 @@ impl<'p> Ctx<'p> {
 
     /// Is every connection of `dest` in `allowed`? The first connection outside it, if not.
     fn outside(&self, dest: DestId, allowed: &Allowed) -> Answer {
+        self.outside_by(&self.decider, dest, allowed)
+    }
+
+    /// [`Ctx::outside`] answered by `decider`.
+    fn outside_by(&self, decider: &Decider, dest: DestId, allowed: &Allowed) -> Answer {
         if allowed.dests.contains(&dest) {
             return Answer::Holds;
         }
@@ -565,7 +575,7 @@ impl<'p> Ctx<'p> {
             .map(Vec::as_slice)
             .unwrap_or(&[])
         {
-            match self.decider.difference(b, &allowed.relevant(b)) {
+            match decider.difference(b, &allowed.relevant(b)) {
                 Answer::Holds => {}
                 other => return other,
             }
@@ -575,6 +585,11 @@ impl<'p> Ctx<'p> {
 
     /// A connection of `dest` inside `b`.
     fn inside(&self, dest: DestId, b: &ConnBox) -> Answer {
+        self.inside_by(&self.decider, dest, b)
+    }
+
+    /// [`Ctx::inside`] answered by `decider`.
+    fn inside_by(&self, decider: &Decider, dest: DestId, b: &ConnBox) -> Answer {
         let mut unknown = None;
         for d in self
             .dest_boxes
@@ -582,7 +597,7 @@ impl<'p> Ctx<'p> {
             .map(Vec::as_slice)
             .unwrap_or(&[])
         {
-            match self.decider.intersection(d, b) {
+            match decider.intersection(d, b) {
                 Answer::Holds => {}
                 Answer::Witness(w) => return Answer::Witness(w),
                 Answer::Unknown(why) => unknown = Some(why),
@@ -593,6 +608,11 @@ impl<'p> Ctx<'p> {
 
     /// A connection in both destinations.
     fn meet(&self, a: DestId, b: DestId) -> Answer {
+        self.meet_by(&self.decider, a, b)
+    }
+
+    /// [`Ctx::meet`] answered by `decider`.
+    fn meet_by(&self, decider: &Decider, a: DestId, b: DestId) -> Answer {
         let mut unknown = None;
         for x in self
             .dest_boxes
@@ -600,7 +620,7 @@ impl<'p> Ctx<'p> {
             .map(Vec::as_slice)
             .unwrap_or(&[])
         {
-            match self.inside(a, x) {
+            match self.inside_by(decider, a, x) {
                 Answer::Holds => {}
                 Answer::Witness(w) => return Answer::Witness(w),
                 Answer::Unknown(why) => unknown = Some(why),

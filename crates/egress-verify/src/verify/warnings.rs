@@ -90,9 +90,13 @@ impl Ctx<'_> {
                     }
                     let others = Allowed::new([other.dest], &self.dest_boxes);
                     // Report only one direction of a pair of equal destinations.
-                    if matches!(self.outside(c.dest, &others), Answer::Holds) {
+                    if matches!(self.outside_by(&self.lints, c.dest, &others), Answer::Holds) {
                         let mutual = matches!(
-                            self.outside(other.dest, &Allowed::new([c.dest], &self.dest_boxes)),
+                            self.outside_by(
+                                &self.lints,
+                                other.dest,
+                                &Allowed::new([c.dest], &self.dest_boxes),
+                            ),
                             Answer::Holds
                         );
                         if mutual && j > i {
@@ -138,10 +142,14 @@ impl Ctx<'_> {
                 // Only destinations with a box the index finds near one of the approval's
                 // can meet it.
                 let near = partners.near(approval.id, &self.dest_boxes);
-                let used = reached
-                    .iter()
-                    .filter(|d| near.contains(*d))
-                    .any(|d| matches!(self.meet(*d, approval.id), Answer::Witness(_)));
+                // `near` is small (the index's candidates); `reached` may hold every
+                // destination of the policy: walk the small one.
+                let used = near.iter().filter(|d| reached.contains(*d)).any(|d| {
+                    matches!(
+                        self.meet_by(&self.lints, *d, approval.id),
+                        Answer::Witness(_)
+                    )
+                });
                 if !used {
                     out.push(
                         Diagnostic::warning(
