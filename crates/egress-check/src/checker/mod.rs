@@ -133,6 +133,24 @@ pub(crate) struct Checker<'s> {
     allowlist_uses: BTreeMap<DestId, Span>,
 }
 
+/// The kind an item declares (`None` for an import).
+fn item_kind(kind: &ItemKind) -> Option<Kind> {
+    Some(match kind {
+        ItemKind::Import(_) => return None,
+        ItemKind::Data(_) => Kind::Data,
+        ItemKind::Destination(_) => Kind::Destination,
+        ItemKind::Capability(_) => Kind::Capability,
+        ItemKind::Agent(_) => Kind::Agent,
+        ItemKind::Workflow(_) => Kind::Workflow,
+        ItemKind::Exception(_) => Kind::Exception,
+        ItemKind::Authority(_) => Kind::Authority,
+        ItemKind::Zone(_) => Kind::Zone,
+        ItemKind::Assert(_) => Kind::Assert,
+        ItemKind::Syscalls(_) => Kind::Syscalls,
+        ItemKind::CapSet(_) => Kind::CapSet,
+    })
+}
+
 const STD_PREFIX: &str = "std/";
 
 impl<'s> Checker<'s> {
@@ -188,14 +206,10 @@ impl<'s> Checker<'s> {
     }
 
     pub(crate) fn build(&mut self) {
-        // Named destinations first, so their ids match their collection order.
-        let mut pending: Vec<(usize, ast::Item)> = Vec::new();
-        for (index, file) in self.files.iter().enumerate() {
-            for item in &file.ast.items {
-                pending.push((index, item.clone()));
-            }
-        }
-        for kind in [
+        // Named destinations first, so their ids match their collection order. The items
+        // are moved out of the files (nothing reads the AST after this), bucketed by kind
+        // in (file, item) order, and each is dropped once built.
+        const ORDER: [Kind; 11] = [
             Kind::Data,
             Kind::Destination,
             Kind::Syscalls,
@@ -207,9 +221,21 @@ impl<'s> Checker<'s> {
             Kind::Exception,
             Kind::Zone,
             Kind::Assert,
-        ] {
-            for (file, item) in &pending {
-                self.build_item(*file, item, kind);
+        ];
+        let mut buckets: Vec<Vec<(usize, ast::Item)>> = ORDER.iter().map(|_| Vec::new()).collect();
+        for (index, file) in self.files.iter_mut().enumerate() {
+            for item in std::mem::take(&mut file.ast.items) {
+                let bucket = item_kind(&item.kind)
+                    .and_then(|kind| ORDER.iter().position(|k| *k == kind))
+                    .and_then(|position| buckets.get_mut(position));
+                if let Some(bucket) = bucket {
+                    bucket.push((index, item));
+                }
+            }
+        }
+        for (kind, bucket) in ORDER.into_iter().zip(buckets) {
+            for (file, item) in bucket {
+                self.build_item(file, &item, kind);
             }
         }
         self.check_workflow_limits();

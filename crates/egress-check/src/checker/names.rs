@@ -82,8 +82,9 @@ impl Checker<'_> {
 
     pub(crate) fn collect(&mut self) {
         for file in 0..self.files.len() {
-            let items = match self.files.get(file) {
-                Some(f) => f.ast.items.clone(),
+            // Moved out while declaring (nothing here reads the AST), and back after.
+            let items = match self.files.get_mut(file) {
+                Some(f) => std::mem::take(&mut f.ast.items),
                 None => continue,
             };
             for item in &items {
@@ -109,6 +110,9 @@ impl Checker<'_> {
                 if let Some(name) = item.name() {
                     self.declare(file, kind, name, item.span, item.doc.clone());
                 }
+            }
+            if let Some(f) = self.files.get_mut(file) {
+                f.ast.items = items;
             }
         }
     }

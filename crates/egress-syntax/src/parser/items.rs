@@ -4,7 +4,14 @@
 
 use super::recovery::describe_token;
 use super::tree::Converter;
+use rayon::prelude::*;
+
 use super::*;
+
+/// Files at least this long have their items parsed on every core.
+const PARALLEL_BYTES: usize = 256 * 1024;
+/// Items per parallel task.
+const PARALLEL_ITEMS: usize = 256;
 
 pub(super) struct ItemParser<'a> {
     pub(super) file: FileId,
@@ -26,8 +33,39 @@ fn at_line_start(source: &str, offset: usize) -> bool {
 impl<'a> ItemParser<'a> {
     pub(super) fn run(&mut self) {
         let chunks = self.split(0, self.tokens.len(), false);
-        for (start, end) in chunks {
-            self.parse_chunk(start, end, true);
+        if self.source.len() < PARALLEL_BYTES {
+            for (start, end) in chunks {
+                self.parse_chunk(start, end, true);
+            }
+            return;
+        }
+        // Items are independent: parse runs of them on every core, each into its own
+        // items, diagnostics and layout, then append those in file order, so the result
+        // is the one the loop above gives.
+        let (file, source, tokens) = (self.file, self.source, self.tokens);
+        let parts: Vec<(Vec<Item>, Vec<Diagnostic>, Layout)> = chunks
+            .par_chunks(PARALLEL_ITEMS)
+            .map(|run| {
+                let mut part = ItemParser {
+                    file,
+                    source,
+                    tokens,
+                    items: Vec::new(),
+                    diagnostics: Vec::new(),
+                    layout: Layout::default(),
+                };
+                for (start, end) in run {
+                    part.parse_chunk(*start, *end, true);
+                }
+                (part.items, part.diagnostics, part.layout)
+            })
+            .collect();
+        for (items, diagnostics, layout) in parts {
+            self.items.extend(items);
+            self.diagnostics.extend(diagnostics);
+            self.layout.line_starts.extend(layout.line_starts);
+            self.layout.block_braces.extend(layout.block_braces);
+            self.layout.item_starts.extend(layout.item_starts);
         }
     }
 

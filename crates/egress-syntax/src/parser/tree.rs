@@ -14,10 +14,27 @@ pub(super) struct Converter<'l> {
 type P<'i> = Pair<'i, Rule>;
 
 fn significant(pair: P<'_>) -> impl Iterator<Item = P<'_>> {
-    pair.into_inner().filter(|p| {
-        let name = format!("{:?}", p.as_rule());
-        !name.starts_with("k_")
-    })
+    pair.into_inner().filter(|p| !is_keyword_rule(p.as_rule()))
+}
+
+/// Whether `rule` is a keyword rule (`k_*`), whose pairs carry nothing. Worked out from the
+/// rule's name once per rule and kept, not formatted again for every pair.
+fn is_keyword_rule(rule: Rule) -> bool {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    static KNOWN: [AtomicU8; 512] = [const { AtomicU8::new(0) }; 512];
+    let by_name = || format!("{rule:?}").starts_with("k_");
+    let Some(slot) = KNOWN.get(rule as usize) else {
+        return by_name();
+    };
+    match slot.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let keyword = by_name();
+            slot.store(if keyword { 1 } else { 2 }, Ordering::Relaxed);
+            keyword
+        }
+    }
 }
 
 impl Converter<'_> {
