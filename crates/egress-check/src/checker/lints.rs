@@ -1,0 +1,150 @@
+//! Whole-policy checks after every item is built: workflow limits, allowlists, unused
+//! imports.
+
+use super::*;
+
+impl Checker<'_> {
+    /// W0004: a capability limited to workflows, used by an agent that no step of those
+    /// workflows lets use it.
+    pub(super) fn check_workflow_limits(&mut self) {
+        let mut warnings = Vec::new();
+        for agent in &self.agents {
+            for used in &agent.capabilities {
+                let Some(cap) = self.capabilities.get(used.id.index()) else {
+                    continue;
+                };
+                if cap.workflows.is_empty() {
+                    continue;
+                }
+                let stepped = cap.workflows.iter().any(|w| {
+                    self.workflows.get(w.id.index()).is_some_and(|wf| {
+                        wf.steps.iter().any(|s| {
+                            s.agent == agent.id
+                                && matches!(&s.action, StepAction::Uses(c) if c.id == cap.id)
+                        })
+                    })
+                });
+                if !stepped {
+                    warnings.push(
+                        Diagnostic::warning(
+                            "W0004",
+                            used.span,
+                            format!(
+                                "agent `{}` can never use `{}`: no step of its workflows uses it",
+                                agent.name.local, cap.name.local
+                            ),
+                        )
+                        .with_label("unusable here")
+                        .with_secondary(cap.name.span, "limited to workflows here")
+                        .with_help(format!(
+                            "add `step {} uses {}` to one of its workflows, or remove it from the agent",
+                            agent.name.local, cap.name.local
+                        )),
+                    );
+                }
+            }
+        }
+        self.diagnostics.extend(warnings);
+    }
+
+    /// E0027/E0028/W0002/W0003 on destinations used as allowlists.
+    pub(super) fn check_allowlists(&mut self) {
+        let mut found = Vec::new();
+        for (dest_id, use_span) in &self.allowlist_uses {
+            let Some(dest) = self.destinations.get(dest_id.index()) else {
+                continue;
+            };
+            for endpoint in &dest.endpoints {
+                if let EndpointKind::Host(pattern) = &endpoint.kind {
+                    if values::is_too_broad(pattern) {
+                        found.push(
+                            Diagnostic::error(
+                                "E0026",
+                                endpoint.span,
+                                format!("the pattern `{pattern}` is so broad it means almost anything"),
+                            )
+                            .with_label("matches a whole top-level domain or every host")
+                            .with_secondary(*use_span, "allowed here")
+                            .with_help("name the registered domain at least: \"*.api.example.com\" or \"**.corp.example\""),
+                        );
+                    }
+                }
+                if let EndpointKind::Cidr(set) = &endpoint.kind {
+                    let prefix = set.network.prefix_len();
+                    if prefix == 0 && !set.except.is_empty() {
+                        found.push(
+                            Diagnostic::error(
+                                "E0028",
+                                endpoint.span,
+                                format!("`{}` with exclusions is a denylist, used here as an allowlist", set.network),
+                            )
+                            .with_label("everything except a few networks")
+                            .with_secondary(*use_span, "allowed here")
+                            .with_help("list the networks the agent needs instead of excluding the ones it must not reach"),
+                        );
+                    } else if prefix == 0 {
+                        found.push(
+                            Diagnostic::error(
+                                "E0027",
+                                endpoint.span,
+                                format!("`{}` means any address", set.network),
+                            )
+                            .with_label("allows everything")
+                            .with_secondary(*use_span, "allowed here")
+                            .with_help("name the specific networks the agent needs"),
+                        );
+                    } else if (set.network.addr().is_ipv4() && prefix < 8)
+                        || (set.network.addr().is_ipv6() && prefix < 16)
+                    {
+                        found.push(
+                            Diagnostic::warning(
+                                "W0003",
+                                endpoint.span,
+                                format!("`{}` is a very broad network to allow", set.network),
+                            )
+                            .with_label("very broad")
+                            .with_secondary(*use_span, "allowed here")
+                            .with_help("narrow the network to what the agent needs"),
+                        );
+                    }
+                }
+            }
+            if dest.ports.iter().any(|p| p.start <= 1 && p.end == 65535) {
+                found.push(
+                    Diagnostic::warning(
+                        "W0002",
+                        dest.name.span,
+                        format!("destination `{}` allows every port", dest.name.local),
+                    )
+                    .with_label("all ports")
+                    .with_secondary(*use_span, "allowed here")
+                    .with_help("name the ports the service listens on"),
+                );
+            }
+        }
+        self.diagnostics.extend(found);
+    }
+
+    pub(super) fn check_unused_imports(&mut self) {
+        let mut found = Vec::new();
+        for file in &self.files {
+            if file.is_stdlib {
+                continue;
+            }
+            for (alias, info) in &file.imports {
+                if !info.used && info.target.is_some() {
+                    found.push(
+                        Diagnostic::warning(
+                            "W0001",
+                            info.span,
+                            format!("the import `{alias}` is never used"),
+                        )
+                        .with_label("unused")
+                        .with_help("remove the import"),
+                    );
+                }
+            }
+        }
+        self.diagnostics.extend(found);
+    }
+}

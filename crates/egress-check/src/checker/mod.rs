@@ -1,0 +1,331 @@
+//! The checker: load files and imports, collect declarations, resolve names, validate
+//! values and build the [`CheckedPolicy`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use egress_syntax::ast::{self, DestExpr, Ident, ImportPath, ItemKind};
+use egress_syntax::{diagnostic::sort_diagnostics, Diagnostic, FileId, Span};
+
+use crate::model::*;
+use crate::values;
+use crate::{CheckResult, FileSource, LoadedFile, ReadError, Reference, Symbol};
+
+mod agents;
+mod asserts;
+mod capabilities;
+mod destinations;
+mod exceptions;
+mod lints;
+mod modules;
+mod names;
+mod workflows;
+mod zones;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Data,
+    Destination,
+    Capability,
+    Agent,
+    Workflow,
+    Exception,
+    Authority,
+    Zone,
+    Assert,
+    Syscalls,
+    CapSet,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Data => "data",
+            Kind::Destination => "destination",
+            Kind::Capability => "capability",
+            Kind::Agent => "agent",
+            Kind::Workflow => "workflow",
+            Kind::Exception => "exception",
+            Kind::Authority => "authority",
+            Kind::Zone => "zone",
+            Kind::Assert => "assert",
+            Kind::Syscalls => "syscalls",
+            Kind::CapSet => "capset",
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Data => "data class",
+            Kind::Assert => "assertion",
+            Kind::Syscalls => "syscall group",
+            Kind::CapSet => "capability set",
+            other => other.name(),
+        }
+    }
+
+    fn article(self) -> &'static str {
+        match self {
+            Kind::Data => "a data class",
+            Kind::Destination => "a destination",
+            Kind::Capability => "a capability",
+            Kind::Agent => "an agent",
+            Kind::Workflow => "a workflow",
+            Kind::Exception => "an exception",
+            Kind::Authority => "an authority",
+            Kind::Zone => "a zone",
+            Kind::Assert => "an assertion",
+            Kind::Syscalls => "a syscall group",
+            Kind::CapSet => "a capability set",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Decl {
+    kind: Kind,
+    index: u32,
+    name_span: Span,
+}
+
+#[derive(Clone, Debug)]
+struct ImportInfo {
+    target: Option<usize>,
+    span: Span,
+    used: bool,
+}
+
+struct FileData {
+    path: String,
+    module: String,
+    text: Arc<str>,
+    is_stdlib: bool,
+    ast: ast::SourceAst,
+    imports: BTreeMap<String, ImportInfo>,
+    decls: BTreeMap<String, Decl>,
+}
+
+pub(crate) struct Checker<'s> {
+    source: &'s dyn FileSource,
+    files: Vec<FileData>,
+    by_path: BTreeMap<String, usize>,
+    /// Files that could not be read (kept so diagnostics can point at them).
+    unreadable: BTreeSet<usize>,
+    diagnostics: Vec<Diagnostic>,
+    references: Vec<Reference>,
+    symbols: Vec<Symbol>,
+    /// Import edges (from, to, span of the import).
+    edges: Vec<(usize, usize, Span)>,
+    counts: BTreeMap<Kind, u32>,
+    // The model under construction.
+    data_classes: Vec<DataClass>,
+    destinations: Vec<Destination>,
+    capabilities: Vec<Capability>,
+    agents: Vec<Agent>,
+    workflows: Vec<Workflow>,
+    exceptions: Vec<Exception>,
+    authorities: Vec<Authority>,
+    zones: Vec<Zone>,
+    syscall_groups: Vec<SyscallGroup>,
+    cap_sets: Vec<CapSet>,
+    asserts: Vec<Assertion>,
+    /// Destinations used as allowlists, with the span of one use.
+    allowlist_uses: BTreeMap<DestId, Span>,
+}
+
+/// The kind an item declares (`None` for an import).
+fn item_kind(kind: &ItemKind) -> Option<Kind> {
+    Some(match kind {
+        ItemKind::Import(_) => return None,
+        ItemKind::Data(_) => Kind::Data,
+        ItemKind::Destination(_) => Kind::Destination,
+        ItemKind::Capability(_) => Kind::Capability,
+        ItemKind::Agent(_) => Kind::Agent,
+        ItemKind::Workflow(_) => Kind::Workflow,
+        ItemKind::Exception(_) => Kind::Exception,
+        ItemKind::Authority(_) => Kind::Authority,
+        ItemKind::Zone(_) => Kind::Zone,
+        ItemKind::Assert(_) => Kind::Assert,
+        ItemKind::Syscalls(_) => Kind::Syscalls,
+        ItemKind::CapSet(_) => Kind::CapSet,
+    })
+}
+
+const STD_PREFIX: &str = "std/";
+
+impl<'s> Checker<'s> {
+    pub(crate) fn new(source: &'s dyn FileSource) -> Self {
+        Checker {
+            source,
+            files: Vec::new(),
+            by_path: BTreeMap::new(),
+            unreadable: BTreeSet::new(),
+            diagnostics: Vec::new(),
+            references: Vec::new(),
+            symbols: Vec::new(),
+            edges: Vec::new(),
+            counts: BTreeMap::new(),
+            data_classes: Vec::new(),
+            destinations: Vec::new(),
+            capabilities: Vec::new(),
+            agents: Vec::new(),
+            workflows: Vec::new(),
+            exceptions: Vec::new(),
+            authorities: Vec::new(),
+            zones: Vec::new(),
+            syscall_groups: Vec::new(),
+            cap_sets: Vec::new(),
+            asserts: Vec::new(),
+            allowlist_uses: BTreeMap::new(),
+        }
+    }
+
+    fn file_id(index: usize) -> FileId {
+        FileId(u32::try_from(index).unwrap_or(u32::MAX))
+    }
+
+    fn error(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic);
+    }
+
+    fn duplicate_entry(&mut self, span: Span, first: Span, what: &str) {
+        self.error(
+            Diagnostic::error("E0016", span, format!("`{what}` is given more than once"))
+                .with_label("repeated entry")
+                .with_secondary(first, "first given here")
+                .with_help(format!("give `{what}` once")),
+        );
+    }
+
+    fn missing_entry(&mut self, span: Span, item: &str, what: &str, help: &str) {
+        self.error(
+            Diagnostic::error("E0017", span, format!("{item} is missing `{what}`"))
+                .with_label(format!("needs `{what}`"))
+                .with_help(help.to_string()),
+        );
+    }
+
+    pub(crate) fn build(&mut self) {
+        // Named destinations first, so their ids match their collection order. The items
+        // are moved out of the files (nothing reads the AST after this), bucketed by kind
+        // in (file, item) order, and each is dropped once built.
+        const ORDER: [Kind; 11] = [
+            Kind::Data,
+            Kind::Destination,
+            Kind::Syscalls,
+            Kind::CapSet,
+            Kind::Authority,
+            Kind::Capability,
+            Kind::Agent,
+            Kind::Workflow,
+            Kind::Exception,
+            Kind::Zone,
+            Kind::Assert,
+        ];
+        let mut buckets: Vec<Vec<(usize, ast::Item)>> = ORDER.iter().map(|_| Vec::new()).collect();
+        for (index, file) in self.files.iter_mut().enumerate() {
+            for item in std::mem::take(&mut file.ast.items) {
+                let bucket = item_kind(&item.kind)
+                    .and_then(|kind| ORDER.iter().position(|k| *k == kind))
+                    .and_then(|position| buckets.get_mut(position));
+                if let Some(bucket) = bucket {
+                    bucket.push((index, item));
+                }
+            }
+        }
+        for (kind, bucket) in ORDER.into_iter().zip(buckets) {
+            for (file, item) in bucket {
+                self.build_item(file, &item, kind);
+            }
+        }
+        self.check_workflow_limits();
+        self.check_allowlists();
+        self.check_unused_imports();
+    }
+
+    fn build_item(&mut self, file: usize, item: &ast::Item, kind: Kind) {
+        let doc = item.doc.clone();
+        match (&item.kind, kind) {
+            (ItemKind::Data(d), Kind::Data) => {
+                for name in &d.names {
+                    let id =
+                        DataClassId(u32::try_from(self.data_classes.len()).unwrap_or(u32::MAX));
+                    self.data_classes.push(DataClass {
+                        id,
+                        name: self.name(file, name),
+                        span: item.span,
+                        doc: doc.clone(),
+                    });
+                }
+            }
+            (ItemKind::Destination(d), Kind::Destination) => {
+                let name = self.name(file, &d.name);
+                self.destination(name, &d.body, item.span, doc, false);
+            }
+            (ItemKind::Syscalls(d), Kind::Syscalls) => self.syscall_group(file, d, item.span, doc),
+            (ItemKind::CapSet(d), Kind::CapSet) => self.cap_set(file, d, item.span, doc),
+            (ItemKind::Authority(d), Kind::Authority) => self.authority(file, d, item.span, doc),
+            (ItemKind::Capability(d), Kind::Capability) => self.capability(file, d, item.span, doc),
+            (ItemKind::Agent(d), Kind::Agent) => self.agent(file, d, item.span, doc),
+            (ItemKind::Workflow(d), Kind::Workflow) => self.workflow(file, d, item.span, doc),
+            (ItemKind::Exception(d), Kind::Exception) => self.exception(file, d, item.span, doc),
+            (ItemKind::Zone(d), Kind::Zone) => self.zone(file, d, item.span, doc),
+            (ItemKind::Assert(d), Kind::Assert) => self.assertion(file, d, item.span, doc),
+            _ => {}
+        }
+    }
+
+    pub(crate) fn finish(mut self) -> CheckResult {
+        sort_diagnostics(&mut self.diagnostics);
+        let files: Vec<LoadedFile> = self
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                LoadedFile::new(
+                    Self::file_id(i),
+                    f.path.clone(),
+                    f.text.clone(),
+                    f.is_stdlib,
+                )
+            })
+            .collect();
+        let has_errors = self.diagnostics.iter().any(|d| d.is_error());
+        let policy = (!has_errors).then(|| CheckedPolicy {
+            files: self
+                .files
+                .iter()
+                .enumerate()
+                .map(|(i, f)| SourceFile {
+                    id: Self::file_id(i),
+                    path: f.path.clone(),
+                    module: f.module.clone(),
+                    is_stdlib: f.is_stdlib,
+                })
+                .collect(),
+            data_classes: std::mem::take(&mut self.data_classes),
+            destinations: std::mem::take(&mut self.destinations),
+            capabilities: std::mem::take(&mut self.capabilities),
+            agents: std::mem::take(&mut self.agents),
+            workflows: std::mem::take(&mut self.workflows),
+            exceptions: std::mem::take(&mut self.exceptions),
+            authorities: std::mem::take(&mut self.authorities),
+            zones: std::mem::take(&mut self.zones),
+            syscall_groups: std::mem::take(&mut self.syscall_groups),
+            cap_sets: std::mem::take(&mut self.cap_sets),
+            asserts: std::mem::take(&mut self.asserts),
+            _sealed: Sealed::default(),
+        });
+        self.symbols
+            .sort_by(|a, b| (a.name_span, &a.qualified).cmp(&(b.name_span, &b.qualified)));
+        self.references.sort_by_key(|a| (a.span, a.target));
+        self.references.dedup();
+        CheckResult {
+            files,
+            diagnostics: self.diagnostics,
+            policy,
+            symbols: self.symbols,
+            references: self.references,
+        }
+    }
+}

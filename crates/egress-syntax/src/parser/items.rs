@@ -1,0 +1,222 @@
+//! Item splitting: the lexer's tokens cut into chunks at top-level item keywords, each
+//! chunk parsed on its own with the grammar, and re-split at line-start keywords when it
+//! does not parse, so one syntax error costs only its item.
+
+use super::recovery::describe_token;
+use super::tree::Converter;
+use rayon::prelude::*;
+
+use super::*;
+
+/// Files at least this long have their items parsed on every core.
+const PARALLEL_BYTES: usize = 256 * 1024;
+/// Items per parallel task.
+const PARALLEL_ITEMS: usize = 256;
+
+pub(super) struct ItemParser<'a> {
+    pub(super) file: FileId,
+    pub(super) source: &'a str,
+    pub(super) tokens: &'a [Token],
+    pub(super) items: Vec<Item>,
+    pub(super) diagnostics: Vec<Diagnostic>,
+    pub(super) layout: Layout,
+}
+
+fn is_item_keyword(token: &Token, source: &str) -> bool {
+    token.kind == TokenKind::Ident && ITEM_KEYWORDS.contains(&token.text(source))
+}
+
+fn at_line_start(source: &str, offset: usize) -> bool {
+    offset == 0 || source.as_bytes().get(offset - 1) == Some(&b'\n')
+}
+
+impl<'a> ItemParser<'a> {
+    pub(super) fn run(&mut self) {
+        let chunks = self.split(0, self.tokens.len(), false);
+        if self.source.len() < PARALLEL_BYTES {
+            for (start, end) in chunks {
+                self.parse_chunk(start, end, true);
+            }
+            return;
+        }
+        // Items are independent: parse runs of them on every core, each into its own
+        // items, diagnostics and layout, then append those in file order, so the result
+        // is the one the loop above gives.
+        let (file, source, tokens) = (self.file, self.source, self.tokens);
+        let parts: Vec<(Vec<Item>, Vec<Diagnostic>, Layout)> = chunks
+            .par_chunks(PARALLEL_ITEMS)
+            .map(|run| {
+                let mut part = ItemParser {
+                    file,
+                    source,
+                    tokens,
+                    items: Vec::new(),
+                    diagnostics: Vec::new(),
+                    layout: Layout::default(),
+                };
+                for (start, end) in run {
+                    part.parse_chunk(*start, *end, true);
+                }
+                (part.items, part.diagnostics, part.layout)
+            })
+            .collect();
+        for (items, diagnostics, layout) in parts {
+            self.items.extend(items);
+            self.diagnostics.extend(diagnostics);
+            self.layout.line_starts.extend(layout.line_starts);
+            self.layout.block_braces.extend(layout.block_braces);
+            self.layout.item_starts.extend(layout.item_starts);
+        }
+    }
+
+    /// Splits tokens `[from, to)` into chunks that each start with an item keyword (the
+    /// first chunk may be a preamble without one). With `at_columns`, an item keyword at
+    /// the start of a line also starts a chunk inside braces (recovery after a missing `}`).
+    fn split(&self, from: usize, to: usize, at_columns: bool) -> Vec<(usize, usize)> {
+        let mut starts = vec![from];
+        let mut depth: i64 = 0;
+        for index in from..to {
+            let Some(token) = self.tokens.get(index) else {
+                break;
+            };
+            match token.kind {
+                TokenKind::LBrace => depth += 1,
+                TokenKind::RBrace => depth = (depth - 1).max(0),
+                _ => {}
+            }
+            if index > from
+                && is_item_keyword(token, self.source)
+                && (depth == 0 || (at_columns && at_line_start(self.source, token.start)))
+            {
+                // Doc comments directly above the keyword belong to the item.
+                let mut begin = index;
+                while begin > from
+                    && self
+                        .tokens
+                        .get(begin - 1)
+                        .is_some_and(|t| t.kind == TokenKind::DocComment)
+                {
+                    begin -= 1;
+                }
+                if begin > *starts.last().unwrap_or(&from) {
+                    starts.push(begin);
+                }
+                depth = 0;
+            }
+        }
+        let mut chunks = Vec::new();
+        for (i, start) in starts.iter().enumerate() {
+            let end = starts.get(i + 1).copied().unwrap_or(to);
+            if *start < end {
+                chunks.push((*start, end));
+            }
+        }
+        chunks
+    }
+
+    fn token_range_text(&self, start: usize, end: usize) -> (usize, usize) {
+        let first = self.tokens.get(start).map(|t| t.start).unwrap_or(0);
+        // The chunk's text runs to the start of the next chunk's first token, so trailing
+        // comments stay with it.
+        let last = self
+            .tokens
+            .get(end)
+            .map(|t| t.start)
+            .unwrap_or(self.source.len());
+        (first, last)
+    }
+
+    fn parse_chunk(&mut self, start: usize, end: usize, may_resplit: bool) {
+        // Leading doc comments.
+        let mut keyword_index = start;
+        let mut doc_lines = Vec::new();
+        while let Some(token) = self.tokens.get(keyword_index) {
+            if keyword_index >= end || token.kind != TokenKind::DocComment {
+                break;
+            }
+            let text = token.text(self.source);
+            let text = text.strip_prefix("///").unwrap_or(text);
+            doc_lines.push(
+                text.strip_prefix(' ')
+                    .unwrap_or(text)
+                    .trim_end()
+                    .to_string(),
+            );
+            keyword_index += 1;
+        }
+        // Skip plain comments before the keyword too (they are formatting trivia).
+        while let Some(token) = self.tokens.get(keyword_index) {
+            if keyword_index >= end || !token.kind.is_trivia() {
+                break;
+            }
+            keyword_index += 1;
+        }
+        if keyword_index >= end {
+            return; // Only comments.
+        }
+        let Some(keyword) = self.tokens.get(keyword_index).copied() else {
+            return;
+        };
+        if !is_item_keyword(&keyword, self.source) {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    "E0001",
+                    Span::new(self.file, keyword.start, keyword.end),
+                    format!(
+                        "expected an item, found {}",
+                        describe_token(&keyword, self.source)
+                    ),
+                )
+                .with_label("expected an item here")
+                .with_help(format!(
+                    "a file is a list of items, each starting with one of: {}",
+                    ITEM_KEYWORDS.join(", ")
+                )),
+            );
+            return;
+        }
+        let (_, text_end) = self.token_range_text(keyword_index, end);
+        let base = keyword.start;
+        let text = self.source.get(base..text_end).unwrap_or("");
+        match Grammar::parse(Rule::single_item, text) {
+            Ok(mut pairs) => {
+                let Some(pair) = pairs.find(|p| p.as_rule() != Rule::EOI) else {
+                    return;
+                };
+                let mut conv = Converter {
+                    file: self.file,
+                    base,
+                    layout: &mut self.layout,
+                };
+                let doc = if doc_lines.is_empty() {
+                    None
+                } else {
+                    Some(doc_lines.join("\n"))
+                };
+                match conv.item(pair, doc) {
+                    Some(item) => {
+                        self.layout.item_starts.insert(base);
+                        self.items.push(item);
+                    }
+                    None => self.diagnostics.push(Diagnostic::error(
+                        "E0001",
+                        Span::new(self.file, keyword.start, keyword.end),
+                        "this item could not be read",
+                    )),
+                }
+            }
+            Err(error) => {
+                if may_resplit {
+                    let chunks = self.split(keyword_index, end, true);
+                    if chunks.len() > 1 {
+                        for (s, e) in chunks {
+                            self.parse_chunk(s, e, false);
+                        }
+                        return;
+                    }
+                }
+                self.report(error, base, keyword_index, end, &keyword);
+            }
+        }
+    }
+}
