@@ -253,30 +253,47 @@ fn validation_catches_tampered_artifacts() {
         Vec::<&str>::new(),
         "the agent's own policy still isolates its pods"
     );
-    // eBPF maps, decoded with the program's own lookup: a shorter trie key (wider), a
-    // port rule cut short (narrower), and a key moved out of the IPv4 space.
+    // eBPF maps, decoded as the loader compiles them and the program looks them up: a
+    // wider network (rules and trie together), ports cut short, and a trie that is not
+    // the compilation of the rules (E0111: the loader would compile something else).
     let maps = "reporter.maps.json";
+    let ebpf = |edits: &[(&str, &str)]| -> Vec<&'static str> {
+        let mut artifacts = egress_lower::lower(Target::Ebpf, &policy, &config).unwrap();
+        egress_lower::validate(Target::Ebpf, &policy, &config, &artifacts).unwrap();
+        let text = artifacts.files.get_mut(maps).unwrap();
+        for (from, to) in edits {
+            assert!(text.contains(from), "{maps} has no `{from}`");
+            *text = text.replace(from, to);
+        }
+        let mut codes: Vec<&'static str> =
+            match egress_lower::validate(Target::Ebpf, &policy, &config, &artifacts) {
+                Ok(_) => Vec::new(),
+                Err(diags) => diags.iter().map(|d| d.code).collect(),
+            };
+        codes.sort();
+        codes
+    };
     assert_eq!(
-        codes(
-            Target::Ebpf,
-            maps,
-            "\"key_prefix_len\": 112,",
-            "\"key_prefix_len\": 111,"
-        ),
+        ebpf(&[
+            ("\"10.40.0.0/16\"", "\"10.40.0.0/15\""),
+            ("\"key_prefix_len\": 112,", "\"key_prefix_len\": 111,")
+        ]),
         ["E0120"]
     );
     assert_eq!(
-        codes(Target::Ebpf, maps, "\"port_hi\": 4317", "\"port_hi\": 4316"),
+        ebpf(&[
+            ("\"8000-8080\"", "\"8000-8079\""),
+            ("\"port_hi\": 8080", "\"port_hi\": 8079")
+        ]),
         ["E0121"]
     );
     assert_eq!(
-        codes(
-            Target::Ebpf,
-            maps,
-            "00000000000000000000ffff0a280000",
-            "20010db8000000000000ffff0a280000"
-        ),
-        ["E0120", "E0121"]
+        ebpf(&[("\"key_prefix_len\": 112,", "\"key_prefix_len\": 111,")]),
+        ["E0111"]
+    );
+    assert_eq!(
+        ebpf(&[("\"workflow\": null", "\"workflow\": \"month_end\"")]),
+        ["E0111"]
     );
     // Cilium: a widened CIDR and a port rule with UDP added.
     let cnp = "agent-reporter.json";

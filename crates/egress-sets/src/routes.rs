@@ -9,8 +9,8 @@
 use std::collections::BTreeSet;
 
 use egress_check::{
-    AgentId, CapId, CheckedPolicy, DestId, Destination, EndpointKind, ExceptionId, Span,
-    StepAction, WorkflowId,
+    Agent, AgentId, CapId, Capability, CheckedPolicy, DestId, Destination, EndpointKind,
+    ExceptionId, Ref, Span, StepAction, WorkflowId,
 };
 use serde::Serialize;
 
@@ -156,13 +156,7 @@ pub fn routes_indexed(policy: &CheckedPolicy, index: &RouteIndex, agent: AgentId
         return out;
     };
     let mut unconditional: BTreeSet<CapId> = BTreeSet::new();
-    for used in &a.capabilities {
-        let Some(cap) = policy.capability(used.id) else {
-            continue;
-        };
-        if !cap.workflows.is_empty() {
-            continue;
-        }
+    for (used, cap) in unconditional_capabilities(policy, a) {
         unconditional.insert(cap.id);
         for connect in &cap.connects {
             let Some(dest) = dest_node(policy, connect.dest, connect.span) else {
@@ -321,6 +315,18 @@ pub fn dest_id_contains(policy: &CheckedPolicy, dest: DestId, c: &Connection) ->
         .is_some_and(|d| dest_contains(d, c))
 }
 
+/// The capabilities an agent uses that are not limited to workflows, with the `uses`
+/// entry naming each: the routes [`Via::Capability`] of [`routes_indexed`].
+fn unconditional_capabilities<'p>(
+    policy: &'p CheckedPolicy,
+    agent: &'p Agent,
+) -> impl Iterator<Item = (&'p Ref<CapId>, &'p Capability)> {
+    agent.capabilities.iter().filter_map(move |used| {
+        let cap = policy.capability(used.id)?;
+        cap.workflows.is_empty().then_some((used, cap))
+    })
+}
+
 /// Is this route open without any condition (no workflow, no exception token)? Exactly
 /// these routes are what a static artifact (a NetworkPolicy, a seccomp profile, an
 /// nftables table, the eBPF maps without tokens) enforces.
@@ -330,10 +336,13 @@ pub fn is_unconditional(route: &Route) -> bool {
 
 /// The destinations an agent reaches unconditionally, deduplicated, in id order.
 pub fn unconditional_destinations(policy: &CheckedPolicy, agent: AgentId) -> Vec<&Destination> {
-    let mut ids: Vec<DestId> = routes(policy, agent)
-        .iter()
-        .filter(|r| is_unconditional(r))
-        .map(|r| r.dest)
+    // The capability routes of [`routes_indexed`], without building the index the
+    // workflow and exception routes need.
+    let mut ids: Vec<DestId> = policy
+        .agent(agent)
+        .into_iter()
+        .flat_map(|a| unconditional_capabilities(policy, a))
+        .flat_map(|(_, cap)| cap.connects.iter().map(|c| c.dest))
         .collect();
     ids.sort();
     ids.dedup();

@@ -68,7 +68,7 @@ impl Backend for Ebpf {
                 let agent = policy
                     .agent_by_name(&m.agent)
                     .ok_or_else(|| format!("names agent `{}`, not in the policy", m.agent))?;
-                Ok((agent.id, m.agent_name.clone(), allowed(&m.trie()?)))
+                Ok((agent.id, m.agent_name.clone(), loaded(&m)?))
             });
             match decoded {
                 Ok((id, name, set)) => {
@@ -107,7 +107,32 @@ impl Backend for Ebpf {
     }
 }
 
-/// What a trie allows, as the program's lookup decides it.
+/// What the kernel gets from a maps file: the loader compiles the file's `rules` into
+/// the trie (`AttachmentState::desired_trie`), so those are decoded; the recorded
+/// `entries` must be exactly that trie. A build artifact opens no workflow and serves no
+/// names (those are `egc run` / `egc enforce` settings, lowered at load time).
+fn loaded(m: &maps::EbpfMaps) -> Result<ConnectionSet, String> {
+    if m.workflow.is_some() {
+        return Err("opens a workflow; a built artifact never does".into());
+    }
+    if !m.names.is_empty() {
+        return Err("serves host names; a built artifact never does".into());
+    }
+    let trie = rules::compile(&m.allow_rules()?).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    if m.trie()? != trie {
+        return Err("its trie entries are not the compilation of its rules".into());
+    }
+    Ok(allowed(&trie))
+}
+
+/// What a trie allows, as the program's lookup decides it. Keys are masked to their
+/// prefix length, as the kernel's LPM trie reads them.
 pub fn allowed(trie: &rules::TrieContents) -> ConnectionSet {
     let span = |p: &rules::TriePrefix| -> (u128, u128) {
         let start = u128::from_be_bytes(p.addr);

@@ -104,6 +104,27 @@ impl Ctx<'_> {
         suspects
     }
 
+    /// With `--engine smt`: do the boxes of these destinations all miss `x` (an address
+    /// box: the unspecified or the metadata addresses)? One Z3 call for the agent; `false`
+    /// (ask destination by destination) when they may meet it or Z3 cannot tell.
+    pub(super) fn smt_none_meet(&self, dests: &[DestId], x: &ConnBox) -> bool {
+        if self.decider.engine != Engine::Smt {
+            return false;
+        }
+        let meets: Vec<ConnBox> = dests
+            .iter()
+            .flat_map(|d| {
+                self.dest_boxes
+                    .get(d.index())
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[])
+            })
+            .filter_map(|b| crate::sets::box_meet(b, x))
+            .collect();
+        let refs: Vec<&ConnBox> = meets.iter().collect();
+        matches!(self.decider.any_difference_smt(&refs, &[]), Answer::Holds)
+    }
+
     /// egress-approved for local sockets: every socket path of a capability the agent can
     /// use is approved by one of its zones (`approve unix "..."`).
     pub(super) fn check_unix_approvals(&self, agent: AgentId) -> Vec<Finding> {

@@ -7,7 +7,16 @@ impl Ctx<'_> {
     pub(super) fn check_no_metadata(&self, name: &str, routes: &[Route], out: &mut Vec<Finding>) {
         // no-metadata: no route reaches a metadata address, unless the route is an
         // exception whose `to` names that address.
+        let direct: Vec<DestId> = routes
+            .iter()
+            .filter(|r| !r.is_exception())
+            .map(|r| r.dest)
+            .collect();
+        let direct_clear = self.smt_none_meet(&direct, &self.metadata);
         for route in routes {
+            if direct_clear && !route.is_exception() {
+                continue;
+            }
             let answer = if route.is_exception() {
                 self.metadata_through_exception(route.dest)
             } else {

@@ -11,6 +11,10 @@ impl Ctx<'_> {
         out: &mut Vec<Finding>,
     ) {
         // no-unspecified: no route at all, exceptions included, reaches 0.0.0.0/8 or ::.
+        let dests: Vec<DestId> = routes.iter().map(|r| r.dest).collect();
+        if self.smt_none_meet(&dests, &self.unspecified) {
+            return;
+        }
         for route in routes {
             match self.inside(route.dest, &self.unspecified) {
                 Answer::Holds => {}
