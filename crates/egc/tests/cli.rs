@@ -360,6 +360,36 @@ fn diff_over_git_revisions() {
 
 /// `egc verify`, `egc test` and `egc check` with no path read the repository's `egc.toml`
 /// (examples with their boundaries); a piped run prints no progress characters.
+/// Dropping a condition is a widening: a capability limited to a workflow that becomes
+/// usable always gives the agent, without the workflow running, what it reached only
+/// inside it. `egc diff` reports it as gained (and the reverse as lost).
+#[test]
+fn diff_counts_a_dropped_condition_as_a_gain() {
+    let dir = temp_dir("diff-condition");
+    let text =
+        std::fs::read_to_string(repo().join("tests/verify/workflow-scoped-capability.egress"))
+            .unwrap();
+    let (old, new) = (dir.join("old"), dir.join("new"));
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::create_dir_all(&new).unwrap();
+    std::fs::write(old.join("main.egress"), &text).unwrap();
+    let dropped = text.replace("    workflows month_end\n", "");
+    assert_ne!(dropped, text);
+    std::fs::write(new.join("main.egress"), &dropped).unwrap();
+    let wider = egc(&["diff", "old", "new", "--format", "json"], &dir);
+    assert!(wider.status.success(), "{}", stderr(&wider));
+    let json: serde_json::Value = serde_json::from_slice(&wider.stdout).unwrap();
+    let text = json.to_string();
+    assert!(text.contains("\"wider\""), "{text}");
+    assert!(text.contains("before was only under a condition"), "{text}");
+    let narrower = egc(&["diff", "new", "old", "--format", "json"], &dir);
+    let text = String::from_utf8_lossy(&narrower.stdout).into_owned();
+    assert!(text.contains("\"narrower\""), "{text}");
+    let gate = egc(&["diff", "old", "new", "--fail-on-gain"], &dir);
+    assert_eq!(gate.status.code(), Some(1), "{}", stderr(&gate));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn egc_toml_at_the_repository_root() {
     let root = repo();

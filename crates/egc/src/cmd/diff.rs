@@ -8,9 +8,12 @@
 //! without touching the work tree; every policy directory under PATH is compared with the
 //! same directory on the other side.
 //!
-//! Reachability counts every path of the agent's own: its capabilities (workflow-limited
-//! ones with their condition) and the exceptions that list it. Agents are matched by
-//! name (the old and new trees may live in different directories).
+//! Reachability counts every route of the agent (`egress_sets::routes`, the computation
+//! the verifier uses): its capabilities, the workflow steps it runs, the exceptions that
+//! list it. A connection that was reachable only under a condition (a workflow running,
+//! an exception token) and is now reachable without one counts as gained, and the
+//! reverse as lost. Agents are matched by name (the old and new trees may live in
+//! different directories).
 //!
 //! Exit codes: 0 compared (with `--fail-on-gain`: 1 when an agent gained reach); 1 check
 //! errors; 2 usage or I/O errors.
@@ -54,6 +57,8 @@ struct Route {
     destination: String,
     via: String,
     set: ConnectionSet,
+    /// Open without a workflow or an exception token.
+    unconditional: bool,
 }
 
 /// The agent's routes ([`egress_sets::routes`], the computation every other command
@@ -69,6 +74,7 @@ fn routes(policy: &CheckedPolicy, agent: &Agent) -> Vec<Route> {
                 destination: dest_name(policy, route.dest),
                 via,
                 set: set.without_addresses(&unspecified),
+                unconditional: egress_sets::routes::is_unconditional(&route),
             }
         })
         .collect()
@@ -115,19 +121,45 @@ fn compare(
         };
         let (before, after) = (find(old), find(new));
         let (all_before, all_after) = (union(&before), union(&after));
-        for (gained, routes, other) in [(true, &after, &all_before), (false, &before, &all_after)] {
+        let free = |routes: &[Route]| -> ConnectionSet {
+            let mut all = ConnectionSet::default();
+            for r in routes.iter().filter(|r| r.unconditional) {
+                all.extend(&r.set);
+            }
+            all
+        };
+        let (free_before, free_after) = (free(&before), free(&after));
+        let too_large = |_| format!("comparing agent `{name}` is too large to decide");
+        for (gained, routes, other, other_free) in [
+            (true, &after, &all_before, &free_before),
+            (false, &before, &all_after, &free_after),
+        ] {
             for route in routes.iter() {
-                let witness = route
-                    .set
-                    .difference_witness(other)
-                    .map_err(|_| format!("comparing agent `{name}` is too large to decide"))?;
+                // Reach gained (or lost) outright; or, for an unconditional route, reach
+                // that the other side had only under a condition (a workflow running, an
+                // exception token): dropping the condition is a widening too.
+                let mut via = route.via.clone();
+                let mut witness = route.set.difference_witness(other).map_err(too_large)?;
+                if witness.is_none() && route.unconditional {
+                    witness = route
+                        .set
+                        .difference_witness(other_free)
+                        .map_err(too_large)?;
+                    if witness.is_some() {
+                        via.push_str(if gained {
+                            ", which before was only under a condition (a workflow or an exception)"
+                        } else {
+                            ", which now is only under a condition (a workflow or an exception)"
+                        });
+                    }
+                }
                 if let Some(w) = witness {
                     changes.push(Change {
                         agent: name.to_string(),
                         gained,
                         witness: w.to_string(),
                         destination: route.destination.clone(),
-                        via: route.via.clone(),
+                        via,
                     });
                 }
             }
