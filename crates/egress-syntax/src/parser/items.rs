@@ -32,8 +32,12 @@ fn at_line_start(source: &str, offset: usize) -> bool {
 
 impl<'a> ItemParser<'a> {
     pub(super) fn run(&mut self) {
+        self.run_with(self.source.len() >= PARALLEL_BYTES);
+    }
+
+    fn run_with(&mut self, parallel: bool) {
         let chunks = self.split(0, self.tokens.len(), false);
-        if self.source.len() < PARALLEL_BYTES {
+        if !parallel {
             for (start, end) in chunks {
                 self.parse_chunk(start, end, true);
             }
@@ -218,5 +222,52 @@ impl<'a> ItemParser<'a> {
                 self.report(error, base, keyword_index, end, &keyword);
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    /// The parallel path gives exactly what the one-by-one loop gives: the same items,
+    /// diagnostics and layout, in the same order, broken items included.
+    #[test]
+    fn parallel_and_serial_parses_agree() {
+        let mut text = String::new();
+        for i in 0..4000 {
+            text.push_str(&format!(
+                "/// Destination {i}.\ndestination d{i} {{\n    host \"h{i}.example.com\"\n    port 443\n}}\n"
+            ));
+            if i % 97 == 0 {
+                text.push_str("agent broken {\n    uses ,\n");
+            }
+            if i % 131 == 0 {
+                text.push_str("capability c$ { connect d1 }\n");
+            }
+        }
+        assert!(text.len() >= PARALLEL_BYTES, "{}", text.len());
+        let tokens = tokenize(&text);
+        let run = |parallel: bool| {
+            let mut p = ItemParser {
+                file: FileId(0),
+                source: &text,
+                tokens: &tokens,
+                items: Vec::new(),
+                diagnostics: Vec::new(),
+                layout: Layout::default(),
+            };
+            p.run_with(parallel);
+            (
+                format!("{:?}", p.items),
+                format!("{:?}", p.diagnostics),
+                format!("{:?}", p.layout),
+            )
+        };
+        let (serial, parallel) = (run(false), run(true));
+        assert!(serial.1.contains("E0001"), "the case has broken items");
+        assert_eq!(serial.0, parallel.0, "items");
+        assert_eq!(serial.1, parallel.1, "diagnostics");
+        assert_eq!(serial.2, parallel.2, "layout");
     }
 }
