@@ -5,7 +5,7 @@
 //! - a `tests/ui` case produces it (required for the parser's and checker's codes,
 //!   E0001-E0099 and W0001-W0099);
 //! - a snapshot that a data-driven suite asserts shows it (`tests/lower/snapshots/`, the
-//!   verifier's `crates/egress-verify/tests/snapshots/`, `tests/snapshots/`);
+//!   verifier's `tests/tests/snapshots/`, `tests/snapshots/`);
 //! - a test in [`ASSERTED`] asserts it (the file must spell the code and the test); or
 //! - it is a run-time code listed in [`RUNTIME`], tested where a kernel is available.
 //!
@@ -52,7 +52,7 @@ const ASSERTED: &[(&str, &str, &str)] = &[
     ),
     (
         "W0104",
-        "crates/egress-verify/tests/cases.rs",
+        "tests/tests/verify_cases.rs",
         "a_solver_timeout_is_unknown_never_verified",
     ),
 ];
@@ -118,7 +118,7 @@ fn guard() -> Result<(), String> {
     let mut snaps = Vec::new();
     for dir in [
         "tests/lower/snapshots",
-        "crates/egress-verify/tests/snapshots",
+        "tests/tests/snapshots",
         "tests/snapshots",
     ] {
         snapshots(&root.join(dir), &mut snaps);

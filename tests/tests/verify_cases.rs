@@ -5,8 +5,8 @@
 //! - every policy directory in `examples/` must verify.
 //!
 //! Adding a case is adding a file. One trial per case (libtest-mimic, `harness = false`):
-//! `pass::NAME`, `violation::NAME` and `example::NAME`, so `cargo test -p egress-verify
-//! --test cases -- violation::NAME` runs one case and a failure never hides the next.
+//! `pass::NAME`, `violation::NAME` and `example::NAME`, so `cargo test -p egc-tests
+//! --test verify_cases -- violation::NAME` runs one case and a failure never hides the next.
 
 #![allow(
     clippy::unwrap_used,
@@ -22,7 +22,7 @@ use egress_verify::{Engine, Property, Verdict, VerifyConfig};
 use libtest_mimic::{Arguments, Trial};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn egress_files(dir: &Path) -> Vec<PathBuf> {

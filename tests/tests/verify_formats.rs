@@ -21,7 +21,7 @@ use libtest_mimic::{Arguments, Trial};
 use serde_json::Value;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn sarif_schema() -> Value {
