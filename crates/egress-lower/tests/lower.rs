@@ -138,7 +138,15 @@ fn case_trials() -> Vec<Trial> {
 fn main() {
     let args = Arguments::from_args();
     let mut trials = case_trials();
-    let tests: [(&str, fn()); 9] = [
+    let tests: [(&str, fn()); 11] = [
+        (
+            "loaded_ebpf_maps_are_never_wider",
+            loaded_ebpf_maps_are_never_wider,
+        ),
+        (
+            "every_lowering_passes_the_load_check",
+            every_lowering_passes_the_load_check,
+        ),
         (
             "cilium_multi_label_wildcard_depends_on_version",
             cilium_multi_label_wildcard_depends_on_version,
@@ -196,6 +204,96 @@ fn cilium_multi_label_wildcard_depends_on_version() {
         .files
         .values()
         .any(|t| t.contains("\"matchPattern\": \"**.")));
+}
+
+/// The load check never refuses what egc itself lowers: every agent of every example
+/// and lower case, with and without names served, and with each workflow opened.
+fn every_lowering_passes_the_load_check() {
+    use egress_lower::ebpf::{check_loaded, maps};
+    let root = repo_root();
+    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+    for base in ["examples", "tests/lower"] {
+        for entry in std::fs::read_dir(root.join(base)).unwrap().flatten() {
+            let path = entry.path();
+            let has_policy = path.is_dir()
+                && std::fs::read_dir(&path)
+                    .unwrap()
+                    .flatten()
+                    .any(|e| e.path().extension().is_some_and(|x| x == "egress"));
+            if has_policy {
+                dirs.push(path);
+            }
+        }
+    }
+    dirs.sort();
+    let mut checked = 0;
+    for dir in dirs {
+        let (_, Some(policy)) = load_case(&dir) else {
+            continue;
+        };
+        let mut workflows: Vec<Option<String>> = vec![None];
+        workflows.extend(policy.workflows.iter().map(|w| Some(w.name.local.clone())));
+        for agent in &policy.agents {
+            for names in [false, true] {
+                for workflow in &workflows {
+                    let config = maps::LowerConfig {
+                        workflow: workflow.clone(),
+                        deny_unenforceable: true,
+                        names,
+                    };
+                    if let Ok((lowered, _)) =
+                        maps::lower_with(&policy, &agent.name.qualified, &config)
+                    {
+                        if let Err(d) = check_loaded(&policy, agent, &lowered) {
+                            panic!(
+                                "{}: agent {} ({config:?}) refused: {}",
+                                dir.display(),
+                                agent.name.local,
+                                d.message
+                            );
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 50, "only {checked} lowerings checked");
+}
+
+/// What `egc run` and `egc enforce apply` load is checked like what `egc build` writes:
+/// the maps as lowered pass; a rule widened (with the trie recompiled to match, as the
+/// loader would) is refused as E0120; opening a workflow admits that workflow's routes.
+fn loaded_ebpf_maps_are_never_wider() {
+    use egress_lower::ebpf::{check_loaded, maps, rules};
+    let (_, policy) = load_case(&repo_root().join("tests/lower/mixed-layers"));
+    let policy = policy.unwrap();
+    let config = maps::LowerConfig {
+        deny_unenforceable: true,
+        ..Default::default()
+    };
+    let agent = policy.agent_by_name("reporter").unwrap();
+    let (lowered, _) = maps::lower_with(&policy, "reporter", &config).unwrap();
+    check_loaded(&policy, agent, &lowered).unwrap();
+    let mut wider = lowered.clone();
+    let rule = wider
+        .rules
+        .iter_mut()
+        .find(|r| r.network == "10.40.0.0/16")
+        .unwrap();
+    rule.network = "10.40.0.0/15".to_string();
+    wider.entries = maps::entry_records(&rules::compile(&wider.allow_rules().unwrap()).unwrap());
+    let refused = check_loaded(&policy, agent, &wider).unwrap_err();
+    assert_eq!(refused.code, "E0120", "{refused:?}");
+    assert!(refused.message.contains("10.41."), "{}", refused.message);
+    let mut inconsistent = lowered.clone();
+    inconsistent.entries.clear();
+    assert_eq!(
+        check_loaded(&policy, agent, &inconsistent)
+            .unwrap_err()
+            .code,
+        "E0111"
+    );
 }
 
 /// Translation validation is not vacuous: a tampered artifact is caught, wider as E0120

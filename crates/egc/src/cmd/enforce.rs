@@ -259,6 +259,21 @@ pub(crate) fn agent_maps(
     };
     match lower_with(&policy, &args.agent, &config) {
         Ok((maps, warnings)) => {
+            // What is about to be loaded is checked against the policy, as `egc build`
+            // validates what it writes: never wider than the agent's own routes.
+            let checked = policy
+                .agent_by_name(&args.agent)
+                .map(|agent| egress_lower::ebpf::check_loaded(&policy, agent, &maps));
+            if let Some(Err(refused)) = checked {
+                let mut all = warnings;
+                all.push(refused);
+                print_lowering(&loaded, &all, format);
+                eprintln!(
+                    "error: the maps lowered for agent `{}` are wider than the policy; nothing was enforced",
+                    args.agent
+                );
+                return Err(ExitCode::from(1));
+            }
             print_lowering(&loaded, &warnings, format);
             Ok((loaded, policy, maps))
         }

@@ -109,15 +109,8 @@ impl Backend for Ebpf {
 
 /// What the kernel gets from a maps file: the loader compiles the file's `rules` into
 /// the trie (`AttachmentState::desired_trie`), so those are decoded; the recorded
-/// `entries` must be exactly that trie. A build artifact opens no workflow and serves no
-/// names (those are `egc run` / `egc enforce` settings, lowered at load time).
-fn loaded(m: &maps::EbpfMaps) -> Result<ConnectionSet, String> {
-    if m.workflow.is_some() {
-        return Err("opens a workflow; a built artifact never does".into());
-    }
-    if !m.names.is_empty() {
-        return Err("serves host names; a built artifact never does".into());
-    }
+/// `entries` must be exactly that trie.
+fn decode_rules(m: &maps::EbpfMaps) -> Result<ConnectionSet, String> {
     let trie = rules::compile(&m.allow_rules()?).map_err(|errors| {
         errors
             .iter()
@@ -129,6 +122,76 @@ fn loaded(m: &maps::EbpfMaps) -> Result<ConnectionSet, String> {
         return Err("its trie entries are not the compilation of its rules".into());
     }
     Ok(allowed(&trie))
+}
+
+/// A built artifact (`egc build --target ebpf`): its rules decoded; it opens no workflow
+/// and serves no names (those are `egc run` / `egc enforce` settings, lowered at load
+/// time and checked there by [`check_loaded`]).
+fn loaded(m: &maps::EbpfMaps) -> Result<ConnectionSet, String> {
+    if m.workflow.is_some() {
+        return Err("opens a workflow; a built artifact never does".into());
+    }
+    if !m.names.is_empty() {
+        return Err("serves host names; a built artifact never does".into());
+    }
+    decode_rules(m)
+}
+
+/// The check `egc run` and `egc enforce apply` make on the maps they are about to load:
+/// the trie the loader compiles from them, read with the program's lookup, lies within
+/// what the policy lets the agent reach without a token (its unconditional routes and,
+/// when the maps open a workflow, that workflow's routes). A wider trie is refused
+/// (E0120, with a witness; E0122 when undecided, E0111 when the maps do not decode).
+/// Narrower is allowed here: host names served by the gateway, workloads and closed
+/// destinations are not in the trie by design.
+pub fn check_loaded(
+    policy: &CheckedPolicy,
+    agent: &Agent,
+    m: &maps::EbpfMaps,
+) -> Result<(), Diagnostic> {
+    let span = agent.name.span;
+    let found = decode_rules(m).map_err(|e| crate::k8s::undecodable(span, &m.agent, &e))?;
+    let opened = |workflow: egress_check::WorkflowId| {
+        m.workflow.as_deref().is_some_and(|wanted| {
+            policy
+                .workflow(workflow)
+                .is_some_and(|w| w.name.local == wanted || w.name.qualified == wanted)
+        })
+    };
+    let mut expected = ConnectionSet::default();
+    for (route, set) in egress_sets::routes::route_sets(policy, agent.id) {
+        let counts = match route.via {
+            egress_sets::Via::Capability(_) => true,
+            egress_sets::Via::Workflow { workflow, .. } => opened(workflow),
+            egress_sets::Via::Exception(_) => false,
+        };
+        if counts {
+            expected.extend(&set);
+        }
+    }
+    let expected = expected.without_addresses(&unspecified_addresses());
+    match found.difference_witness(&expected) {
+        Ok(None) => Ok(()),
+        Ok(Some(w)) => Err(Diagnostic::error(
+            "E0120",
+            span,
+            format!(
+                "the eBPF maps lowered for agent `{}` would let it reach {w}, which the policy does not allow; nothing is loaded",
+                agent.name.local
+            ),
+        )
+        .with_label("maps wider than the policy")
+        .with_help("this is a bug in egc's lowering; please report it with the policy")),
+        Err(_) => Err(Diagnostic::error(
+            "E0122",
+            span,
+            format!(
+                "checking the eBPF maps of agent `{}` against the policy is too large to decide; nothing is loaded",
+                agent.name.local
+            ),
+        )
+        .with_help("an undecided check is never a pass")),
+    }
 }
 
 /// What a trie allows, as the program's lookup decides it. Keys are masked to their
