@@ -7,6 +7,7 @@ pub mod cmd;
 pub mod common;
 pub mod config;
 pub mod gitsource;
+pub mod memo;
 pub mod progress;
 pub mod render;
 pub mod testfile;

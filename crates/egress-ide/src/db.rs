@@ -38,6 +38,9 @@ struct Cache {
     checking: HashMap<PolicyKey, Arc<Mutex<()>>>,
     /// The last verifier report of each policy, with the check result it verified.
     verifications: HashMap<PolicyKey, (Arc<CheckResult>, Arc<egress_verify::Report>)>,
+    /// What the verifier proved of each policy, so a run after an edit re-verifies only
+    /// the agents the edit touched (`egress_verify::verify_incremental`).
+    memos: HashMap<PolicyKey, Arc<egress_verify::Memo>>,
 }
 
 /// A check result with what it was computed from.
@@ -72,9 +75,17 @@ impl State {
         key: PolicyKey,
         result: Arc<CheckResult>,
         report: Arc<egress_verify::Report>,
+        memo: egress_verify::Memo,
     ) {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.memos.insert(key.clone(), Arc::new(memo));
         cache.verifications.insert(key, (result, report));
+    }
+
+    /// The memo of the last verification of a policy (empty before the first).
+    pub(crate) fn memo(&self, key: &PolicyKey) -> Arc<egress_verify::Memo> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.memos.get(key).cloned().unwrap_or_default()
     }
 }
 

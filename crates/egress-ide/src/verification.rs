@@ -57,9 +57,12 @@ impl Analysis {
             timeout_ms: EDITOR_TIMEOUT_MS,
             ..VerifyConfig::default()
         };
-        let report = Arc::new(egress_verify::verify(policy, &config));
+        // Only the agents an edit touched are verified again.
+        let memo = self.state.memo(&key);
+        let (report, memo) = egress_verify::verify_incremental(policy, None, &config, &memo);
+        let report = Arc::new(report);
         self.state
-            .store_verification(key, result.clone(), report.clone());
+            .store_verification(key, result.clone(), report.clone(), memo);
         Some(report)
     }
 

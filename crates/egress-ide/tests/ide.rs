@@ -370,6 +370,53 @@ fn a_cancelled_snapshot_skips_the_check_and_does_not_poison_the_cache() {
 }
 
 /// The case files of `tests/ide/`, sorted.
+/// The editor keeps what the verifier proved: after an edit only the touched agents are
+/// verified again, and what it shows is what a fresh editor shows.
+fn verification_after_an_edit_matches_a_fresh_editor() {
+    let policy = |approve: &str| {
+        let mut text = String::from("import std.dns\n\n");
+        for i in 0..20 {
+            text.push_str(&format!(
+                "destination d{i} {{\n    host \"svc{i}.example.internal\"\n    port 443\n}}\n\
+                 capability c{i} {{\n    connect d{i}, dns.kube_dns\n}}\n\
+                 agent a{i} {{\n    workload namespace \"n\" labels {{ app = \"a{i}\" }}\n    uses c{i}\n}}\n\
+                 zone z{i} {{\n    owner \"security-team\"\n    agents a{i}\n    approve {}dns.kube_dns\n}}\n",
+                if i == 7 { approve.to_string() } else { format!("d{i}, ") }
+            ));
+        }
+        text
+    };
+    let path = Path::new("/ws/p/main.egress");
+    let vfs = MemoryVfs::new();
+    vfs.write(path, policy("d7, "));
+    let mut host = AnalysisHost::new(Arc::new(vfs.clone()), vec![PathBuf::from("/ws")]);
+    let before = host.snapshot().verify_policy(path);
+    assert!(
+        before
+            .values()
+            .flatten()
+            .all(|d| d.severity != egress_ide::Severity::Error),
+        "{before:#?}"
+    );
+    // Agent a7 loses its approval: the editor must show the violation, though every
+    // other agent is remembered.
+    host.set_file_text(path, policy(""));
+    let after = host.snapshot().verify_policy(path);
+    let fresh_vfs = MemoryVfs::new();
+    fresh_vfs.write(path, policy(""));
+    let fresh = AnalysisHost::new(Arc::new(fresh_vfs), vec![PathBuf::from("/ws")])
+        .snapshot()
+        .verify_policy(path);
+    assert_eq!(format!("{after:?}"), format!("{fresh:?}"));
+    assert!(
+        after
+            .values()
+            .flatten()
+            .any(|d| d.severity == egress_ide::Severity::Error && d.code == "egress-approved"),
+        "{after:#?}"
+    );
+}
+
 fn case_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/ide");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -394,7 +441,11 @@ fn main() {
             })
         })
         .collect();
-    let tests: [(&str, fn()); 11] = [
+    let tests: [(&str, fn()); 12] = [
+        (
+            "verification_after_an_edit_matches_a_fresh_editor",
+            verification_after_an_edit_matches_a_fresh_editor,
+        ),
         (
             "clean_policy_has_no_diagnostics",
             clean_policy_has_no_diagnostics,

@@ -20,6 +20,14 @@
 //! `cargo build --release -p egc`), `--sizes 1000,10000,100000`, `--max N` (drop larger
 //! sizes), `--shapes per-chain,one-zone,violating`, `--limit SECS` (a run is killed after
 //! this long and reported as over it; default 300), `--keep` (leave the policies on disk).
+//! These runs pass `--no-cache`: each is a first run.
+//!
+//! `--incremental`: instead, per shape and size, three runs sharing one memo directory
+//! (`EGC_CACHE_DIR`): a first run, a second run on the same files, and a run after a
+//! one-line edit of one agent in the middle of the policy (its `uses` line names the
+//! team's other capability). Reported per run: the whole process as above, the
+//! verification phase `egc verify` prints (`in …`, memo read and written included) and
+//! how many agents were checked again.
 
 #![allow(
     clippy::unwrap_used,
@@ -292,9 +300,22 @@ fn child_mode(args: &[String]) {
     );
 }
 
-fn measure(egc: &Path, policy: &Path, format: &str, engine: &str, limit: f64, out: &Path) -> Cost {
+fn measure(
+    egc: &Path,
+    policy: &Path,
+    format: &str,
+    engine: &str,
+    limit: f64,
+    out: &Path,
+    memo_dir: Option<&Path>,
+) -> Cost {
     let me = std::env::current_exe().unwrap();
-    let output = Command::new(me)
+    let mut command = Command::new(me);
+    match memo_dir {
+        Some(dir) => command.env("EGC_CACHE_DIR", dir),
+        None => command.env_remove("EGC_CACHE_DIR"),
+    };
+    let output = command
         .arg("--child")
         .arg(limit.to_string())
         .arg(out)
@@ -305,6 +326,11 @@ fn measure(egc: &Path, policy: &Path, format: &str, engine: &str, limit: f64, ou
         .arg(format)
         .arg("--engine")
         .arg(engine)
+        .args(if memo_dir.is_some() {
+            None
+        } else {
+            Some("--no-cache")
+        })
         .output()
         .unwrap();
     let line = String::from_utf8_lossy(&output.stdout);
@@ -342,6 +368,7 @@ fn main() {
     let mut limit = 300.0f64;
     let mut keep = false;
     let mut engine = "fast".to_string();
+    let mut incremental = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -365,6 +392,7 @@ fn main() {
             }
             "--limit" => limit = it.next().unwrap().parse().unwrap(),
             "--keep" => keep = true,
+            "--incremental" => incremental = true,
             "--engine" => engine = it.next().unwrap().clone(),
             // `cargo bench` passes `--bench`.
             "--bench" => {}
@@ -383,6 +411,17 @@ fn main() {
         "egc verify --engine {engine}, whole process ({}), limit {limit} s per run",
         egc.display()
     );
+    if incremental {
+        let failed = incremental_runs(&egc, &tmp, &shapes, &sizes, &engine, limit);
+        if !keep {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        if failed {
+            println!("ERROR: an incremental run did not give the expected verdict");
+            std::process::exit(1);
+        }
+        return;
+    }
     println!(
         "| shape | format | agents | policy text | exit | output | wall | CPU | peak RSS | CPU ratio |"
     );
@@ -405,7 +444,7 @@ fn main() {
             }
             for (k, format) in formats.iter().enumerate() {
                 let out = tmp.join(format!("{}-{n}.{format}.out", shape.name()));
-                let cost = measure(&egc, &dir, format, &engine, limit, &out);
+                let cost = measure(&egc, &dir, format, &engine, limit, &out, None);
                 let expected = i32::from(shape.violates());
                 let status = if cost.over_limit {
                     "killed".to_string()
@@ -473,4 +512,94 @@ fn main() {
         println!("ERROR: an exit code or violation count was not the expected one");
         std::process::exit(1);
     }
+}
+
+/// The `--incremental` runs: first, again, and after a one-line edit of one agent.
+fn incremental_runs(
+    egc: &Path,
+    tmp: &Path,
+    shapes: &[Shape],
+    sizes: &[usize],
+    engine: &str,
+    limit: f64,
+) -> bool {
+    println!(
+        "| shape | agents | policy text | run | exit | wall | CPU | peak RSS | verify phase | agents checked |"
+    );
+    println!("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut failed = false;
+    for shape in shapes {
+        for &n in sizes {
+            let dir = tmp.join(format!("{}-{n}", shape.name()));
+            let memo = tmp.join(format!("{}-{n}.memo", shape.name()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut bytes = 0;
+            for (name, text) in generate(*shape, n) {
+                bytes += text.len();
+                std::fs::write(dir.join(name), text).unwrap();
+            }
+            for run in ["first", "again", "one-line edit"] {
+                if run == "one-line edit" {
+                    edit_one_agent(&dir, n / 2 + 1);
+                }
+                let out = tmp.join(format!("{}-{n}.human.out", shape.name()));
+                let cost = measure(egc, &dir, "human", engine, limit, &out, Some(&memo));
+                let text = std::fs::read_to_string(&out).unwrap_or_default();
+                let summary = text.lines().last().unwrap_or_default().to_string();
+                let phase = summary
+                    .split(" in ")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                    .unwrap_or("?")
+                    .to_string();
+                let remembered: usize = summary
+                    .split('(')
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0);
+                if cost.exit != i32::from(shape.violates()) {
+                    failed = true;
+                }
+                println!(
+                    "| {} | {n} | {:.1} MB | {run} | {} | {} | {} | {:.0} MiB | {phase} | {} |",
+                    shape.name(),
+                    bytes as f64 / 1e6,
+                    cost.exit,
+                    fmt_secs(cost.wall),
+                    fmt_secs(cost.cpu),
+                    cost.rss_mib,
+                    n - remembered.min(n),
+                );
+                let _ = std::fs::remove_file(&out);
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::remove_dir_all(&memo);
+        }
+    }
+    failed
+}
+
+/// Agent `i` uses the team's other capability (`work` and `batch` swap): one line. (Not
+/// a chain's first agent, which handles `pii`: the edit keeps the verdict.)
+fn edit_one_agent(dir: &Path, i: usize) {
+    let path = dir.join(format!("agents{}.egress", i / PER_FILE));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let header = format!("agent agent{i} {{");
+    let start = text.find(&header).expect("the agent is in its file");
+    let uses = start
+        + text[start..]
+            .find("    uses ")
+            .expect("the agent uses something");
+    let end = uses + text[uses..].find('\n').unwrap();
+    let line = &text[uses..end];
+    let edited = if line.contains("_work") {
+        line.replace("_work", "_batch")
+    } else if line.contains("_batch") {
+        line.replace("_batch", "_work")
+    } else {
+        line.replace("_private", "_work")
+    };
+    let text = format!("{}{}{}", &text[..uses], edited, &text[end..]);
+    std::fs::write(&path, text).unwrap();
 }

@@ -26,6 +26,7 @@ pub mod expect;
 #[cfg(feature = "testing")]
 pub mod generate;
 pub mod graph;
+pub mod incremental;
 #[cfg(feature = "testing")]
 pub mod oracle;
 pub mod report;
@@ -35,8 +36,11 @@ pub mod verify;
 
 pub use decide::Engine;
 pub use eval::{allowed, query, QueryAnswer, Route, Via};
+pub use incremental::Memo;
 pub use report::*;
-pub use verify::{verify, verify_within, warning_title, VerifyConfig, NETWORK_SYSCALLS};
+pub use verify::{
+    verify, verify_incremental, verify_within, warning_title, VerifyConfig, NETWORK_SYSCALLS,
+};
 
 use egress_check::{AgentId, CheckedPolicy};
 

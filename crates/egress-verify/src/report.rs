@@ -194,6 +194,9 @@ pub struct Stats {
     pub smt_decisions: usize,
     /// Counterexamples replayed through the concrete evaluator.
     pub replayed: usize,
+    /// Agents not checked again: an earlier run proved them on the same inputs
+    /// ([`crate::verify_incremental`]).
+    pub remembered: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -446,3 +446,69 @@ fn engines_agree(spec: &PolicySpec) -> Result<(), TestCaseError> {
     }
     Ok(())
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 150,
+        max_shrink_iters: 500,
+        ..ProptestConfig::default()
+    })]
+
+    /// Incremental verification is exact: for a policy and every policy one line shorter
+    /// (and back), a run with the other's memo reports what a run without a memo does.
+    #[test]
+    fn incremental_runs_match_full_runs(spec in policy()) {
+        incremental_matches(&spec.render())?;
+    }
+}
+
+/// The report without its counters (which say how the answer was found).
+fn comparable(mut report: egress_verify::Report) -> egress_verify::Report {
+    report.stats = egress_verify::Stats::default();
+    report
+}
+
+fn incremental_matches(text: &str) -> Result<(), TestCaseError> {
+    let config = VerifyConfig::default();
+    let checked = |text: &str| egress_check::check_sources(&[("policy.egress", text)]).policy;
+    let Some(original) = checked(text) else {
+        return Ok(());
+    };
+    let (_, memo) =
+        egress_verify::verify_incremental(&original, None, &config, &egress_verify::Memo::new());
+    let (again, _) = egress_verify::verify_incremental(&original, None, &config, &memo);
+    prop_assert_eq!(
+        comparable(again.clone()),
+        comparable(egress_verify::verify(&original, &config))
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    for skip in 0..lines.len() {
+        let mutant: String = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != skip)
+            .map(|(_, l)| format!("{l}\n"))
+            .collect();
+        let Some(policy) = checked(&mutant) else {
+            continue;
+        };
+        let full = comparable(egress_verify::verify(&policy, &config));
+        let (incremental, back) = egress_verify::verify_incremental(&policy, None, &config, &memo);
+        prop_assert_eq!(
+            &comparable(incremental),
+            &full,
+            "with the memo of the original, after deleting line {}:\n{}",
+            skip + 1,
+            mutant
+        );
+        let (restored, _) = egress_verify::verify_incremental(&original, None, &config, &back);
+        prop_assert_eq!(
+            comparable(restored),
+            comparable(again.clone()),
+            "with the memo of the policy without line {}, on the original:\n{}",
+            skip + 1,
+            text
+        );
+    }
+    Ok(())
+}

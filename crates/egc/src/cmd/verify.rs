@@ -54,6 +54,11 @@ pub struct Args {
     /// owner, a reason and an expiry) do not fail the run.
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
+    /// Neither read nor write the memo of earlier runs (by default `egc verify` re-verifies
+    /// only the agents whose inputs changed since a run that proved them; see `egc help
+    /// verify` and the book's "Incremental verification").
+    #[arg(long)]
+    pub no_cache: bool,
     /// Today's date for baseline expiry (`YYYY-MM-DD`), for tests.
     #[arg(long, hide = true, value_parser = crate::baseline::Date::parse)]
     pub now: Option<crate::baseline::Date>,
@@ -107,6 +112,9 @@ pub fn run(args: Args) -> ExitCode {
     // Each policy with the index of its boundary in `boundaries`.
     let mut policies: Vec<common::LoadedPolicy> = Vec::new();
     let mut bounded_by: Vec<Option<usize>> = Vec::new();
+    // What names each policy's memo: where it was read from, and within what.
+    let mut identities: Vec<String> = Vec::new();
+    let cwd = std::env::current_dir().unwrap_or_default();
     let mut boundaries: Vec<common::LoadedPolicy> = Vec::new();
     for (paths, within) in &groups {
         let boundary = match within {
@@ -133,6 +141,16 @@ pub fn run(args: Args) -> ExitCode {
             boundaries.len() - 1
         });
         bounded_by.extend(group.iter().map(|_| index));
+        identities.extend(group.iter().map(|p| {
+            format!(
+                "{}\0{:?}\0{:?}\0{:?}\0{}",
+                cwd.display(),
+                args.root,
+                paths,
+                within,
+                p.dir
+            )
+        }));
         policies.extend(group);
     }
     if policies.is_empty() {
@@ -159,21 +177,30 @@ pub fn run(args: Args) -> ExitCode {
         },
         ..VerifyConfig::default()
     };
+    let store = crate::memo::MemoStore::from_env(args.no_cache);
     let started = std::time::Instant::now();
     let progress =
         crate::progress::Progress::new(policies.len(), "verifying", args.format == Format::Human);
     let mut reports: Vec<(&CheckResult, Report)> = policies
         .iter()
         .zip(&bounded_by)
-        .filter_map(|(p, bound)| {
+        .zip(&identities)
+        .filter_map(|((p, bound), identity)| {
             let report = p.result.policy.as_ref().map(|policy| {
                 progress.set_message(&p.dir);
                 let boundary = bound
                     .and_then(|i| boundaries.get(i))
                     .and_then(|b| b.result.policy.as_ref());
-                let report = match boundary {
-                    Some(b) => egress_verify::verify_within(policy, b, &config),
-                    None => egress_verify::verify(policy, &config),
+                let report = match (&store, boundary) {
+                    (Some(store), boundary) => {
+                        let memo = store.load(identity);
+                        let (report, next) =
+                            egress_verify::verify_incremental(policy, boundary, &config, &memo);
+                        store.store(identity, &next);
+                        report
+                    }
+                    (None, Some(b)) => egress_verify::verify_within(policy, b, &config),
+                    (None, None) => egress_verify::verify(policy, &config),
                 };
                 (&p.result, report)
             });
@@ -248,9 +275,15 @@ pub fn run(args: Args) -> ExitCode {
                 }
             }
             let agents: usize = reports.iter().map(|(_, r)| r.stats.agents).sum();
+            let remembered: usize = reports.iter().map(|(_, r)| r.stats.remembered).sum();
+            let memo = if remembered > 0 {
+                format!(" ({remembered} proved by an earlier run on the same inputs)")
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 buffer,
-                "{}: {} policies, {agents} agents, in {:.0?}",
+                "{}: {} policies, {agents} agents, in {:.0?}{memo}",
                 verdict_text,
                 reports.len(),
                 elapsed

@@ -133,7 +133,7 @@ impl Ctx<'_> {
                                             span: claim.span,
                                         }),
                                         Answer::Witness(w) => {
-                                            let confirmed = self.concrete_holdings.get(a.index()).is_some_and(|h| h.contains(&class.id))
+                                            let confirmed = self.concrete_holdings().get(a.index()).is_some_and(|h| h.contains(&class.id))
                                                 && self.route_allows(*a, r, &w)
                                                 && self.policy.destination(dest.id).is_some_and(|d| eval::dest_contains(d, &w));
                                             let (origin, mut path, mut conditions) = self.data_path(*a, class.id, r);

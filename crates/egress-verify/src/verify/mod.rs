@@ -9,6 +9,7 @@
 //! (`warnings`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::OnceLock;
 
 use egress_check::{
     AgentId, AgentSel, CheckedPolicy, ClaimKind, DataClassId, DestId, Diagnostic, LinuxCap, Span,
@@ -21,6 +22,7 @@ use crate::eval::{
     self, agent_node, describe_destination, dest_node, format_duration, Route, RouteIndex,
 };
 use crate::graph::{Provenance, ReachGraph};
+use crate::incremental::{self, Memo};
 use crate::report::*;
 use crate::sets::{
     all_ports, destination_boxes, metadata_addresses, unspecified_addresses, BoxIndex, ConnBox,
@@ -217,14 +219,17 @@ struct Ctx<'p> {
     /// Per agent: index into `approvals`.
     zone_set_of: Vec<usize>,
     zone_sets: Vec<Vec<ZoneId>>,
-    approvals: Vec<Allowed>,
+    /// Per zone set, built when first asked for (an incremental run asks only for the
+    /// zone sets of the agents it re-verifies).
+    approvals: Vec<OnceLock<Allowed>>,
     /// Per (index into `zone_sets`, data class held by an agent of that zone set): where
     /// the zones clear the class, built once and shared by every such agent.
     clearances: HashMap<(usize, DataClassId), Allowed>,
     /// The zones of each agent, computed by the concrete evaluator, for replay.
     zone_index: eval::ZoneIndex,
-    /// Concrete holdings, computed independently of the graph, for replay.
-    concrete_holdings: Vec<BTreeSet<DataClassId>>,
+    /// Concrete holdings, computed independently of the graph, for replay (when a
+    /// witness is first replayed).
+    concrete_holdings: OnceLock<Vec<BTreeSet<DataClassId>>>,
     metadata: ConnBox,
     unspecified: ConnBox,
 }
@@ -245,7 +250,7 @@ pub use warnings::{
 
 /// Verifies every property of a checked policy.
 pub fn verify(policy: &CheckedPolicy, config: &VerifyConfig) -> Report {
-    verify_inner(policy, None, config)
+    verify_inner(policy, None, config, None).0
 }
 
 /// Verifies every property of a checked policy, and `within-boundary`: everything every
@@ -256,17 +261,66 @@ pub fn verify_within(
     boundary: &CheckedPolicy,
     config: &VerifyConfig,
 ) -> Report {
-    verify_inner(policy, Some(boundary), config)
+    verify_inner(policy, Some(boundary), config, None).0
+}
+
+/// [`verify`] (or, with a boundary, [`verify_within`]) reusing what an earlier run proved:
+/// an agent whose key is in `memo` found nothing on exactly these inputs and is not
+/// checked again (see [`crate::incremental`] for what a key covers). Returns the report,
+/// which is the one a run without a memo gives, and the memo of this run: the keys of
+/// every agent check and zone warning that found nothing.
+pub fn verify_incremental(
+    policy: &CheckedPolicy,
+    boundary: Option<&CheckedPolicy>,
+    config: &VerifyConfig,
+    memo: &Memo,
+) -> (Report, Memo) {
+    let (report, next) = verify_inner(policy, boundary, config, Some(memo));
+    (report, next.unwrap_or_default())
 }
 
 fn verify_inner(
     policy: &CheckedPolicy,
     boundary: Option<&CheckedPolicy>,
     config: &VerifyConfig,
-) -> Report {
-    let ctx = Ctx::new(policy, config);
-    let agent_ids: Vec<AgentId> = policy.agents.iter().map(|a| a.id).collect();
+    memo: Option<&Memo>,
+) -> (Report, Option<Memo>) {
+    let mut ctx = Ctx::new(policy, config);
+    let keys = memo.map(|_| {
+        let lists: Vec<&[ZoneId]> = policy.agents.iter().map(|a| ctx.zone_list(a.id)).collect();
+        incremental::fingerprints(policy, &ctx.graph, &lists, config.engine, config.budget)
+    });
+    let remembered = |key: Option<&incremental::Key>| match (memo, key) {
+        (Some(memo), Some(key)) => memo.contains(key),
+        _ => false,
+    };
+    let agent_ids: Vec<AgentId> = policy
+        .agents
+        .iter()
+        .map(|a| a.id)
+        .filter(|a| !remembered(keys.as_ref().and_then(|k| k.agents.get(a.index()))))
+        .collect();
+    let cached = policy.agents.len() - agent_ids.len();
+    ctx.prepare_clearances(&agent_ids);
     let per_agent: Vec<Vec<Finding>> = agent_ids.par_iter().map(|a| ctx.check_agent(*a)).collect();
+    let mut next = memo.map(|_| Memo::new());
+    if let (Some(next), Some(keys)) = (next.as_mut(), keys.as_ref()) {
+        for (a, found) in agent_ids.iter().zip(&per_agent) {
+            if found.is_empty() {
+                if let Some(k) = keys.agents.get(a.index()) {
+                    next.insert(*k);
+                }
+            }
+        }
+        // What was remembered and not re-checked still holds.
+        for a in &policy.agents {
+            if let Some(k) = keys.agents.get(a.id.index()) {
+                if remembered(Some(k)) {
+                    next.insert(*k);
+                }
+            }
+        }
+    }
     let per_exception: Vec<Vec<Finding>> = policy
         .exceptions
         .par_iter()
@@ -320,6 +374,30 @@ fn verify_inner(
     }
     if config.warnings {
         warnings.extend(ctx.warnings());
+        let zones: Vec<(usize, Vec<Diagnostic>)> = policy
+            .zones
+            .par_iter()
+            .enumerate()
+            .filter(|(zi, _)| !remembered(keys.as_ref().and_then(|k| k.zone_warnings.get(*zi))))
+            .map(|(zi, zone)| (zi, ctx.zone_warnings(zone)))
+            .collect();
+        for (zi, found) in zones {
+            if let (true, Some(next), Some(k)) = (
+                found.is_empty(),
+                next.as_mut(),
+                keys.as_ref().and_then(|k| k.zone_warnings.get(zi)),
+            ) {
+                next.insert(*k);
+            }
+            warnings.extend(found);
+        }
+        if let (Some(next), Some(keys)) = (next.as_mut(), keys.as_ref()) {
+            for k in &keys.zone_warnings {
+                if remembered(Some(k)) {
+                    next.insert(*k);
+                }
+            }
+        }
     }
     egress_syntax::diagnostic::sort_diagnostics(&mut warnings);
     violations.sort_by(|a, b| {
@@ -364,14 +442,18 @@ fn verify_inner(
         fast_decisions: ctx.decider.fast.load(std::sync::atomic::Ordering::Relaxed),
         smt_decisions: ctx.decider.smt.load(std::sync::atomic::Ordering::Relaxed),
         replayed: violations.iter().filter(|v| v.witness.is_some()).count(),
+        remembered: cached,
     };
-    Report {
-        verdict,
-        properties: ordered,
-        violations,
-        warnings,
-        stats,
-    }
+    (
+        Report {
+            verdict,
+            properties: ordered,
+            violations,
+            warnings,
+            stats,
+        },
+        next,
+    )
 }
 
 fn agent_name(policy: &CheckedPolicy, a: AgentId) -> String {
@@ -449,35 +531,8 @@ impl<'p> Ctx<'p> {
             });
             zone_set_of.push(idx);
         }
-        let approvals: Vec<Allowed> = zone_sets
-            .par_iter()
-            .map(|zs| {
-                Allowed::new(
-                    zs.iter()
-                        .filter_map(|z| policy.zone(*z))
-                        .flat_map(|z| z.approve.iter().map(|r| r.id)),
-                    &dest_boxes,
-                )
-            })
-            .collect();
+        let approvals: Vec<OnceLock<Allowed>> = zone_sets.iter().map(|_| OnceLock::new()).collect();
         let graph = ReachGraph::build(policy);
-        // One clearance per zone set and class its agents hold.
-        let pairs: BTreeSet<(usize, DataClassId)> = zone_set_of
-            .iter()
-            .zip(&graph.held)
-            .flat_map(|(set, held)| held.keys().map(move |class| (*set, *class)))
-            .collect();
-        let pairs: Vec<(usize, DataClassId)> = pairs.into_iter().collect();
-        let clearances: HashMap<(usize, DataClassId), Allowed> = pairs
-            .par_iter()
-            .map(|&(set, class)| {
-                let zones = zone_sets.get(set).map(Vec::as_slice).unwrap_or(&[]);
-                (
-                    (set, class),
-                    clearance_of(policy, zones, class, &dest_boxes),
-                )
-            })
-            .collect();
         Ctx {
             policy,
             decider: Decider::new(config.engine, config.timeout_ms, config.budget),
@@ -488,9 +543,9 @@ impl<'p> Ctx<'p> {
             zone_set_of,
             zone_sets,
             approvals,
-            clearances,
+            clearances: HashMap::new(),
             zone_index: eval::ZoneIndex::new(policy),
-            concrete_holdings: eval::holdings(policy),
+            concrete_holdings: OnceLock::new(),
             metadata: ConnBox {
                 target: TargetSet::Ip(metadata_addresses()),
                 ports: all_ports(),
@@ -504,13 +559,72 @@ impl<'p> Ctx<'p> {
         }
     }
 
-    /// The zones of an agent (its zone set), without scanning every zone of the policy.
-    fn zones_of(&self, agent: AgentId) -> impl Iterator<Item = &egress_check::Zone> {
+    /// Builds, once per zone set and class the agents to check hold, where the zones
+    /// clear that class, shared by every such agent (and, in parallel, the approvals of
+    /// their zone sets).
+    fn prepare_clearances(&mut self, agents: &[AgentId]) {
+        let pairs: BTreeSet<(usize, DataClassId)> = agents
+            .iter()
+            .filter_map(|a| {
+                Some((
+                    *self.zone_set_of.get(a.index())?,
+                    self.graph.held.get(a.index())?,
+                ))
+            })
+            .flat_map(|(set, held)| held.keys().map(move |class| (set, *class)))
+            .collect();
+        let pairs: Vec<(usize, DataClassId)> = pairs.into_iter().collect();
+        let (policy, zone_sets, dest_boxes) = (self.policy, &self.zone_sets, &self.dest_boxes);
+        self.clearances = pairs
+            .par_iter()
+            .map(|&(set, class)| {
+                let zones = zone_sets.get(set).map(Vec::as_slice).unwrap_or(&[]);
+                ((set, class), clearance_of(policy, zones, class, dest_boxes))
+            })
+            .collect();
+        let sets: BTreeSet<usize> = agents
+            .iter()
+            .filter_map(|a| self.zone_set_of.get(a.index()).copied())
+            .collect();
+        let sets: Vec<usize> = sets.into_iter().collect();
+        sets.par_iter().for_each(|s| {
+            let _ = self.approvals_of(*s);
+        });
+    }
+
+    /// The approvals of a zone set, built on first use.
+    fn approvals_of(&self, set: usize) -> Option<&Allowed> {
+        let cell = self.approvals.get(set)?;
+        Some(cell.get_or_init(|| {
+            let zones = self.zone_sets.get(set).map(Vec::as_slice).unwrap_or(&[]);
+            Allowed::new(
+                zones
+                    .iter()
+                    .filter_map(|z| self.policy.zone(*z))
+                    .flat_map(|z| z.approve.iter().map(|r| r.id)),
+                &self.dest_boxes,
+            )
+        }))
+    }
+
+    /// The concrete evaluator's holdings, for replay, computed on first use.
+    fn concrete_holdings(&self) -> &[BTreeSet<DataClassId>] {
+        self.concrete_holdings
+            .get_or_init(|| eval::holdings(self.policy))
+    }
+
+    /// The zones of an agent, in order.
+    fn zone_list(&self, agent: AgentId) -> &[ZoneId] {
         self.zone_set_of
             .get(agent.index())
             .and_then(|i| self.zone_sets.get(*i))
             .map(Vec::as_slice)
             .unwrap_or(&[])
+    }
+
+    /// The zones of an agent (its zone set), without scanning every zone of the policy.
+    fn zones_of(&self, agent: AgentId) -> impl Iterator<Item = &egress_check::Zone> {
+        self.zone_list(agent)
             .iter()
             .filter_map(|z| self.policy.zone(*z))
     }
@@ -540,7 +654,7 @@ impl<'p> Ctx<'p> {
     fn approved_set(&self, agent: AgentId) -> Option<&Allowed> {
         self.zone_set_of
             .get(agent.index())
-            .and_then(|i| self.approvals.get(*i))
+            .and_then(|i| self.approvals_of(*i))
     }
 
     /// Where the agent's zones clear `class`: shared per zone set, built here only for a

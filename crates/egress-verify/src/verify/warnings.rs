@@ -121,19 +121,32 @@ impl Ctx<'_> {
                 }
             }
         }
-        // Approvals no agent of the zone uses.
-        for zone in &self.policy.zones {
+        out
+    }
+
+    /// Approvals no agent of the zone uses (W0103).
+    pub(super) fn zone_warnings(&self, zone: &egress_check::Zone) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        {
             let members: Vec<AgentId> = match &zone.agents {
                 egress_check::ZoneAgents::All(_) => {
                     self.policy.agents.iter().map(|a| a.id).collect()
                 }
                 egress_check::ZoneAgents::Listed(l) => l.iter().map(|r| r.id).collect(),
             };
+            // The members' routes on every core (a zone of `agents *` has them all).
             let reached: BTreeSet<DestId> = members
-                .iter()
-                .flat_map(|a| eval::routes_indexed(self.policy, &self.index, *a))
-                .map(|r| r.dest)
-                .collect();
+                .par_iter()
+                .map(|a| {
+                    eval::routes_indexed(self.policy, &self.index, *a)
+                        .into_iter()
+                        .map(|r| r.dest)
+                        .collect::<BTreeSet<DestId>>()
+                })
+                .reduce(BTreeSet::new, |mut a, b| {
+                    a.extend(b);
+                    a
+                });
             let partners = ContainmentPartners::new(reached.iter().copied(), &self.dest_boxes);
             for approval in &zone.approve {
                 if reached.contains(&approval.id) {

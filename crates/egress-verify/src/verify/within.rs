@@ -182,7 +182,7 @@ impl Ctx<'_> {
                     }
                     Answer::Witness(w) => {
                         let confirmed = self
-                            .concrete_holdings
+                            .concrete_holdings()
                             .get(agent.index())
                             .is_some_and(|h| h.contains(&class))
                             && self.route_allows(agent, route, &w)
