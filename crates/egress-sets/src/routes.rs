@@ -146,36 +146,38 @@ pub fn routes(policy: &CheckedPolicy, agent: AgentId) -> Vec<Route> {
     routes_indexed(policy, &RouteIndex::new(policy), agent)
 }
 
-/// [`routes`] with a prepared index.
-pub fn routes_indexed(policy: &CheckedPolicy, index: &RouteIndex, agent: AgentId) -> Vec<Route> {
+/// A route without its path: where an agent may connect, how, and the two entries the
+/// path points at. [`route_steps`] is the route computation; [`routes_indexed`] only
+/// adds the path and conditions, so a question that needs no path (which destinations
+/// an agent reaches) never builds one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteStep {
+    pub dest: DestId,
+    pub via: Via,
+    /// The entry that opens the route: the `uses` entry, the workflow step, or the
+    /// agent's entry in the exception's `agents`.
+    pub entry: egress_check::Span,
+    /// The entry that names the destination: the capability's `connect` entry, or the
+    /// exception's `to`.
+    pub at: egress_check::Span,
+}
+
+/// Every route of an agent without its path, in the order of [`routes_indexed`].
+pub fn route_steps(policy: &CheckedPolicy, index: &RouteIndex, agent: AgentId) -> Vec<RouteStep> {
     let mut out = Vec::new();
     let Some(a) = policy.agent(agent) else {
         return out;
     };
-    let Some(start) = agent_node(policy, agent) else {
-        return out;
-    };
+    let known = |d: DestId| policy.destination(d).is_some();
     let mut unconditional: BTreeSet<CapId> = BTreeSet::new();
     for (used, cap) in unconditional_capabilities(policy, a) {
         unconditional.insert(cap.id);
-        for connect in &cap.connects {
-            let Some(dest) = dest_node(policy, connect.dest, connect.span) else {
-                continue;
-            };
-            out.push(Route {
+        for connect in cap.connects.iter().filter(|c| known(c.dest)) {
+            out.push(RouteStep {
                 dest: connect.dest,
                 via: Via::Capability(cap.id),
-                path: vec![
-                    start.clone(),
-                    PathNode {
-                        kind: "capability",
-                        name: cap.name.local.clone(),
-                        span: used.span,
-                        note: format!("uses `{}`", cap.name.local),
-                    },
-                    dest,
-                ],
-                conditions: Vec::new(),
+                entry: used.span,
+                at: connect.span,
             });
         }
     }
@@ -186,54 +188,31 @@ pub fn routes_indexed(policy: &CheckedPolicy, index: &RouteIndex, agent: AgentId
         let Some(workflow) = policy.workflows.get(*wi) else {
             continue;
         };
-        {
-            let Some(step) = workflow.steps.get(*si) else {
-                continue;
-            };
-            let StepAction::Uses(cap_ref) = &step.action else {
-                continue;
-            };
-            let Some(cap) = policy.capability(cap_ref.id) else {
-                continue;
-            };
-            if unconditional.contains(&cap.id) || !seen_steps.insert((workflow.id, cap.id)) {
-                continue;
-            }
-            if !cap.workflows.is_empty() && !cap.workflows.iter().any(|w| w.id == workflow.id) {
-                continue;
-            }
-            for connect in &cap.connects {
-                let Some(dest) = dest_node(policy, connect.dest, connect.span) else {
-                    continue;
-                };
-                out.push(Route {
-                    dest: connect.dest,
-                    via: Via::Workflow {
-                        workflow: workflow.id,
-                        cap: cap.id,
-                    },
-                    path: vec![
-                        start.clone(),
-                        PathNode {
-                            kind: "workflow",
-                            name: workflow.name.local.clone(),
-                            span: step.span,
-                            note: format!(
-                                "in workflow `{}` uses `{}`",
-                                workflow.name.local, cap.name.local
-                            ),
-                        },
-                        PathNode {
-                            kind: "capability",
-                            name: cap.name.local.clone(),
-                            span: cap.name.span,
-                            note: format!("capability `{}`", cap.name.local),
-                        },
-                        dest,
-                    ],
-                    conditions: vec![format!("in workflow `{}`", workflow.name.local)],
-                });
-            }
+        let Some(step) = workflow.steps.get(*si) else {
+            continue;
+        };
+        let StepAction::Uses(cap_ref) = &step.action else {
+            continue;
+        };
+        let Some(cap) = policy.capability(cap_ref.id) else {
+            continue;
+        };
+        if unconditional.contains(&cap.id) || !seen_steps.insert((workflow.id, cap.id)) {
+            continue;
+        }
+        if !cap.workflows.is_empty() && !cap.workflows.iter().any(|w| w.id == workflow.id) {
+            continue;
+        }
+        for connect in cap.connects.iter().filter(|c| known(c.dest)) {
+            out.push(RouteStep {
+                dest: connect.dest,
+                via: Via::Workflow {
+                    workflow: workflow.id,
+                    cap: cap.id,
+                },
+                entry: step.span,
+                at: connect.span,
+            });
         }
     }
     let no_exceptions = Vec::new();
@@ -248,26 +227,89 @@ pub fn routes_indexed(policy: &CheckedPolicy, index: &RouteIndex, agent: AgentId
         let Some(listed) = exception.agents.iter().find(|r| r.id == agent) else {
             continue;
         };
-        let Some(dest) = dest_node(policy, exception.to.id, exception.to.span) else {
+        if !known(exception.to.id) {
             continue;
-        };
-        out.push(Route {
+        }
+        out.push(RouteStep {
             dest: exception.to.id,
             via: Via::Exception(exception.id),
-            path: vec![
-                start.clone(),
-                PathNode {
-                    kind: "exception",
-                    name: exception.name.local.clone(),
-                    span: listed.span,
-                    note: format!("is listed in exception `{}`", exception.name.local),
-                },
-                dest,
-            ],
-            conditions: exception_conditions(policy, exception.id),
+            entry: listed.span,
+            at: exception.to.span,
         });
     }
     out
+}
+
+/// [`routes`] with a prepared index: [`route_steps`] with their paths and conditions.
+pub fn routes_indexed(policy: &CheckedPolicy, index: &RouteIndex, agent: AgentId) -> Vec<Route> {
+    let Some(start) = agent_node(policy, agent) else {
+        return Vec::new();
+    };
+    route_steps(policy, index, agent)
+        .into_iter()
+        .filter_map(|step| {
+            let dest = dest_node(policy, step.dest, step.at)?;
+            let (middle, conditions) = match step.via {
+                Via::Capability(cap) => {
+                    let cap = policy.capability(cap)?;
+                    (
+                        vec![PathNode {
+                            kind: "capability",
+                            name: cap.name.local.clone(),
+                            span: step.entry,
+                            note: format!("uses `{}`", cap.name.local),
+                        }],
+                        Vec::new(),
+                    )
+                }
+                Via::Workflow { workflow, cap } => {
+                    let (workflow, cap) = (policy.workflow(workflow)?, policy.capability(cap)?);
+                    (
+                        vec![
+                            PathNode {
+                                kind: "workflow",
+                                name: workflow.name.local.clone(),
+                                span: step.entry,
+                                note: format!(
+                                    "in workflow `{}` uses `{}`",
+                                    workflow.name.local, cap.name.local
+                                ),
+                            },
+                            PathNode {
+                                kind: "capability",
+                                name: cap.name.local.clone(),
+                                span: cap.name.span,
+                                note: format!("capability `{}`", cap.name.local),
+                            },
+                        ],
+                        vec![format!("in workflow `{}`", workflow.name.local)],
+                    )
+                }
+                Via::Exception(id) => {
+                    let exception = policy.exception(id)?;
+                    (
+                        vec![PathNode {
+                            kind: "exception",
+                            name: exception.name.local.clone(),
+                            span: step.entry,
+                            note: format!("is listed in exception `{}`", exception.name.local),
+                        }],
+                        exception_conditions(policy, id),
+                    )
+                }
+            };
+            let mut path = Vec::with_capacity(middle.len() + 2);
+            path.push(start.clone());
+            path.extend(middle);
+            path.push(dest);
+            Some(Route {
+                dest: step.dest,
+                via: step.via,
+                path,
+                conditions,
+            })
+        })
+        .collect()
 }
 
 /// The conditions under which an exception's path is open.

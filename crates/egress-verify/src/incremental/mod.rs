@@ -8,8 +8,8 @@
 //! **The key of an agent** is a BLAKE3 hash over everything its per-agent check reads
 //! (`Ctx::check_agent`):
 //!
-//! - the verifier's own identity: a schema string, this crate's version, the engine and
-//!   the search budget;
+//! - the verifier's own identity: a schema string, this crate's version, the engine, the
+//!   search budget and Z3's time limit;
 //! - the agent's *deep* fingerprint: its canonical form (every field of the model, spans
 //!   left out; see [`canon`]) folded with the deep fingerprints of every item it names,
 //!   transitively — its capabilities, their destinations, syscall groups, capability sets
@@ -116,7 +116,7 @@ pub(crate) struct Fingerprints {
 }
 
 /// What a key depends on besides the policy: the verifier itself and how it is asked.
-fn environment(engine: Engine, budget: usize) -> Key {
+fn environment(engine: Engine, budget: usize, timeout_ms: u64) -> Key {
     let mut h = Hasher::new();
     h.update(b"egc-verify-memo/1\0");
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
@@ -124,6 +124,9 @@ fn environment(engine: Engine, budget: usize) -> Key {
     h.update(format!("{engine:?}").as_bytes());
     h.update(&[0]);
     h.update(&(budget as u64).to_le_bytes());
+    // A proof found with a longer time limit is still a proof, but a run must report what
+    // it would report without a memo: with a shorter limit that may be `unknown`.
+    h.update(&timeout_ms.to_le_bytes());
     h.finalize().into()
 }
 
@@ -234,17 +237,19 @@ impl Deep {
             }
         }
         // Successors first, so what a component names is fingerprinted before it.
+        let (mut members, mut named): (Vec<usize>, Vec<Key>) = (Vec::new(), Vec::new());
         for component in petgraph::algo::tarjan_scc(&graph) {
             let mut h = Hasher::new();
             h.update(b"component");
-            let mut members: Vec<usize> = component.iter().map(|n| n.index()).collect();
+            members.clear();
+            members.extend(component.iter().map(|n| n.index()));
             members.sort_unstable();
             for m in &members {
                 if let Some((k, _)) = items.get(*m) {
                     h.update(k);
                 }
             }
-            let mut named: Vec<Key> = Vec::new();
+            named.clear();
             for m in &members {
                 for next in graph.neighbors(NodeIndex::new(*m)) {
                     let next = next.index();
@@ -302,28 +307,32 @@ pub(crate) fn fingerprints(
     policy: &CheckedPolicy,
     graph: &ReachGraph,
     zone_lists: &[&[egress_check::ZoneId]],
-    engine: Engine,
-    budget: usize,
+    config: &crate::VerifyConfig,
 ) -> Fingerprints {
-    let env = environment(engine, budget);
+    let env = environment(config.engine, config.budget, config.timeout_ms);
     let deep = Deep::new(policy);
-    // The workflows with a step of each agent, and the exceptions naming it.
-    let mut workflows_of: Vec<(u32, u32)> = Vec::new();
-    for (wi, w) in policy.workflows.iter().enumerate() {
-        for s in &w.steps {
-            workflows_of.push((s.agent.0, wi as u32));
-        }
-    }
-    workflows_of.sort_unstable();
-    workflows_of.dedup();
-    let mut exceptions_of: Vec<(u32, u32)> = Vec::new();
-    for (ei, e) in policy.exceptions.iter().enumerate() {
-        for a in &e.agents {
-            exceptions_of.push((a.id.0, ei as u32));
-        }
-    }
-    exceptions_of.sort_unstable();
-    exceptions_of.dedup();
+    // The workflows with a step of each agent, and the exceptions naming it, as sorted
+    // (agent, item) pairs.
+    let pairs = |it: &mut dyn Iterator<Item = (u32, u32)>| {
+        let mut v: Vec<(u32, u32)> = it.collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let workflows_of = pairs(
+        &mut policy
+            .workflows
+            .iter()
+            .enumerate()
+            .flat_map(|(wi, w)| w.steps.iter().map(move |s| (s.agent.0, wi as u32))),
+    );
+    let exceptions_of = pairs(
+        &mut policy
+            .exceptions
+            .iter()
+            .enumerate()
+            .flat_map(|(ei, e)| e.agents.iter().map(move |a| (a.id.0, ei as u32))),
+    );
     let of = |list: &[(u32, u32)], a: usize| -> Vec<u32> {
         let start = list.partition_point(|(x, _)| (*x as usize) < a);
         list.iter()

@@ -288,7 +288,7 @@ fn verify_inner(
     let mut ctx = Ctx::new(policy, config);
     let keys = memo.map(|_| {
         let lists: Vec<&[ZoneId]> = policy.agents.iter().map(|a| ctx.zone_list(a.id)).collect();
-        incremental::fingerprints(policy, &ctx.graph, &lists, config.engine, config.budget)
+        incremental::fingerprints(policy, &ctx.graph, &lists, config)
     });
     let remembered = |key: Option<&incremental::Key>| match (memo, key) {
         (Some(memo), Some(key)) => memo.contains(key),

@@ -138,7 +138,8 @@ impl Ctx<'_> {
             let reached: BTreeSet<DestId> = members
                 .par_iter()
                 .map(|a| {
-                    eval::routes_indexed(self.policy, &self.index, *a)
+                    // Only where they lead: no paths are built.
+                    egress_sets::routes::route_steps(self.policy, &self.index, *a)
                         .into_iter()
                         .map(|r| r.dest)
                         .collect::<BTreeSet<DestId>>()
