@@ -110,7 +110,7 @@ impl Analysis {
             .tokens
             .iter()
             .copied()
-            .filter(|t| t.end <= word_start && !t.kind.is_trivia())
+            .filter(|t| t.end() <= word_start && !t.kind.is_trivia())
             .collect();
         let mut depth: usize = 0;
         let mut item_keyword = "";

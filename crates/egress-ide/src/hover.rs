@@ -514,11 +514,11 @@ impl Analysis {
     pub(crate) fn keyword_hover(&self, text: &str, offset: usize) -> Option<HoverResult> {
         let token = egress_syntax::lexer::tokenize(text)
             .into_iter()
-            .find(|t| t.start <= offset && offset <= t.end)?;
+            .find(|t| t.start() <= offset && offset <= t.end())?;
         let word = token.text(text);
         let doc = keyword_doc(word)?;
         Some(HoverResult {
-            range: TextRange::new(token.start, token.end),
+            range: TextRange::new(token.start(), token.end()),
             markdown: format!("```egress\n{word}\n```\n{doc}"),
         })
     }

@@ -101,7 +101,7 @@ impl Analysis {
                 TokenKind::LBrace | TokenKind::RBrace | TokenKind::Comma => continue,
                 TokenKind::Error => (HighlightTag::Invalid, false),
                 TokenKind::Ident => {
-                    if let Some(found) = names.get(&token.start) {
+                    if let Some(found) = names.get(&token.start()) {
                         *found
                     } else if is_keyword(word) {
                         (HighlightTag::Keyword, false)
@@ -124,7 +124,7 @@ impl Analysis {
                     .unwrap_or("");
             }
             out.push(HighlightedRange {
-                range: TextRange::new(token.start, token.end),
+                range: TextRange::new(token.start(), token.end()),
                 tag,
                 declaration,
             });

@@ -45,17 +45,17 @@ pub fn format_parsed(source: &str, parsed: &Parsed) -> String {
     for token in &parsed.tokens {
         let text = token.text(source).trim_end();
         let gap = previous
-            .map(|(_, end)| source.get(end..token.start).unwrap_or(""))
+            .map(|(_, end)| source.get(end..token.start()).unwrap_or(""))
             .unwrap_or("");
         let newlines = gap.matches('\n').count();
         let first = previous.is_none();
         let previous_is_comment = previous.is_some_and(|(k, _)| k.is_trivia());
 
         let is_block_open =
-            token.kind == TokenKind::LBrace && layout.block_braces.contains(&token.start);
+            token.kind == TokenKind::LBrace && layout.block_braces.contains(&token.start());
         let is_block_close =
-            token.kind == TokenKind::RBrace && layout.block_braces.contains(&token.start);
-        let is_item = layout.item_starts.contains(&token.start);
+            token.kind == TokenKind::RBrace && layout.block_braces.contains(&token.start());
+        let is_item = layout.item_starts.contains(&token.start());
 
         if token.kind.is_trivia() {
             if !first && newlines == 0 && !previous_opened_block_or_line_start(&out) {
@@ -68,7 +68,7 @@ pub fn format_parsed(source: &str, parsed: &Parsed) -> String {
             }
             force_newline = true;
             previous_opened_block = false;
-            previous = Some((token.kind, token.end));
+            previous = Some((token.kind, token.end()));
             continue;
         }
 
@@ -84,11 +84,11 @@ pub fn format_parsed(source: &str, parsed: &Parsed) -> String {
             }
             force_newline = true;
             previous_opened_block = false;
-            previous = Some((token.kind, token.end));
+            previous = Some((token.kind, token.end()));
             continue;
         }
 
-        let line_start = layout.line_starts.contains(&token.start);
+        let line_start = layout.line_starts.contains(&token.start());
         // Consecutive imports stay together unless the source separates them.
         let is_import = is_item && text == "import";
         let item_needs_blank = is_item && !(is_import && previous_item_was_import);
@@ -118,7 +118,7 @@ pub fn format_parsed(source: &str, parsed: &Parsed) -> String {
             force_newline = true;
             previous_opened_block = true;
         }
-        previous = Some((token.kind, token.end));
+        previous = Some((token.kind, token.end()));
     }
     if !out.is_empty() {
         out.push('\n');

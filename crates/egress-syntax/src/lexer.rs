@@ -49,16 +49,31 @@ impl TokenKind {
     }
 }
 
+/// A token: its kind and byte range. Offsets are `u32` (a file is at most 16 MiB), so a
+/// token takes 12 bytes: the tokens of a file are the largest thing its parse holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Token {
     pub kind: TokenKind,
-    pub start: usize,
-    pub end: usize,
+    start: u32,
+    end: u32,
 }
 
 impl Token {
+    pub fn new(kind: TokenKind, start: usize, end: usize) -> Token {
+        Token {
+            kind,
+            start: u32::try_from(start).unwrap_or(u32::MAX),
+            end: u32::try_from(end).unwrap_or(u32::MAX),
+        }
+    }
+    pub fn start(self) -> usize {
+        self.start as usize
+    }
+    pub fn end(self) -> usize {
+        self.end as usize
+    }
     pub fn text(self, source: &str) -> &str {
-        source.get(self.start..self.end).unwrap_or("")
+        source.get(self.start()..self.end()).unwrap_or("")
     }
 }
 
@@ -144,17 +159,13 @@ pub fn tokenize(source: &str) -> Vec<Token> {
         if kind == TokenKind::Error {
             if let Some(last) = tokens.last_mut() {
                 let last: &mut Token = last;
-                if last.kind == TokenKind::Error && last.end == span.start {
-                    last.end = span.end;
+                if last.kind == TokenKind::Error && last.end() == span.start {
+                    *last = Token::new(last.kind, last.start(), span.end);
                     continue;
                 }
             }
         }
-        tokens.push(Token {
-            kind,
-            start: span.start,
-            end: span.end,
-        });
+        tokens.push(Token::new(kind, span.start, span.end));
     }
     tokens
 }

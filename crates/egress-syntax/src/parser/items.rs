@@ -90,7 +90,7 @@ impl<'a> ItemParser<'a> {
             }
             if index > from
                 && is_item_keyword(token, self.source)
-                && (depth == 0 || (at_columns && at_line_start(self.source, token.start)))
+                && (depth == 0 || (at_columns && at_line_start(self.source, token.start())))
             {
                 // Doc comments directly above the keyword belong to the item.
                 let mut begin = index;
@@ -119,13 +119,13 @@ impl<'a> ItemParser<'a> {
     }
 
     fn token_range_text(&self, start: usize, end: usize) -> (usize, usize) {
-        let first = self.tokens.get(start).map(|t| t.start).unwrap_or(0);
+        let first = self.tokens.get(start).map(|t| t.start()).unwrap_or(0);
         // The chunk's text runs to the start of the next chunk's first token, so trailing
         // comments stay with it.
         let last = self
             .tokens
             .get(end)
-            .map(|t| t.start)
+            .map(|t| t.start())
             .unwrap_or(self.source.len());
         (first, last)
     }
@@ -165,7 +165,7 @@ impl<'a> ItemParser<'a> {
             self.diagnostics.push(
                 Diagnostic::error(
                     "E0001",
-                    Span::new(self.file, keyword.start, keyword.end),
+                    Span::new(self.file, keyword.start(), keyword.end()),
                     format!(
                         "expected an item, found {}",
                         describe_token(&keyword, self.source)
@@ -180,7 +180,7 @@ impl<'a> ItemParser<'a> {
             return;
         }
         let (_, text_end) = self.token_range_text(keyword_index, end);
-        let base = keyword.start;
+        let base = keyword.start();
         let text = self.source.get(base..text_end).unwrap_or("");
         match Grammar::parse(Rule::single_item, text) {
             Ok(mut pairs) => {
@@ -204,7 +204,7 @@ impl<'a> ItemParser<'a> {
                     }
                     None => self.diagnostics.push(Diagnostic::error(
                         "E0001",
-                        Span::new(self.file, keyword.start, keyword.end),
+                        Span::new(self.file, keyword.start(), keyword.end()),
                         "this item could not be read",
                     )),
                 }

@@ -21,7 +21,7 @@ impl ItemParser<'_> {
             self.diagnostics.push(
                 Diagnostic::error(
                     "E0002",
-                    Span::new(self.file, bad.start, bad.end),
+                    Span::new(self.file, bad.start(), bad.end()),
                     format!("invalid character(s) `{}`", shown.escape_debug()),
                 )
                 .with_label("not part of the language")
@@ -36,7 +36,7 @@ impl ItemParser<'_> {
             self.diagnostics.push(
                 Diagnostic::error(
                     "E0003",
-                    Span::new(self.file, bad.start, bad.end),
+                    Span::new(self.file, bad.start(), bad.end()),
                     "this string has no closing quote",
                 )
                 .with_label("string starts here")
@@ -50,11 +50,11 @@ impl ItemParser<'_> {
         };
         let found = chunk_tokens
             .iter()
-            .find(|t| t.end > offset && !t.kind.is_trivia())
+            .find(|t| t.end() > offset && !t.kind.is_trivia())
             .copied();
         let (span, found_text) = match found {
             Some(t) => (
-                Span::new(self.file, t.start, t.end),
+                Span::new(self.file, t.start(), t.end()),
                 describe_token(&t, self.source),
             ),
             None => (
@@ -97,7 +97,7 @@ impl ItemParser<'_> {
                 self.diagnostics.push(
                     Diagnostic::error(
                         "E0001",
-                        Span::new(self.file, open.start, open.end),
+                        Span::new(self.file, open.start(), open.end()),
                         format!("{name} is not closed: expected `}}` {next}"),
                     )
                     .with_label("this `{` has no matching `}`")
