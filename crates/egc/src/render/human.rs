@@ -17,13 +17,14 @@ pub fn diagnostics<W: Write + ?Sized>(
     out: &mut W,
 ) {
     use ariadne::{Config, Label, Report, ReportKind};
-    let mut sources = ariadne::sources(
-        result
-            .files
-            .iter()
-            .map(|f| (f.path.clone(), f.text.to_string())),
+    let shown = diagnostics.iter().take(MAX_RENDERED);
+    let mut sources = sources_of(
+        result,
+        shown
+            .clone()
+            .flat_map(|d| std::iter::once(d.span).chain(d.labels.iter().map(|l| l.span))),
     );
-    for d in diagnostics.iter().take(MAX_RENDERED) {
+    for d in shown {
         let path = file_path(result, d.span);
         let kind = match d.severity {
             Severity::Error => ReportKind::Error,
@@ -70,6 +71,21 @@ pub fn diagnostics<W: Write + ?Sized>(
     }
 }
 
+/// The ariadne sources of the files `spans` point into: copying and indexing every file
+/// of a policy costs as much as checking it, and a clean run shows none.
+fn sources_of(
+    result: &CheckResult,
+    spans: impl Iterator<Item = Span>,
+) -> impl ariadne::Cache<String> {
+    let files: std::collections::BTreeSet<egress_check::FileId> = spans.map(|s| s.file).collect();
+    let owned: Vec<(String, String)> = files
+        .into_iter()
+        .filter_map(|id| result.file(id))
+        .map(|f| (f.path.clone(), f.text.to_string()))
+        .collect();
+    ariadne::sources(owned)
+}
+
 /// ariadne counts characters, spans count bytes.
 pub fn char_range(result: &CheckResult, span: Span) -> std::ops::Range<usize> {
     let Some(file) = result.file(span.file) else {
@@ -106,12 +122,14 @@ pub fn report_with<W: Write + ?Sized>(
     out: &mut W,
 ) {
     use ariadne::{Config, Label, Report as AReport, ReportKind};
-    // The sources once per policy (ariadne indexes each one's lines once), not per finding.
-    let mut sources = ariadne::sources(
-        result
-            .files
+    // The sources once per policy (ariadne indexes each one's lines once), not per
+    // finding, and only those the findings point into.
+    let mut sources = sources_of(
+        result,
+        report
+            .violations
             .iter()
-            .map(|f| (f.path.clone(), f.text.to_string())),
+            .flat_map(|v| v.path.iter().map(|n| n.span)),
     );
     for v in &report.violations {
         let Some(primary) = v.path.last() else {
