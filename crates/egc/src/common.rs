@@ -261,7 +261,7 @@ pub fn load_policies_over(
         .into_iter()
         .map(|(dir, roots)| LoadedPolicy {
             dir,
-            result: egress_check::check(&source, &roots),
+            result: egress_check::check_without_editor_data(&source, &roots),
         })
         .collect())
 }

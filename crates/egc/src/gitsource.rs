@@ -146,7 +146,7 @@ pub fn load_revision(top: &Path, rev: &str, path: &str) -> Result<Vec<LoadedPoli
         .into_iter()
         .map(|(dir, roots)| LoadedPolicy {
             dir,
-            result: egress_check::check(&source, &roots),
+            result: egress_check::check_without_editor_data(&source, &roots),
         })
         .collect())
 }

@@ -125,8 +125,20 @@ impl CheckResult {
 }
 
 /// Checks the policy made of `roots` (project-relative paths) and everything they import.
+/// The result has the editor data (`symbols`, `references`).
 pub fn check(source: &dyn FileSource, roots: &[String]) -> CheckResult {
-    let mut checker = checker::Checker::new(source);
+    check_with(source, roots, true)
+}
+
+/// [`check`] without the editor data when `editor_data` is false: `symbols` and
+/// `references` stay empty (a name and a qualified name per declaration and per use that
+/// the command line never reads). Diagnostics and the policy are the same.
+pub fn check_without_editor_data(source: &dyn FileSource, roots: &[String]) -> CheckResult {
+    check_with(source, roots, false)
+}
+
+fn check_with(source: &dyn FileSource, roots: &[String], editor_data: bool) -> CheckResult {
+    let mut checker = checker::Checker::new(source, editor_data);
     checker.load_roots(roots);
     checker.collect();
     checker.build();
@@ -143,4 +155,35 @@ pub fn check_sources(files: &[(&str, &str)]) -> CheckResult {
     };
     let roots: Vec<String> = files.iter().map(|(p, _)| p.to_string()).collect();
     check(&source, &roots)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Without the editor data, a check reports the same diagnostics and builds the same
+    /// policy; only `symbols` and `references` are left empty.
+    #[test]
+    fn editor_data_changes_nothing_else() {
+        let valid = "import std.dns\n\ndestination api {\n    host \"api.example.internal\"\n    port 443\n}\n\ncapability call {\n    connect api, dns.kube_dns\n}\n\nagent bot {\n    workload namespace \"n\" labels { app = \"bot\" }\n    uses call\n}\n\nzone z {\n    owner \"security\"\n    agents bot\n    approve api, dns.kube_dns\n}\n";
+        let broken = "agent bot {\n    uses missing\n}\ndestination api {\n    host \"api.example.internal\"\n    port 443\n}\ndestination api {\n    port 80\n}\n";
+        for text in [valid, broken] {
+            let source = MemorySource {
+                files: [("p.egress".to_string(), text.to_string())]
+                    .into_iter()
+                    .collect(),
+            };
+            let roots = vec!["p.egress".to_string()];
+            let full = check(&source, &roots);
+            let lean = check_without_editor_data(&source, &roots);
+            assert_eq!(full.diagnostics, lean.diagnostics);
+            assert_eq!(
+                serde_json::to_string(&full.policy).unwrap(),
+                serde_json::to_string(&lean.policy).unwrap()
+            );
+            assert!(!full.symbols.is_empty());
+            assert!(lean.symbols.is_empty() && lean.references.is_empty());
+        }
+    }
 }

@@ -114,6 +114,8 @@ pub(crate) struct Checker<'s> {
     diagnostics: Vec<Diagnostic>,
     references: Vec<Reference>,
     symbols: Vec<Symbol>,
+    /// Record `symbols` and `references` (editors ask for them; the command line does not).
+    editor_data: bool,
     /// Import edges (from, to, span of the import).
     edges: Vec<(usize, usize, Span)>,
     counts: BTreeMap<Kind, u32>,
@@ -154,9 +156,10 @@ fn item_kind(kind: &ItemKind) -> Option<Kind> {
 const STD_PREFIX: &str = "std/";
 
 impl<'s> Checker<'s> {
-    pub(crate) fn new(source: &'s dyn FileSource) -> Self {
+    pub(crate) fn new(source: &'s dyn FileSource, editor_data: bool) -> Self {
         Checker {
             source,
+            editor_data,
             files: Vec::new(),
             by_path: BTreeMap::new(),
             unreadable: BTreeSet::new(),

@@ -18,22 +18,25 @@ impl Checker<'_> {
         kind: Kind,
         ident: &Ident,
         item_span: Span,
-        doc: Option<String>,
+        doc: Option<&str>,
     ) {
         let index = self.next_index(kind);
-        let module = self
-            .files
-            .get(file)
-            .map(|f| f.module.clone())
-            .unwrap_or_default();
-        self.symbols.push(Symbol {
-            kind: kind.name(),
-            local: ident.text.clone(),
-            qualified: format!("{module}.{}", ident.text),
-            name_span: ident.span,
-            item_span,
-            doc,
-        });
+        if self.editor_data {
+            let module = self
+                .files
+                .get(file)
+                .map(|f| f.module.as_str())
+                .unwrap_or("");
+            let qualified = format!("{module}.{}", ident.text);
+            self.symbols.push(Symbol {
+                kind: kind.name(),
+                local: ident.text.clone(),
+                qualified,
+                name_span: ident.span,
+                item_span,
+                doc: doc.map(str::to_string),
+            });
+        }
         let Some(data) = self.files.get_mut(file) else {
             return;
         };
@@ -92,7 +95,7 @@ impl Checker<'_> {
                     ItemKind::Import(_) => continue,
                     ItemKind::Data(d) => {
                         for name in &d.names {
-                            self.declare(file, Kind::Data, name, item.span, item.doc.clone());
+                            self.declare(file, Kind::Data, name, item.span, item.doc.as_deref());
                         }
                         continue;
                     }
@@ -108,7 +111,7 @@ impl Checker<'_> {
                     ItemKind::CapSet(_) => Kind::CapSet,
                 };
                 if let Some(name) = item.name() {
-                    self.declare(file, kind, name, item.span, item.doc.clone());
+                    self.declare(file, kind, name, item.span, item.doc.as_deref());
                 }
             }
             if let Some(f) = self.files.get_mut(file) {
@@ -185,13 +188,15 @@ impl Checker<'_> {
             .copied();
         match found {
             Some(decl) if decl.kind == want => {
-                let qualified = self.qualified(target_file, local);
-                self.references.push(Reference {
-                    span: ident.span,
-                    target: decl.name_span,
-                    kind: want.name(),
-                    qualified,
-                });
+                if self.editor_data {
+                    let qualified = self.qualified(target_file, local);
+                    self.references.push(Reference {
+                        span: ident.span,
+                        target: decl.name_span,
+                        kind: want.name(),
+                        qualified,
+                    });
+                }
                 Some(decl.index)
             }
             Some(decl) => {
