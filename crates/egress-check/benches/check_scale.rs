@@ -26,8 +26,6 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
 
 /// Bytes per file in the `files` shape.
 const FILE_BYTES: usize = 1_000_000;
@@ -129,64 +127,30 @@ fn generate(shape: Shape, bytes: usize) -> Vec<(String, String)> {
     }
 }
 
-/// What one `egc` run cost.
-#[derive(Clone, Copy, Debug)]
-struct Cost {
-    wall: f64,
-    cpu: f64,
-    rss_bytes: f64,
-    exit: i32,
-}
+#[path = "support/child.rs"]
+mod child;
 
-/// Child mode: `--child PROGRAM ARGS...` runs PROGRAM and prints `wall cpu maxrss_kib exit`.
-fn child_mode(args: &[String]) {
-    let started = Instant::now();
-    let status = Command::new(&args[0])
-        .args(&args[1..])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    let wall = started.elapsed().as_secs_f64();
-    let usage =
-        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).unwrap();
-    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-    let cpu = secs(usage.user_time()) + secs(usage.system_time());
-    println!(
-        "{wall} {cpu} {} {}",
-        usage.max_rss(),
-        status.code().unwrap_or(-1)
+fn measure(egc: &Path, root: &Path) -> child::Cost {
+    let out = std::env::temp_dir().join(format!("egc-check-scale-{}.out", std::process::id()));
+    let cost = child::measure(
+        egc,
+        &[
+            "check".as_ref(),
+            root.as_os_str(),
+            "--root".as_ref(),
+            root.parent().unwrap().as_os_str(),
+        ],
+        &[],
+        3600.0,
+        &out,
     );
-}
-
-fn measure(egc: &Path, root: &Path) -> Cost {
-    let me = std::env::current_exe().unwrap();
-    let output = Command::new(me)
-        .arg("--child")
-        .arg(egc)
-        .arg("check")
-        .arg(root)
-        .arg("--root")
-        .arg(root.parent().unwrap())
-        .output()
-        .unwrap();
-    let line = String::from_utf8_lossy(&output.stdout);
-    let f: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(f.len(), 4, "child output: {line}");
-    Cost {
-        wall: f[0].parse().unwrap(),
-        cpu: f[1].parse().unwrap(),
-        rss_bytes: f[2].parse::<f64>().unwrap() * 1024.0,
-        exit: f[3].parse().unwrap(),
-    }
+    let _ = std::fs::remove_file(&out);
+    cost
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--child") {
-        child_mode(&args[1..]);
+    if child::child_mode(&args) {
         return;
     }
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");

@@ -38,8 +38,6 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// Agents per team (a team shares destinations and capabilities).
 const TEAM: usize = 50;
@@ -250,55 +248,9 @@ fn generate(shape: Shape, agents: usize) -> Vec<(String, String)> {
     out
 }
 
-/// What one `egc` run cost.
-#[derive(Clone, Copy, Debug)]
-struct Cost {
-    wall: f64,
-    cpu: f64,
-    rss_mib: f64,
-    exit: i32,
-    over_limit: bool,
-    output_bytes: u64,
-}
-
-/// Child mode: `--child LIMIT OUT PROGRAM ARGS...` runs PROGRAM with stdout to OUT, kills it
-/// after LIMIT seconds, and prints `wall cpu maxrss_kib exit over_limit`.
-fn child_mode(args: &[String]) {
-    let limit = Duration::from_secs_f64(args[0].parse().unwrap());
-    let out = std::fs::File::create(&args[1]).unwrap();
-    let started = Instant::now();
-    let mut child = Command::new(&args[2])
-        .args(&args[3..])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut over = false;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > limit {
-            over = true;
-            let _ = child.kill();
-            break child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let wall = started.elapsed().as_secs_f64();
-    let usage =
-        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).unwrap();
-    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-    let cpu = secs(usage.user_time()) + secs(usage.system_time());
-    println!(
-        "{wall} {cpu} {} {} {}",
-        usage.max_rss(),
-        status.code().unwrap_or(-1),
-        u8::from(over)
-    );
-}
+#[path = "../../egress-check/benches/support/child.rs"]
+mod child;
+use child::{fmt_secs, Cost};
 
 fn measure(
     egc: &Path,
@@ -309,55 +261,29 @@ fn measure(
     out: &Path,
     memo_dir: Option<&Path>,
 ) -> Cost {
-    let me = std::env::current_exe().unwrap();
-    let mut command = Command::new(me);
-    match memo_dir {
-        Some(dir) => command.env("EGC_CACHE_DIR", dir),
-        None => command.env_remove("EGC_CACHE_DIR"),
-    };
-    let output = command
-        .arg("--child")
-        .arg(limit.to_string())
-        .arg(out)
-        .arg(egc)
-        .arg("verify")
-        .arg(policy)
-        .arg("--format")
-        .arg(format)
-        .arg("--engine")
-        .arg(engine)
-        .args(if memo_dir.is_some() {
-            None
-        } else {
-            Some("--no-cache")
-        })
-        .output()
-        .unwrap();
-    let line = String::from_utf8_lossy(&output.stdout);
-    let f: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(f.len(), 5, "child output: {line}");
-    Cost {
-        wall: f[0].parse().unwrap(),
-        cpu: f[1].parse().unwrap(),
-        rss_mib: f[2].parse::<f64>().unwrap() / 1024.0,
-        exit: f[3].parse().unwrap(),
-        over_limit: f[4] == "1",
-        output_bytes: std::fs::metadata(out).map(|m| m.len()).unwrap_or(0),
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "verify".as_ref(),
+        policy.as_os_str(),
+        "--format".as_ref(),
+        format.as_ref(),
+        "--engine".as_ref(),
+        engine.as_ref(),
+    ];
+    if memo_dir.is_none() {
+        args.push("--no-cache".as_ref());
     }
-}
-
-fn fmt_secs(s: f64) -> String {
-    if s < 1.0 {
-        format!("{:.0} ms", s * 1000.0)
-    } else {
-        format!("{s:.2} s")
-    }
+    child::measure(
+        egc,
+        &args,
+        &[("EGC_CACHE_DIR", memo_dir.map(Path::as_os_str))],
+        limit,
+        out,
+    )
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--child") {
-        child_mode(&args[1..]);
+    if child::child_mode(&args) {
         return;
     }
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -468,7 +394,7 @@ fn main() {
                     cost.output_bytes as f64 / 1e6,
                     fmt_secs(cost.wall),
                     fmt_secs(cost.cpu),
-                    cost.rss_mib,
+                    cost.rss_bytes / (1024.0 * 1024.0),
                 );
                 let text = if *format == "json" && !cost.over_limit {
                     std::fs::read_to_string(&out).unwrap_or_default()
@@ -568,7 +494,7 @@ fn incremental_runs(
                     cost.exit,
                     fmt_secs(cost.wall),
                     fmt_secs(cost.cpu),
-                    cost.rss_mib,
+                    cost.rss_bytes / (1024.0 * 1024.0),
                     n - remembered.min(n),
                 );
                 let _ = std::fs::remove_file(&out);
