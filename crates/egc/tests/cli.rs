@@ -534,3 +534,98 @@ fn action_steps_run_locally() {
     let comment = std::fs::read_to_string(temp.join("egc-diff.md")).unwrap();
     assert!(comment.starts_with("### Egress changes"), "{comment}");
 }
+
+/// `egc verify` remembers what it proved, in a private, authenticated memo: a second run
+/// reuses it and reports the same; a memo made writable by others, replaced by a link, or
+/// restored without its key is ignored; a violation introduced after a run is reported.
+#[test]
+fn verify_memo_is_reused_only_when_trusted() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("verify-memo");
+    let cache = dir.join("cache");
+    let state = dir.join("state");
+    let policy = dir.join("policy");
+    std::fs::create_dir_all(&policy).unwrap();
+    let text = |approve: &str| {
+        format!(
+            "import std.dns\n\ndestination api {{\n    host \"api.example.internal\"\n    port 443\n}}\n\ncapability call {{\n    connect api, dns.kube_dns\n}}\n\nagent bot {{\n    workload namespace \"n\" labels {{ app = \"bot\" }}\n    uses call\n}}\n\nagent other {{\n    workload namespace \"n\" labels {{ app = \"other\" }}\n    uses call\n}}\n\nzone z {{\n    owner \"security\"\n    agents bot, other\n    approve {approve}dns.kube_dns\n}}\n"
+        )
+    };
+    std::fs::write(policy.join("main.egress"), text("api, ")).unwrap();
+    let run = |format: &str| {
+        Command::new(env!("CARGO_BIN_EXE_egc"))
+            .args(["verify", "--format", format, "policy"])
+            .current_dir(&dir)
+            .env("NO_COLOR", "1")
+            .env_remove("CI")
+            .env("EGC_CACHE_DIR", &cache)
+            .env("XDG_STATE_HOME", &state)
+            .output()
+            .unwrap()
+    };
+    let summary = |o: &Output| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let first = run("human");
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        !summary(&first).contains("earlier run"),
+        "{}",
+        summary(&first)
+    );
+    let json_first = run("json");
+    let second = run("human");
+    assert!(
+        summary(&second).contains("(2 proved by an earlier run"),
+        "{}",
+        summary(&second)
+    );
+    assert_eq!(run("json").stdout, json_first.stdout);
+
+    let memo_dir = cache.join("verify");
+    let memo_file = std::fs::read_dir(&memo_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "memo"))
+        .unwrap();
+    // Writable by others: ignored.
+    std::fs::set_permissions(&memo_file, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert!(!summary(&run("human")).contains("earlier run"));
+    // (That run wrote a fresh, private memo.) A link in its place: ignored.
+    let saved = dir.join("saved.memo");
+    std::fs::rename(&memo_file, &saved).unwrap();
+    std::os::unix::fs::symlink(&saved, &memo_file).unwrap();
+    assert!(!summary(&run("human")).contains("earlier run"));
+    assert!(
+        !std::fs::symlink_metadata(&memo_file)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link was replaced by a new memo"
+    );
+    // The memo without its key (a cache restored elsewhere): ignored.
+    assert!(summary(&run("human")).contains("earlier run"));
+    std::fs::remove_dir_all(&state).unwrap();
+    assert!(!summary(&run("human")).contains("earlier run"));
+    // Garbage: ignored.
+    std::fs::write(&memo_file, b"egc-memo-file/2\nnot a memo").unwrap();
+    std::fs::set_permissions(&memo_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(!summary(&run("human")).contains("earlier run"));
+
+    // A violation after a run that proved everything is reported, as without a memo.
+    assert!(summary(&run("human")).contains("earlier run"));
+    std::fs::write(policy.join("main.egress"), text("")).unwrap();
+    let after = run("json");
+    let fresh = Command::new(env!("CARGO_BIN_EXE_egc"))
+        .args(["verify", "--no-cache", "--format", "json", "policy"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(after.status.code(), Some(1));
+    assert_eq!(after.stdout, fresh.stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -369,7 +369,6 @@ fn a_cancelled_snapshot_skips_the_check_and_does_not_poison_the_cache() {
     assert!(live.hover(main_path(), fixture.at(5)).is_some());
 }
 
-/// The case files of `tests/ide/`, sorted.
 /// The editor keeps what the verifier proved: after an edit only the touched agents are
 /// verified again, and what it shows is what a fresh editor shows.
 fn verification_after_an_edit_matches_a_fresh_editor() {
@@ -417,6 +416,7 @@ fn verification_after_an_edit_matches_a_fresh_editor() {
     );
 }
 
+/// The case files of `tests/ide/`, sorted.
 fn case_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/ide");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)

@@ -193,10 +193,14 @@ pub fn run(args: Args) -> ExitCode {
                     .and_then(|b| b.result.policy.as_ref());
                 let report = match (&store, boundary) {
                     (Some(store), boundary) => {
-                        let memo = store.load(identity);
-                        let (report, next) =
-                            egress_verify::verify_incremental(policy, boundary, &config, &memo);
-                        store.store(identity, &next);
+                        let loaded = store.load(identity);
+                        let (report, next) = egress_verify::verify_incremental(
+                            policy,
+                            boundary,
+                            &config,
+                            &loaded.memo,
+                        );
+                        store.store(identity, &loaded, &next);
                         report
                     }
                     (None, Some(b)) => egress_verify::verify_within(policy, b, &config),

@@ -79,7 +79,10 @@ impl Memo {
     pub(crate) fn insert(&mut self, key: Key) {
         self.keys.insert(key);
     }
-    /// The file form: a magic string, then the keys in order.
+    /// The file form: a magic string, then the keys in order. A key depends on this
+    /// crate's version but not on its build: whoever keeps the bytes must scope them to
+    /// one build of the verifier (the CLI ties its memo files to its binary, and
+    /// authenticates them).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(MAGIC.len() + self.keys.len() * 32);
         out.extend_from_slice(MAGIC);

@@ -2,7 +2,9 @@
 //! through the concrete evaluator before it is reported.
 //!
 //! This module is the driver: the configuration, the shared context (`Ctx`: routes,
-//! approvals, clearances and the decider, built once), the per-agent and per-exception
+//! approvals, clearances and the decider; approvals are built when first asked for, and
+//! clearances for the agents a run checks, so an incremental run builds only what the
+//! agents it re-verifies need), the per-agent and per-exception
 //! parallel loops and the assembly of the [`Report`]. Each property is its own module
 //! (`egress_approved`, `data_clearance`, `exception_gated`, `layers_consistent`,
 //! `no_metadata`, `no_unspecified`, `asserts`, `within`), and the warnings are apart
@@ -223,7 +225,8 @@ struct Ctx<'p> {
     /// zone sets of the agents it re-verifies).
     approvals: Vec<OnceLock<Allowed>>,
     /// Per (index into `zone_sets`, data class held by an agent of that zone set): where
-    /// the zones clear the class, built once and shared by every such agent.
+    /// the zones clear the class, built once for the agents this run checks
+    /// ([`Ctx::prepare_clearances`]) and shared by every such agent.
     clearances: HashMap<(usize, DataClassId), Allowed>,
     /// The zones of each agent, computed by the concrete evaluator, for replay.
     zone_index: eval::ZoneIndex,
@@ -267,8 +270,11 @@ pub fn verify_within(
 /// [`verify`] (or, with a boundary, [`verify_within`]) reusing what an earlier run proved:
 /// an agent whose key is in `memo` found nothing on exactly these inputs and is not
 /// checked again (see [`crate::incremental`] for what a key covers). Returns the report,
-/// which is the one a run without a memo gives, and the memo of this run: the keys of
-/// every agent check and zone warning that found nothing.
+/// whose properties, violations and warnings are those a run without a memo gives (its
+/// `stats` say how many agents were remembered), and the memo of this run: the keys of
+/// every agent check and zone warning that found nothing. One caveat: Z3's time limit is
+/// wall-clock time, so a question decided in time by the run that was remembered might
+/// not be by a run under heavier load (it would say `unknown`, never `violated`).
 pub fn verify_incremental(
     policy: &CheckedPolicy,
     boundary: Option<&CheckedPolicy>,
