@@ -294,6 +294,34 @@ fn loaded_ebpf_maps_are_never_wider() {
             .code,
         "E0111"
     );
+    // The tables `egc run` applies besides the trie: no capability, syscall, Landlock
+    // port or resolver beyond the policy's.
+    let tampered: [(&str, Box<dyn Fn(&mut maps::EbpfMaps)>); 4] = [
+        (
+            "CAP_SYS_ADMIN",
+            Box::new(|m| m.linux_caps.push("CAP_SYS_ADMIN".into())),
+        ),
+        ("ptrace", Box::new(|m| m.syscalls.push("ptrace".into()))),
+        (
+            "TCP ports 1-65535",
+            Box::new(|m| m.landlock_tcp_ports = vec![(1, 65535)]),
+        ),
+        (
+            "203.0.113.53:53",
+            Box::new(|m| m.resolvers.push("203.0.113.53:53".into())),
+        ),
+    ];
+    for (what, tamper) in tampered {
+        let mut wider = lowered.clone();
+        tamper(&mut wider);
+        let refused = check_loaded(&policy, agent, &wider).unwrap_err();
+        assert_eq!(refused.code, "E0120", "{what}: {refused:?}");
+        assert!(
+            refused.message.contains(what),
+            "{what}: {}",
+            refused.message
+        );
+    }
 }
 
 /// Translation validation is not vacuous: a tampered artifact is caught, wider as E0120

@@ -171,7 +171,7 @@ pub fn check_loaded(
     }
     let expected = expected.without_addresses(&unspecified_addresses());
     match found.difference_witness(&expected) {
-        Ok(None) => Ok(()),
+        Ok(None) => check_side_tables(policy, agent, m, &found),
         Ok(Some(w)) => Err(Diagnostic::error(
             "E0120",
             span,
@@ -192,6 +192,92 @@ pub fn check_loaded(
         )
         .with_help("an undecided check is never a pass")),
     }
+}
+
+/// The maps' tables besides the trie, which `egc run` also applies: the Linux
+/// capabilities kept and the syscalls allowed must be the policy's for the agent (no
+/// more), the TCP ports Landlock allows must be those of the rules and of the host names
+/// served (and DNS over TCP when names are served), and every DNS resolver must be an
+/// address the rules let the agent reach on UDP port 53.
+fn check_side_tables(
+    policy: &CheckedPolicy,
+    agent: &Agent,
+    m: &maps::EbpfMaps,
+    found: &ConnectionSet,
+) -> Result<(), Diagnostic> {
+    let refuse = |what: String| {
+        Err(Diagnostic::error(
+            "E0120",
+            agent.name.span,
+            format!(
+                "the eBPF maps lowered for agent `{}` {what}, which the policy does not allow; nothing is loaded",
+                agent.name.local
+            ),
+        )
+        .with_label("maps wider than the policy")
+        .with_help("this is a bug in egc's lowering; please report it with the policy"))
+    };
+    let caps: Vec<&str> = policy
+        .linux_caps_of(agent)
+        .into_iter()
+        .map(|c| c.name())
+        .collect();
+    if let Some(extra) = m.linux_caps.iter().find(|c| !caps.contains(&c.as_str())) {
+        return refuse(format!("keep the Linux capability `{extra}`"));
+    }
+    let syscalls = policy.syscalls_of(agent);
+    if let Some(extra) = m.syscalls.iter().find(|s| !syscalls.contains(s)) {
+        return refuse(format!("allow the syscall `{extra}`"));
+    }
+    let mut tcp: Vec<(u16, u16)> = Vec::new();
+    for r in m
+        .rules
+        .iter()
+        .filter(|r| r.protocol == egress_check::Protocol::Tcp)
+    {
+        if let Some(p) = maps::parse_ports(&r.ports) {
+            tcp.push((p.start, p.end));
+        }
+    }
+    for n in m
+        .names
+        .iter()
+        .filter(|n| n.protocols.contains(&egress_check::Protocol::Tcp))
+    {
+        tcp.extend(
+            n.ports
+                .iter()
+                .filter_map(|p| maps::parse_ports(p))
+                .map(|p| (p.start, p.end)),
+        );
+    }
+    if !m.names.is_empty() {
+        tcp.push((53, 53));
+    }
+    let allowed_ports = PortSet::from_intervals(tcp.iter().copied());
+    for (lo, hi) in &m.landlock_tcp_ports {
+        let wanted = PortSet::interval(*lo, *hi);
+        if !wanted.difference(&allowed_ports).is_empty() {
+            return refuse(format!("let Landlock allow TCP ports {lo}-{hi}"));
+        }
+    }
+    for resolver in &m.resolvers {
+        let reachable = resolver
+            .parse::<std::net::SocketAddr>()
+            .ok()
+            .filter(|a| a.port() == 53)
+            .is_some_and(|a| {
+                found.contains(&egress_sets::Connection {
+                    target: egress_sets::Target::Ip(a.ip()),
+                    port: 53,
+                    protocol: egress_check::Protocol::Udp,
+                })
+            });
+        if !reachable {
+            return refuse(format!("name `{resolver}` as a DNS resolver"));
+        }
+    }
+    Ok(())
 }
 
 /// What a trie allows, as the program's lookup decides it. Keys are masked to their
