@@ -296,20 +296,18 @@ fn loaded_ebpf_maps_are_never_wider() {
     );
     // The tables `egc run` applies besides the trie: no capability, syscall, Landlock
     // port or resolver beyond the policy's.
-    let tampered: [(&str, Box<dyn Fn(&mut maps::EbpfMaps)>); 4] = [
-        (
-            "CAP_SYS_ADMIN",
-            Box::new(|m| m.linux_caps.push("CAP_SYS_ADMIN".into())),
-        ),
-        ("ptrace", Box::new(|m| m.syscalls.push("ptrace".into()))),
-        (
-            "TCP ports 1-65535",
-            Box::new(|m| m.landlock_tcp_ports = vec![(1, 65535)]),
-        ),
-        (
-            "203.0.113.53:53",
-            Box::new(|m| m.resolvers.push("203.0.113.53:53".into())),
-        ),
+    type Tamper = fn(&mut maps::EbpfMaps);
+    let tampered: [(&str, Tamper); 4] = [
+        ("CAP_SYS_ADMIN", |m| {
+            m.linux_caps.push("CAP_SYS_ADMIN".into())
+        }),
+        ("ptrace", |m| m.syscalls.push("ptrace".into())),
+        ("TCP ports 1-65535", |m| {
+            m.landlock_tcp_ports = vec![(1, 65535)]
+        }),
+        ("203.0.113.53:53", |m| {
+            m.resolvers.push("203.0.113.53:53".into())
+        }),
     ];
     for (what, tamper) in tampered {
         let mut wider = lowered.clone();
