@@ -2,6 +2,7 @@
 //! chunk parsed on its own with the grammar, and re-split at line-start keywords when it
 //! does not parse, so one syntax error costs only its item.
 
+use super::fast;
 use super::recovery::describe_token;
 use super::tree::Converter;
 use rayon::prelude::*;
@@ -20,6 +21,8 @@ pub(super) struct ItemParser<'a> {
     pub(super) items: Vec<Item>,
     pub(super) diagnostics: Vec<Diagnostic>,
     pub(super) layout: Layout,
+    /// Whether items are read by the fast parser first (pest reads what it does not).
+    pub(super) fast: bool,
 }
 
 fn is_item_keyword(token: &Token, source: &str) -> bool {
@@ -46,7 +49,7 @@ impl<'a> ItemParser<'a> {
         // Items are independent: parse runs of them on every core, each into its own
         // items, diagnostics and layout, then append those in file order, so the result
         // is the one the loop above gives.
-        let (file, source, tokens) = (self.file, self.source, self.tokens);
+        let (file, source, tokens, fast) = (self.file, self.source, self.tokens, self.fast);
         let parts: Vec<(Vec<Item>, Vec<Diagnostic>, Layout)> = chunks
             .par_chunks(PARALLEL_ITEMS)
             .map(|run| {
@@ -57,6 +60,7 @@ impl<'a> ItemParser<'a> {
                     items: Vec::new(),
                     diagnostics: Vec::new(),
                     layout: Layout::default(),
+                    fast,
                 };
                 for (start, end) in run {
                     part.parse_chunk(*start, *end, true);
@@ -191,6 +195,19 @@ impl<'a> ItemParser<'a> {
         let (_, text_end) = self.token_range_text(keyword_index, end);
         let base = keyword.start();
         let text = self.source.get(base..text_end).unwrap_or("");
+        if self.fast {
+            if let Some(fast) = fast::item(self.file, base, text) {
+                let mut item = fast.item;
+                if !doc_lines.is_empty() {
+                    item.doc = Some(doc_lines.join("\n"));
+                }
+                self.layout.line_starts.extend(fast.line_starts);
+                self.layout.block_braces.extend(fast.block_braces);
+                self.layout.item_starts.insert(base);
+                self.items.push(item);
+                return;
+            }
+        }
         match Grammar::parse(Rule::single_item, text) {
             Ok(mut pairs) => {
                 let Some(pair) = pairs.find(|p| p.as_rule() != Rule::EOI) else {
@@ -265,6 +282,7 @@ mod tests {
                 items: Vec::new(),
                 diagnostics: Vec::new(),
                 layout: Layout::default(),
+                fast: true,
             };
             p.run_with(parallel);
             (

@@ -11,6 +11,7 @@ use crate::diagnostic::{sort_diagnostics, Diagnostic};
 use crate::lexer::{tokenize, Token, TokenKind, ITEM_KEYWORDS};
 use crate::{FileId, Span};
 
+mod fast;
 mod items;
 mod recovery;
 mod tree;
@@ -54,6 +55,12 @@ pub struct Layout {
 
 /// Parses `source`. Never fails: every problem is a diagnostic.
 pub fn parse(file: FileId, source: &str) -> Parsed {
+    parse_with(file, source, true)
+}
+
+/// [`parse`], reading items with pest alone when `fast` is false (the fast parser must
+/// agree with it: `tests::fast_path_agrees_with_pest`).
+fn parse_with(file: FileId, source: &str, fast: bool) -> Parsed {
     if source.len() > MAX_SOURCE_BYTES {
         return Parsed {
             ast: SourceAst { items: Vec::new() },
@@ -80,6 +87,7 @@ pub fn parse(file: FileId, source: &str) -> Parsed {
         items: Vec::new(),
         diagnostics: Vec::new(),
         layout: Layout::default(),
+        fast,
     };
     parser.run();
     let ItemParser {
@@ -95,5 +103,157 @@ pub fn parse(file: FileId, source: &str) -> Parsed {
         diagnostics,
         tokens,
         layout,
+    }
+}
+
+/// [`parse`] with pest alone: the reference the fast parser is tested against (the
+/// `differential` feature, for the fuzz targets).
+#[cfg(feature = "differential")]
+pub fn parse_with_pest_only(file: FileId, source: &str) -> Parsed {
+    parse_with(file, source, false)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// Every `.egress` file of the repository (examples, stdlib, test cases, docs), with
+    /// its path.
+    fn corpus() -> Vec<(String, String)> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut out = Vec::new();
+        let mut dirs = vec![root.clone()];
+        while let Some(dir) = dirs.pop() {
+            let mut entries: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            entries.sort();
+            for path in entries {
+                let name = path.file_name().unwrap().to_string_lossy().to_string();
+                if path.is_dir() {
+                    if !name.starts_with('.') && name != "target" && name != "fuzz" {
+                        dirs.push(path);
+                    }
+                } else if name.ends_with(".egress") {
+                    // Cases of non-UTF-8 files never reach the parser.
+                    if let Ok(text) = String::from_utf8(std::fs::read(&path).unwrap()) {
+                        out.push((path.display().to_string(), text));
+                    }
+                }
+            }
+        }
+        assert!(out.len() > 100, "found {} .egress files", out.len());
+        out
+    }
+
+    fn both(source: &str) -> (String, String) {
+        let show = |p: Parsed| format!("{:?}\n{:?}\n{:?}", p.ast, p.diagnostics, p.layout);
+        (
+            show(parse_with(FileId(3), source, true)),
+            show(parse_with(FileId(3), source, false)),
+        )
+    }
+
+    /// The fast parser reads every item of every policy in the repository, and reads it
+    /// exactly as pest and the tree builder do (item, spans and layout).
+    #[test]
+    fn fast_path_reads_every_valid_item() {
+        let mut items = 0;
+        for (path, text) in corpus() {
+            let parsed = parse_with(FileId(3), &text, false);
+            for item in &parsed.ast.items {
+                let (start, end) = (item.span.start as usize, item.span.end as usize);
+                let fast = fast::item(FileId(3), start, &text[start..end])
+                    .unwrap_or_else(|| panic!("{path}: the fast parser gave up on {item:?}"));
+                let mut expected = item.clone();
+                expected.doc = None;
+                assert_eq!(fast.item, expected, "{path}");
+                items += 1;
+            }
+        }
+        assert!(items > 500, "{items} items");
+    }
+
+    /// Whole files, and mutations of them (a token deleted, replaced by another, or a
+    /// byte inserted), parse to the same items, diagnostics and layout with and without
+    /// the fast parser. Mutations are chosen by a fixed generator, so a failure repeats.
+    #[test]
+    fn fast_path_agrees_with_pest() {
+        const POOL: [&str; 40] = [
+            "{",
+            "}",
+            ",",
+            "*",
+            "=",
+            ".",
+            "-",
+            "/",
+            "\"",
+            "\\",
+            "\n",
+            " ",
+            "// c\n",
+            "///d\n",
+            "port",
+            "ports",
+            "portsx",
+            "agent",
+            "data",
+            "approve",
+            "grant",
+            "unix",
+            "passing",
+            "10.0.0.1/8",
+            "1.2.3",
+            "::1",
+            "fd00::/8x",
+            "\"a\\\"b\"",
+            "\"a\\",
+            "1-2",
+            "1-",
+            "5m",
+            "5mx",
+            "a.b",
+            "a.",
+            "a.data",
+            "99999999999999999999",
+            "é",
+            "\t",
+            "\r",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n.max(1) as u64) as usize
+        };
+        let mut cases = 0;
+        for (path, text) in corpus() {
+            let (fast, pest) = both(&text);
+            assert_eq!(fast, pest, "{path}");
+            let tokens = tokenize(&text);
+            let mutations = (tokens.len() * 2).min(300);
+            for _ in 0..mutations {
+                let token = tokens[next(tokens.len())];
+                let (start, end) = (token.start(), token.end());
+                let mutated = match next(3) {
+                    0 => format!("{}{}", &text[..start], &text[end..]),
+                    1 => format!(
+                        "{}{}{}",
+                        &text[..start],
+                        POOL[next(POOL.len())],
+                        &text[end..]
+                    ),
+                    _ => format!("{}{}{}", &text[..end], POOL[next(POOL.len())], &text[end..]),
+                };
+                let (fast, pest) = both(&mutated);
+                assert_eq!(fast, pest, "{path}, mutated:\n{mutated}");
+                cases += 1;
+            }
+        }
+        assert!(cases > 10_000, "{cases} cases");
     }
 }

@@ -69,22 +69,8 @@ impl Converter<'_> {
             .strip_prefix('"')
             .and_then(|s| s.strip_suffix('"'))
             .unwrap_or(raw);
-        let mut value = String::with_capacity(inner.len());
-        let mut chars = inner.chars();
-        while let Some(c) = chars.next() {
-            if c == '\\' {
-                match chars.next() {
-                    Some('n') => value.push('\n'),
-                    Some('t') => value.push('\t'),
-                    Some(other) => value.push(other),
-                    None => {}
-                }
-            } else {
-                value.push(c);
-            }
-        }
         StrLit {
-            value,
+            value: unescape(inner),
             span: self.span(&pair),
         }
     }
@@ -606,6 +592,26 @@ impl Converter<'_> {
             _ => return None,
         })
     }
+}
+
+/// The value of a string literal's text between its quotes: `\n` and `\t` are a newline
+/// and a tab, a backslash before any other character stands for that character.
+pub(super) fn unescape(inner: &str) -> String {
+    let mut value = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') => value.push('\n'),
+                Some('t') => value.push('\t'),
+                Some(other) => value.push(other),
+                None => {}
+            }
+        } else {
+            value.push(c);
+        }
+    }
+    value
 }
 
 /// `text` without trailing whitespace and trailing `//` comments.
