@@ -150,10 +150,18 @@ pub fn is_keyword(text: &str) -> bool {
 /// Splits `source` into tokens. Unrecognised bytes become [`TokenKind::Error`] tokens;
 /// lexing never fails.
 pub fn tokenize(source: &str) -> Vec<Token> {
-    let mut lexer = TokenKind::lexer(source);
+    tokenize_range(source, 0, source.len())
+}
+
+/// The tokens of `source[start..end]`, with offsets in `source`. `start` must be where a
+/// token of `source` starts and `end` where one starts or the end: the tokens are then
+/// exactly those of [`tokenize`] in that range.
+pub fn tokenize_range(source: &str, start: usize, end: usize) -> Vec<Token> {
+    let mut lexer = TokenKind::lexer(source.get(start..end).unwrap_or(""));
     let mut tokens = Vec::new();
     while let Some(result) = lexer.next() {
         let span = lexer.span();
+        let span = span.start + start..span.end + start;
         let kind = result.unwrap_or(TokenKind::Error);
         // Merge runs of error bytes into one token.
         if kind == TokenKind::Error {

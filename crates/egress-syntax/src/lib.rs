@@ -14,7 +14,7 @@ mod parser;
 use serde::Serialize;
 
 pub use diagnostic::{Diagnostic, Label, Severity, Suggestion};
-pub use parser::{parse, Parsed};
+pub use parser::{parse, parse_items, Parsed};
 
 /// Identifies a source file within one check.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

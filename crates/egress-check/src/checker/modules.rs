@@ -5,13 +5,15 @@ use super::*;
 impl Checker<'_> {
     pub(super) fn add_file(&mut self, path: String, text: String, is_stdlib: bool) -> usize {
         let index = self.files.len();
-        let parsed = egress_syntax::parse(Self::file_id(index), &text);
+        // One copy of the text while it is parsed (a large file is most of the memory).
+        let text: Arc<str> = Arc::from(text);
+        let parsed = egress_syntax::parse_items(Self::file_id(index), &text);
         self.diagnostics.extend(parsed.diagnostics);
         self.by_path.insert(path.clone(), index);
         self.files.push(FileData {
             module: module_name(&path),
             path,
-            text: Arc::from(text),
+            text,
             is_stdlib,
             ast: parsed.ast,
             imports: BTreeMap::new(),

@@ -23,6 +23,9 @@ pub(super) struct ItemParser<'a> {
     pub(super) layout: Layout,
     /// Whether items are read by the fast parser first (pest reads what it does not).
     pub(super) fast: bool,
+    /// Where the text after the last of `tokens` ends: the end of the file, or of the one
+    /// item the tokens are (see [`parse_streaming`]).
+    pub(super) tokens_end: usize,
 }
 
 fn is_item_keyword(token: &Token, source: &str) -> bool {
@@ -61,6 +64,7 @@ impl<'a> ItemParser<'a> {
                     diagnostics: Vec::new(),
                     layout: Layout::default(),
                     fast,
+                    tokens_end: source.len(),
                 };
                 for (start, end) in run {
                     part.parse_chunk(*start, *end, true);
@@ -139,7 +143,7 @@ impl<'a> ItemParser<'a> {
             .tokens
             .get(end)
             .map(|t| t.start())
-            .unwrap_or(self.source.len());
+            .unwrap_or(self.tokens_end);
         (first, last)
     }
 
@@ -251,6 +255,139 @@ impl<'a> ItemParser<'a> {
     }
 }
 
+/// The items and diagnostics of `source`, as [`ItemParser::run`] gives them, without the
+/// file's tokens or layout: the checker's parse. One pass of the lexer finds where items
+/// start and keeps no token; each item is then read by the fast parser from its text, and
+/// only an item it does not read is lexed again, alone, for pest and error recovery.
+pub(super) fn parse_streaming(file: FileId, source: &str) -> (Vec<Item>, Vec<Diagnostic>) {
+    let chunks = chunk_bytes(source);
+    let parse_run = |run: &[(usize, usize)]| {
+        let mut items = Vec::with_capacity(run.len());
+        let mut diagnostics = Vec::new();
+        for (start, end) in run {
+            parse_chunk_text(file, source, (*start, *end), &mut items, &mut diagnostics);
+        }
+        (items, diagnostics)
+    };
+    if source.len() < PARALLEL_BYTES {
+        return parse_run(&chunks);
+    }
+    let parts: Vec<(Vec<Item>, Vec<Diagnostic>)> =
+        chunks.par_chunks(PARALLEL_ITEMS).map(parse_run).collect();
+    let mut items = Vec::with_capacity(chunks.len());
+    let mut diagnostics = Vec::new();
+    for (i, d) in parts {
+        items.extend(i);
+        diagnostics.extend(d);
+    }
+    (items, diagnostics)
+}
+
+/// The byte ranges `split(0, tokens.len(), false)` gives in tokens: each starts at an item
+/// keyword outside braces (or at the doc comments right above it), except the first, which
+/// starts at the first token; each ends where the next starts, the last at the end.
+fn chunk_bytes(source: &str) -> Vec<(usize, usize)> {
+    use logos::Logos as _;
+    let mut starts = Vec::new();
+    let mut depth: i64 = 0;
+    let mut doc_run: Option<usize> = None;
+    let mut lexer = TokenKind::lexer(source);
+    while let Some(result) = lexer.next() {
+        let span = lexer.span();
+        let kind = result.unwrap_or(TokenKind::Error);
+        let first = starts.is_empty();
+        if first {
+            starts.push(span.start);
+        }
+        match kind {
+            TokenKind::LBrace => depth += 1,
+            TokenKind::RBrace => depth = (depth - 1).max(0),
+            TokenKind::Ident
+                if !first
+                    && depth == 0
+                    && ITEM_KEYWORDS.contains(&source.get(span.clone()).unwrap_or("")) =>
+            {
+                let begin = doc_run.unwrap_or(span.start);
+                if starts.last().is_some_and(|last| begin > *last) {
+                    starts.push(begin);
+                }
+            }
+            _ => {}
+        }
+        doc_run = match kind {
+            TokenKind::DocComment => doc_run.or(Some(span.start)),
+            _ => None,
+        };
+    }
+    let mut chunks = Vec::with_capacity(starts.len());
+    for (i, start) in starts.iter().enumerate() {
+        chunks.push((*start, starts.get(i + 1).copied().unwrap_or(source.len())));
+    }
+    chunks
+}
+
+/// One chunk of [`chunk_bytes`]: the fast parser when it starts with an item, else (or when
+/// the fast parser does not read it) the chunk's own tokens through [`ItemParser`].
+fn parse_chunk_text(
+    file: FileId,
+    source: &str,
+    (start, end): (usize, usize),
+    items: &mut Vec<Item>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    use logos::Logos as _;
+    // Doc comments, then other comments, then the keyword (as `parse_chunk`).
+    let mut doc_lines = Vec::new();
+    let mut keyword = None;
+    let mut in_docs = true;
+    let mut lexer = TokenKind::lexer(source.get(start..end).unwrap_or(""));
+    while let Some(result) = lexer.next() {
+        let kind = result.unwrap_or(TokenKind::Error);
+        let text = lexer.slice();
+        if in_docs && kind == TokenKind::DocComment {
+            let text = text.strip_prefix("///").unwrap_or(text);
+            doc_lines.push(
+                text.strip_prefix(' ')
+                    .unwrap_or(text)
+                    .trim_end()
+                    .to_string(),
+            );
+            continue;
+        }
+        in_docs = false;
+        if !kind.is_trivia() {
+            if kind == TokenKind::Ident && ITEM_KEYWORDS.contains(&text) {
+                keyword = Some(start + lexer.span().start);
+            }
+            break;
+        }
+    }
+    if let Some(base) = keyword {
+        if let Some(fast) = fast::item(file, base, source.get(base..end).unwrap_or("")) {
+            let mut item = fast.item;
+            if !doc_lines.is_empty() {
+                item.doc = Some(doc_lines.join("\n"));
+            }
+            items.push(item);
+            return;
+        }
+    }
+    let tokens = tokenize_range(source, start, end);
+    let mut parser = ItemParser {
+        file,
+        source,
+        tokens: &tokens,
+        items: Vec::new(),
+        diagnostics: Vec::new(),
+        layout: Layout::default(),
+        fast: false,
+        tokens_end: end,
+    };
+    parser.parse_chunk(0, tokens.len(), true);
+    items.append(&mut parser.items);
+    diagnostics.append(&mut parser.diagnostics);
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
@@ -283,6 +420,7 @@ mod tests {
                 diagnostics: Vec::new(),
                 layout: Layout::default(),
                 fast: true,
+                tokens_end: text.len(),
             };
             p.run_with(parallel);
             (
@@ -296,5 +434,11 @@ mod tests {
         assert_eq!(serial.0, parallel.0, "items");
         assert_eq!(serial.1, parallel.1, "diagnostics");
         assert_eq!(serial.2, parallel.2, "layout");
+        // The checker's parse, streamed and on every core, gives the same too.
+        let (mut items, mut diagnostics) = parse_streaming(FileId(0), &text);
+        items.sort_by_key(|i| i.span.start);
+        crate::diagnostic::sort_diagnostics(&mut diagnostics);
+        assert_eq!(format!("{items:?}"), serial.0, "streamed items");
+        assert_eq!(format!("{diagnostics:?}"), serial.1, "streamed diagnostics");
     }
 }

@@ -8,7 +8,7 @@ use pest::Parser as _;
 
 use crate::ast::*;
 use crate::diagnostic::{sort_diagnostics, Diagnostic};
-use crate::lexer::{tokenize, Token, TokenKind, ITEM_KEYWORDS};
+use crate::lexer::{tokenize, tokenize_range, Token, TokenKind, ITEM_KEYWORDS};
 use crate::{FileId, Span};
 
 mod fast;
@@ -58,26 +58,48 @@ pub fn parse(file: FileId, source: &str) -> Parsed {
     parse_with(file, source, true)
 }
 
+/// [`parse`] without the tokens and the layout (left empty), which only the formatter
+/// and the editor need: the same items and diagnostics, with far less memory (the tokens
+/// of a file take more than the file). What the checker calls.
+pub fn parse_items(file: FileId, source: &str) -> Parsed {
+    if let Some(too_large) = too_large(file, source) {
+        return too_large;
+    }
+    let (mut items, mut diagnostics) = items::parse_streaming(file, source);
+    items.sort_by_key(|i| i.span.start);
+    sort_diagnostics(&mut diagnostics);
+    Parsed {
+        ast: SourceAst { items },
+        diagnostics,
+        tokens: Vec::new(),
+        layout: Layout::default(),
+    }
+}
+
+fn too_large(file: FileId, source: &str) -> Option<Parsed> {
+    (source.len() > MAX_SOURCE_BYTES).then(|| Parsed {
+        ast: SourceAst { items: Vec::new() },
+        diagnostics: vec![Diagnostic::error(
+            "E0004",
+            Span::new(file, 0, 0),
+            format!(
+                "this file is {} bytes; the limit is {} bytes",
+                source.len(),
+                MAX_SOURCE_BYTES
+            ),
+        )
+        .with_label("file too large")
+        .with_help("split the policy into modules and import them")],
+        tokens: Vec::new(),
+        layout: Layout::default(),
+    })
+}
+
 /// [`parse`], reading items with pest alone when `fast` is false (the fast parser must
 /// agree with it: `tests::fast_path_agrees_with_pest`).
 fn parse_with(file: FileId, source: &str, fast: bool) -> Parsed {
-    if source.len() > MAX_SOURCE_BYTES {
-        return Parsed {
-            ast: SourceAst { items: Vec::new() },
-            diagnostics: vec![Diagnostic::error(
-                "E0004",
-                Span::new(file, 0, 0),
-                format!(
-                    "this file is {} bytes; the limit is {} bytes",
-                    source.len(),
-                    MAX_SOURCE_BYTES
-                ),
-            )
-            .with_label("file too large")
-            .with_help("split the policy into modules and import them")],
-            tokens: Vec::new(),
-            layout: Layout::default(),
-        };
+    if let Some(too_large) = too_large(file, source) {
+        return too_large;
     }
     let tokens = tokenize(source);
     let mut parser = ItemParser {
@@ -88,6 +110,7 @@ fn parse_with(file: FileId, source: &str, fast: bool) -> Parsed {
         diagnostics: Vec::new(),
         layout: Layout::default(),
         fast,
+        tokens_end: source.len(),
     };
     parser.run();
     let ItemParser {
@@ -148,12 +171,18 @@ mod tests {
         out
     }
 
+    /// The fast parse and the pest parse of `source`, shown; the checker's parse
+    /// ([`parse_items`]) must give the pest parse's items and diagnostics.
     fn both(source: &str) -> (String, String) {
         let show = |p: Parsed| format!("{:?}\n{:?}\n{:?}", p.ast, p.diagnostics, p.layout);
-        (
-            show(parse_with(FileId(3), source, true)),
-            show(parse_with(FileId(3), source, false)),
-        )
+        let pest = parse_with(FileId(3), source, false);
+        let streamed = parse_items(FileId(3), source);
+        assert_eq!(
+            (&streamed.ast, &streamed.diagnostics),
+            (&pest.ast, &pest.diagnostics),
+            "parse_items on:\n{source}"
+        );
+        (show(parse_with(FileId(3), source, true)), show(pest))
     }
 
     /// The fast parser reads every item of every policy in the repository, and reads it

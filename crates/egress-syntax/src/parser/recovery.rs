@@ -89,7 +89,7 @@ impl ItemParser<'_> {
                     .filter(|t| t.kind == TokenKind::Ident)
                     .map(|t| format!("{item_keyword} `{}`", t.text(self.source)))
                     .unwrap_or_else(|| format!("this {item_keyword}"));
-                let next = if end < self.tokens.len() {
+                let next = if end < self.tokens.len() || self.tokens_end < self.source.len() {
                     "before the next item"
                 } else {
                     "before the end of the file"
