@@ -1,7 +1,7 @@
 //! The checker: load files and imports, collect declarations, resolve names, validate
 //! values and build the [`CheckedPolicy`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use egress_syntax::ast::{self, DestExpr, Ident, ImportPath, ItemKind};
@@ -102,7 +102,9 @@ struct FileData {
     is_stdlib: bool,
     ast: ast::SourceAst,
     imports: BTreeMap<String, ImportInfo>,
-    decls: BTreeMap<String, Decl>,
+    /// A hash map: looking names up is much of checking a large policy. Never iterated
+    /// where order shows (see `sorted_names`).
+    decls: HashMap<String, Decl>,
 }
 
 pub(crate) struct Checker<'s> {
@@ -237,6 +239,23 @@ impl<'s> Checker<'s> {
             }
         }
         for (kind, bucket) in ORDER.into_iter().zip(buckets) {
+            // Room for the bucket at once: growing a model's vector item by item copies it
+            // and touches fresh memory at every doubling (a large part of checking a big
+            // policy).
+            let n = bucket.len();
+            match kind {
+                Kind::Destination => self.destinations.reserve(n),
+                Kind::Capability => self.capabilities.reserve(n),
+                Kind::Agent => self.agents.reserve(n),
+                Kind::Workflow => self.workflows.reserve(n),
+                Kind::Exception => self.exceptions.reserve(n),
+                Kind::Authority => self.authorities.reserve(n),
+                Kind::Zone => self.zones.reserve(n),
+                Kind::Assert => self.asserts.reserve(n),
+                Kind::Syscalls => self.syscall_groups.reserve(n),
+                Kind::CapSet => self.cap_sets.reserve(n),
+                Kind::Data => {}
+            }
             for (file, item) in bucket {
                 self.build_item(file, &item, kind);
             }

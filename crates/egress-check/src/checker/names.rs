@@ -247,10 +247,9 @@ impl Checker<'_> {
                     .unwrap_or_default()
             };
             candidates.extend(
-                f.decls
-                    .iter()
-                    .filter(|(_, d)| d.kind == want)
-                    .map(|(n, _)| format!("{prefix}{n}")),
+                sorted_names(&f.decls, want)
+                    .into_iter()
+                    .map(|n| format!("{prefix}{n}")),
             );
         }
         if target_file == file {
@@ -258,11 +257,9 @@ impl Checker<'_> {
                 for (alias, info) in &f.imports {
                     if let Some(target) = info.target.and_then(|t| self.files.get(t)) {
                         candidates.extend(
-                            target
-                                .decls
-                                .iter()
-                                .filter(|(_, d)| d.kind == want)
-                                .map(|(n, _)| format!("{alias}.{n}")),
+                            sorted_names(&target.decls, want)
+                                .into_iter()
+                                .map(|n| format!("{alias}.{n}")),
                         );
                     }
                 }
@@ -338,4 +335,16 @@ impl Checker<'_> {
             .find(|(_, f)| f.decls.get(local).is_some_and(|d| d.kind == want))
             .map(|(_, f)| f.path.clone())
     }
+}
+
+/// The names of `decls` of kind `want`, in order (the candidates of a "did you mean" must
+/// not depend on a hash map's order).
+fn sorted_names(decls: &HashMap<String, Decl>, want: Kind) -> Vec<&str> {
+    let mut names: Vec<&str> = decls
+        .iter()
+        .filter(|(_, d)| d.kind == want)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    names.sort_unstable();
+    names
 }
