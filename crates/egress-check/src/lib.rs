@@ -12,7 +12,7 @@ pub mod syscalls;
 mod values;
 
 pub use suggest::closest;
-pub use values::{base64_decode, format_duration};
+pub use values::{base64_decode, format_duration, host_pattern_of};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

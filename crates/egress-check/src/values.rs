@@ -90,6 +90,16 @@ pub fn host_pattern(lit: &StrLit) -> Result<HostPattern, Diagnostic> {
     Ok(HostPattern { labels })
 }
 
+/// A host pattern from its text (as a maps file or a report writes it), validated as
+/// [`host_pattern`] validates one written in a policy; `None` when it is not one.
+pub fn host_pattern_of(text: &str) -> Option<HostPattern> {
+    host_pattern(&StrLit {
+        value: text.to_string(),
+        span: Span::default(),
+    })
+    .ok()
+}
+
 /// A wildcard pattern with fewer than two exact labels spans a whole top-level domain or
 /// every host: as an allowlist it means almost anything.
 pub fn is_too_broad(pattern: &HostPattern) -> bool {

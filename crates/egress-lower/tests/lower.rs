@@ -138,11 +138,12 @@ fn case_trials() -> Vec<Trial> {
 fn main() {
     let args = Arguments::from_args();
     let mut trials = case_trials();
-    let tests: [(&str, fn()); 11] = [
+    let tests: [(&str, fn()); 12] = [
         (
             "loaded_ebpf_maps_are_never_wider",
             loaded_ebpf_maps_are_never_wider,
         ),
+        ("loaded_names_are_never_wider", loaded_names_are_never_wider),
         (
             "every_lowering_passes_the_load_check",
             every_lowering_passes_the_load_check,
@@ -307,6 +308,82 @@ fn loaded_ebpf_maps_are_never_wider() {
         }),
         ("203.0.113.53:53", |m| {
             m.resolvers.push("203.0.113.53:53".into())
+        }),
+    ];
+    for (what, tamper) in tampered {
+        let mut wider = lowered.clone();
+        tamper(&mut wider);
+        let refused = check_loaded(&policy, agent, &wider).unwrap_err();
+        assert_eq!(refused.code, "E0120", "{what}: {refused:?}");
+        assert!(
+            refused.message.contains(what),
+            "{what}: {}",
+            refused.message
+        );
+    }
+}
+
+/// The host names the maps serve at run time (the DNS gateway and the name gate) are
+/// checked too: as lowered they pass, `sni optional` included; a name the policy does not
+/// allow, a port beyond the destination's, a protocol it does not name, skipping the SNI
+/// check where the destination does not say so, or a name that is not a host pattern is
+/// refused (E0120).
+fn loaded_names_are_never_wider() {
+    use egress_lower::ebpf::{check_loaded, maps};
+    let text = "import std.dns\n\ndestination api {\n    host \"api.example.com\"\n    port 443\n}\n\ndestination legacy {\n    host \"*.legacy.example.org\"\n    port 8443\n    sni optional\n}\n\ncapability call {\n    connect api, legacy, dns.kube_dns\n}\n\nagent bot {\n    workload namespace \"n\" labels { app = \"bot\" }\n    uses call\n}\n\nzone z {\n    owner \"security\"\n    agents bot\n    approve api, legacy, dns.kube_dns\n}\n";
+    let result = egress_check::check_sources(&[("main.egress", text)]);
+    let policy = result.policy.expect("the case checks");
+    let agent = policy.agent_by_name("bot").unwrap();
+    let config = maps::LowerConfig {
+        deny_unenforceable: true,
+        names: true,
+        ..Default::default()
+    };
+    let (lowered, _) = maps::lower_with(&policy, "bot", &config).unwrap();
+    assert_eq!(lowered.names.len(), 2, "{:?}", lowered.names);
+    assert!(lowered.names.iter().any(|n| n.sni_optional));
+    check_loaded(&policy, agent, &lowered).unwrap();
+    type Tamper = fn(&mut maps::EbpfMaps);
+    let tampered: [(&str, Tamper); 6] = [
+        ("exfil.example.net", |m| {
+            let mut extra = m.names[0].clone();
+            extra.pattern = "exfil.example.net".into();
+            m.names.push(extra);
+        }),
+        ("**.example.com", |m| {
+            let api = m
+                .names
+                .iter_mut()
+                .find(|n| n.pattern == "api.example.com")
+                .unwrap();
+            api.pattern = "**.example.com".into();
+        }),
+        ("api.example.com", |m| {
+            let api = m
+                .names
+                .iter_mut()
+                .find(|n| n.pattern == "api.example.com")
+                .unwrap();
+            api.ports = vec!["1-65535".into()];
+        }),
+        ("api.example.com", |m| {
+            let api = m
+                .names
+                .iter_mut()
+                .find(|n| n.pattern == "api.example.com")
+                .unwrap();
+            api.protocols.push(egress_check::Protocol::Udp);
+        }),
+        ("without SNI", |m| {
+            let api = m
+                .names
+                .iter_mut()
+                .find(|n| n.pattern == "api.example.com")
+                .unwrap();
+            api.sni_optional = true;
+        }),
+        ("api.example.com/x", |m| {
+            m.names[0].pattern = "api.example.com/x".into();
         }),
     ];
     for (what, tamper) in tampered {

@@ -143,7 +143,9 @@ fn loaded(m: &maps::EbpfMaps) -> Result<ConnectionSet, String> {
 /// when the maps open a workflow, that workflow's routes). A wider trie is refused
 /// (E0120, with a witness; E0122 when undecided, E0111 when the maps do not decode).
 /// Narrower is allowed here: host names served by the gateway, workloads and closed
-/// destinations are not in the trie by design.
+/// destinations are not in the trie by design. The host names served are checked on their
+/// own ([`check_names`]), and so are the side tables (capabilities, syscalls, Landlock
+/// ports, resolvers).
 pub fn check_loaded(
     policy: &CheckedPolicy,
     agent: &Agent,
@@ -159,6 +161,7 @@ pub fn check_loaded(
         })
     };
     let mut expected = ConnectionSet::default();
+    let mut counted = Vec::new();
     for (route, set) in egress_sets::routes::route_sets(policy, agent.id) {
         let counts = match route.via {
             egress_sets::Via::Capability(_) => true,
@@ -167,11 +170,15 @@ pub fn check_loaded(
         };
         if counts {
             expected.extend(&set);
+            counted.push(route.dest);
         }
     }
     let expected = expected.without_addresses(&unspecified_addresses());
     match found.difference_witness(&expected) {
-        Ok(None) => check_side_tables(policy, agent, m, &found),
+        Ok(None) => {
+            check_names(policy, agent, m, &expected, &counted)?;
+            check_side_tables(policy, agent, m, &found)
+        }
         Ok(Some(w)) => Err(Diagnostic::error(
             "E0120",
             span,
@@ -192,6 +199,88 @@ pub fn check_loaded(
         )
         .with_help("an undecided check is never a pass")),
     }
+}
+
+/// The host names the maps serve (the DNS gateway resolves them and the name gate lets the
+/// agent reach the learned addresses): each name × its ports × its protocols must lie
+/// within what the policy lets the agent reach, and a name may skip the SNI check only
+/// when a destination the agent reaches with that name says `sni optional`.
+fn check_names(
+    policy: &CheckedPolicy,
+    agent: &Agent,
+    m: &maps::EbpfMaps,
+    expected: &ConnectionSet,
+    counted: &[egress_check::DestId],
+) -> Result<(), Diagnostic> {
+    let refuse = |what: String| {
+        Diagnostic::error(
+            "E0120",
+            agent.name.span,
+            format!(
+                "the eBPF maps lowered for agent `{}` {what}, which the policy does not allow; nothing is loaded",
+                agent.name.local
+            ),
+        )
+        .with_label("maps wider than the policy")
+        .with_help("this is a bug in egc's lowering; please report it with the policy")
+    };
+    for record in &m.names {
+        let Some(pattern) = egress_check::host_pattern_of(&record.pattern) else {
+            return Err(refuse(format!("serve the name `{}`", record.pattern)));
+        };
+        let mut served = ConnectionSet::default();
+        for text in &record.ports {
+            let Some(ports) = maps::parse_ports(text) else {
+                return Err(refuse(format!(
+                    "serve `{}` on ports `{text}`",
+                    record.pattern
+                )));
+            };
+            for protocol in &record.protocols {
+                served.add(
+                    *protocol,
+                    TargetSet::Host(pattern.clone()),
+                    PortSet::interval(ports.start, ports.end),
+                );
+            }
+        }
+        match served.difference_witness(expected) {
+            Ok(None) => {}
+            Ok(Some(w)) => return Err(refuse(format!("serve the name `{}` ({w})", record.pattern))),
+            Err(_) => {
+                return Err(Diagnostic::error(
+                    "E0122",
+                    agent.name.span,
+                    format!(
+                        "checking the names the eBPF maps of agent `{}` serve against the policy is too large to decide; nothing is loaded",
+                        agent.name.local
+                    ),
+                )
+                .with_help("an undecided check is never a pass"))
+            }
+        }
+        if record.sni_optional {
+            let declared = counted
+                .iter()
+                .filter_map(|d| policy.destination(*d))
+                .any(|d| {
+                    d.sni_optional
+                        && d.endpoints.iter().any(|e| match &e.kind {
+                            egress_check::EndpointKind::Host(p) => {
+                                egress_sets::pattern_subsumes(p, &pattern)
+                            }
+                            _ => false,
+                        })
+                });
+            if !declared {
+                return Err(refuse(format!(
+                    "let `{}` through without SNI",
+                    record.pattern
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The maps' tables besides the trie, which `egc run` also applies: the Linux
