@@ -213,6 +213,10 @@ pub const CODES: &[(&str, &str)] = &[
     ),
     ("E0111", "artifact cannot be decoded for validation"),
     ("E0112", "nftables cgroup path or uid cannot be expressed"),
+    (
+        "E0113",
+        "IPv4-mapped IPv6 addresses left to the eBPF maps' IPv4 rules",
+    ),
     ("E0120", "artifact allows more than the policy"),
     (
         "E0121",

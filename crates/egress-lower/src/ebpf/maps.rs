@@ -220,7 +220,15 @@ pub fn lower_with(
             for endpoint in &dest.endpoints {
                 match &endpoint.kind {
                     EndpointKind::Cidr(cidr) => {
-                        for network in super::rules::subtract(cidr.network, &cidr.except) {
+                        let networks = super::rules::subtract(cidr.network, &cidr.except);
+                        if networks.iter().any(covers_ipv4_mapped) {
+                            warnings.push(ipv4_mapped_narrowing(
+                                &dest.name.qualified,
+                                cidr.network,
+                                endpoint.span,
+                            ));
+                        }
+                        for network in networks {
                             for protocol in &dest.protocols {
                                 for ports in &dest.ports {
                                     let rule = AllowRule {
@@ -601,6 +609,31 @@ pub fn parse_ports(text: &str) -> Option<PortRange> {
         }
     };
     (a >= 1 && a <= b).then_some(PortRange { start: a, end: b })
+}
+
+/// Does an IPv6 network share addresses with `::ffff:0:0/96`? A socket sees a connection
+/// to an IPv4-mapped address as IPv4, so the trie's IPv4 rules govern those addresses and
+/// IPv6 rules never cover them (see `rules::compile`).
+fn covers_ipv4_mapped(network: &IpNet) -> bool {
+    let mapped = super::rules::ipv4_mapped_block();
+    match network {
+        IpNet::V6(net) => net.contains(&mapped) || mapped.contains(net),
+        IpNet::V4(_) => false,
+    }
+}
+
+/// E0113: the IPv4-mapped part of an IPv6 CIDR is left to the IPv4 rules, a declared
+/// narrowing.
+fn ipv4_mapped_narrowing(destination: &str, network: IpNet, span: Span) -> Diagnostic {
+    Diagnostic::warning(
+        "E0113",
+        span,
+        format!(
+            "destination `{destination}` (cidr {network}) covers IPv4-mapped IPv6 addresses (`::ffff:0:0/96`): a socket sees connections to them as IPv4, so the eBPF maps leave them to the IPv4 rules and they stay closed unless an IPv4 destination allows the address"
+        ),
+    )
+    .with_label("IPv4-mapped part left out of the eBPF maps")
+    .with_help("write the IPv4 network as `cidr a.b.c.d/n` to allow it, or add `except ::ffff:0:0/96` to say that this entry means native IPv6 only")
 }
 
 /// Pretty JSON with a final newline (byte-identical for the same input).
