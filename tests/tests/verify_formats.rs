@@ -62,7 +62,21 @@ fn keys(v: &Value) -> Vec<&str> {
 fn json_has_the_documented_shape(file: &Path) {
     let (result, report) = verify_file(file);
     let json = render::json::report(&[(&result, &report)]);
-    assert_eq!(keys(&json), ["properties", "verdict", "violations"]);
+    assert_eq!(
+        keys(&json),
+        ["properties", "verdict", "violations", "warnings"]
+    );
+    // The report's warnings, each as `egc check --format json` writes a diagnostic.
+    let warnings = json["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), report.warnings.len());
+    for w in warnings {
+        for key in [
+            "code", "severity", "message", "file", "start", "end", "labels", "help",
+        ] {
+            assert!(w.get(key).is_some(), "warning without `{key}`: {w}");
+        }
+        assert_eq!(w["severity"], "warning");
+    }
     assert!(["verified", "violated", "unknown"].contains(&json["verdict"].as_str().unwrap()));
     for p in json["properties"].as_array().unwrap() {
         assert_eq!(keys(p), ["id", "status"]);
@@ -149,5 +163,29 @@ fn main() {
             Ok(())
         },
     ));
+    // Warnings reach JSON as they reach SARIF: an approval no agent uses (W0103).
+    trials.push(Trial::test("json::warnings-are-listed", || {
+        let text = "destination api {\n    cidr 10.1.0.0/16\n    port 443\n}\n\ndestination legacy {\n    cidr 10.2.0.0/16\n    port 443\n}\n\ncapability call {\n    connect api\n}\n\nagent bot {\n    workload namespace \"n\" labels { app = \"bot\" }\n    uses call\n}\n\nzone z {\n    owner \"security\"\n    agents bot\n    approve api, legacy\n}\n";
+        let result = egress_check::check_sources(&[("main.egress", text)]);
+        let report =
+            egress_verify::verify(result.policy.as_ref().unwrap(), &VerifyConfig::default());
+        let json = render::json::report(&[(&result, &report)]);
+        let codes: Vec<&str> = json["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["code"].as_str().unwrap())
+            .collect();
+        assert!(codes.contains(&"W0103"), "{json}");
+        let sarif = render::sarif::report(&[(&result, &report)]);
+        let sarif_warnings = sarif["runs"][0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["level"] == "warning")
+            .count();
+        assert_eq!(codes.len(), sarif_warnings, "{sarif}");
+        Ok(())
+    }));
     libtest_mimic::run(&args, trials).exit();
 }

@@ -291,9 +291,14 @@ pub fn report(reports: &[(&CheckResult, &Report)]) -> Value {
         .iter()
         .flat_map(|(result, r)| r.violations.iter().map(move |v| violation(result, v)))
         .collect();
+    let warnings: Vec<Value> = reports
+        .iter()
+        .flat_map(|(result, r)| r.warnings.iter().map(move |w| diagnostic(result, w)))
+        .collect();
     json!({
         "verdict": overall(reports).as_str(),
         "properties": properties_json(reports),
         "violations": violations,
+        "warnings": warnings,
     })
 }
