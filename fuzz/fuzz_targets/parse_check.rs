@@ -3,6 +3,8 @@
 //! `sub/mod.egress`, which it may import), so imports, cycles and non-UTF-8 files are
 //! reached too. Every diagnostic must have a registered code and a span inside its file;
 //! the diagnostics must render (human, JSON, SARIF); a policy that checks is verified.
+//! Each file also parses the same with the fast parser, with pest alone, and as the
+//! checker parses it (items and diagnostics; layout too for the first two).
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -32,6 +34,19 @@ fuzz_target!(|data: &[u8]| {
             .zip(data.splitn(NAMES.len(), |b| *b == 0).map(<[u8]>::to_vec))
             .collect(),
     );
+    for bytes in files.0.values() {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            let file = egress_syntax::FileId(0);
+            let fast = egress_syntax::parse(file, text);
+            let pest = egress_syntax::parse_with_pest_only(file, text);
+            let items = egress_syntax::parse_items(file, text);
+            assert_eq!(fast.ast, pest.ast, "fast parser and pest disagree");
+            assert_eq!(fast.diagnostics, pest.diagnostics);
+            assert_eq!(format!("{:?}", fast.layout), format!("{:?}", pest.layout));
+            assert_eq!(items.ast, pest.ast, "the checker's parse and pest disagree");
+            assert_eq!(items.diagnostics, pest.diagnostics);
+        }
+    }
     let result = egress_check::check(&files, &["main.egress".to_string()]);
     egc_fuzz::check_diagnostics(&result);
 

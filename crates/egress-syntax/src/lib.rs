@@ -14,6 +14,8 @@ mod parser;
 use serde::Serialize;
 
 pub use diagnostic::{Diagnostic, Label, Severity, Suggestion};
+#[cfg(feature = "differential")]
+pub use parser::parse_with_pest_only;
 pub use parser::{parse, parse_items, Parsed};
 
 /// Identifies a source file within one check.
