@@ -62,6 +62,10 @@ fn keys(v: &Value) -> Vec<&str> {
 fn json_has_the_documented_shape(file: &Path) {
     let (result, report) = verify_file(file);
     let json = render::json::report(&[(&result, &report)]);
+    // What `egc verify --format json` streams is this value.
+    let pairs = [(&result, &report)];
+    let streamed = serde_json::to_value(render::json::JsonReport::new(&pairs)).unwrap();
+    assert_eq!(streamed, json);
     assert_eq!(
         keys(&json),
         ["properties", "verdict", "violations", "warnings"]
@@ -177,6 +181,9 @@ fn main() {
             .map(|w| w["code"].as_str().unwrap())
             .collect();
         assert!(codes.contains(&"W0103"), "{json}");
+        let pairs = [(&result, &report)];
+        let streamed = serde_json::to_value(render::json::JsonReport::new(&pairs)).unwrap();
+        assert_eq!(streamed, json);
         let sarif = render::sarif::report(&[(&result, &report)]);
         let sarif_warnings = sarif["runs"][0]["results"]
             .as_array()

@@ -240,6 +240,7 @@ pub struct JsonReport<'a> {
     reports: &'a [(&'a CheckResult, &'a Report)],
     properties: Value,
     verdict: Value,
+    warnings: Value,
     extra: BTreeMap<String, Value>,
 }
 
@@ -249,6 +250,7 @@ impl<'a> JsonReport<'a> {
             reports,
             properties: properties_json(reports),
             verdict: json!(overall(reports).as_str()),
+            warnings: warnings_json(reports),
             extra: BTreeMap::new(),
         }
     }
@@ -265,6 +267,7 @@ impl Serialize for JsonReport<'_> {
         fields.insert("properties", Field::Value(&self.properties));
         fields.insert("verdict", Field::Value(&self.verdict));
         fields.insert("violations", Field::Violations);
+        fields.insert("warnings", Field::Value(&self.warnings));
         for (k, v) in &self.extra {
             fields.insert(k.as_str(), Field::Value(v));
         }
@@ -291,14 +294,20 @@ pub fn report(reports: &[(&CheckResult, &Report)]) -> Value {
         .iter()
         .flat_map(|(result, r)| r.violations.iter().map(move |v| violation(result, v)))
         .collect();
-    let warnings: Vec<Value> = reports
-        .iter()
-        .flat_map(|(result, r)| r.warnings.iter().map(move |w| diagnostic(result, w)))
-        .collect();
     json!({
         "verdict": overall(reports).as_str(),
         "properties": properties_json(reports),
         "violations": violations,
-        "warnings": warnings,
+        "warnings": warnings_json(reports),
     })
+}
+
+/// The verifier's warnings of every report, in policy order, each as a diagnostic.
+fn warnings_json(reports: &[(&CheckResult, &Report)]) -> Value {
+    Value::Array(
+        reports
+            .iter()
+            .flat_map(|(result, r)| r.warnings.iter().map(move |w| diagnostic(result, w)))
+            .collect(),
+    )
 }
