@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl Checker<'_> {
+impl Builder<'_> {
     pub(super) fn agent(
         &mut self,
         file: usize,

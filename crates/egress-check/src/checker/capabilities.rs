@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl Checker<'_> {
+impl Builder<'_> {
     pub(super) fn syscall_group(
         &mut self,
         file: usize,
@@ -136,7 +136,7 @@ impl Checker<'_> {
                     ast::CapEntryKind::Connect => {
                         if let Some(i) = self.resolve(file, ident, Kind::Destination) {
                             let dest = DestId(i);
-                            self.allowlist_uses.entry(dest).or_insert(ident.span);
+                            self.allowlist_uses_now.entry(dest).or_insert(ident.span);
                             connects.push(Connect {
                                 dest,
                                 span: ident.span,

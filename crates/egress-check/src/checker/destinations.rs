@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl Checker<'_> {
+impl Builder<'_> {
     pub(super) fn destination(
         &mut self,
         name: Name,

@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl Checker<'_> {
+impl Builder<'_> {
     pub(super) fn authority(
         &mut self,
         file: usize,
@@ -116,7 +116,7 @@ impl Checker<'_> {
                 ast::ExceptionEntry::To { dest, .. } => {
                     to = self.dest_expr(file, dest, &owner);
                     if let Some((id, s)) = to {
-                        self.allowlist_uses.entry(id).or_insert(s);
+                        self.allowlist_uses_now.entry(id).or_insert(s);
                     }
                 }
                 ast::ExceptionEntry::Approver { name, .. } => {
@@ -142,7 +142,7 @@ impl Checker<'_> {
                 ast::ExceptionEntry::Audit { dest, .. } => {
                     audit = self.dest_expr(file, dest, &owner);
                     if let Some((id, s)) = audit {
-                        self.allowlist_uses.entry(id).or_insert(s);
+                        self.allowlist_uses_now.entry(id).or_insert(s);
                     }
                 }
                 ast::ExceptionEntry::LegalBasis { value, .. } => {

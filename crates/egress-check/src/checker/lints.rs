@@ -132,7 +132,7 @@ impl Checker<'_> {
                 continue;
             }
             for (alias, info) in &file.imports {
-                if !info.used && info.target.is_some() {
+                if !info.used.load(Ordering::Relaxed) && info.target.is_some() {
                     found.push(
                         Diagnostic::warning(
                             "W0001",

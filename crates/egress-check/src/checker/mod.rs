@@ -2,6 +2,9 @@
 //! values and build the [`CheckedPolicy`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use egress_syntax::ast::{self, DestExpr, Ident, ImportPath, ItemKind};
@@ -88,11 +91,12 @@ struct Decl {
     name_span: Span,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct ImportInfo {
     target: Option<usize>,
     span: Span,
-    used: bool,
+    /// Set by name resolution, which runs on several threads at once.
+    used: AtomicBool,
 }
 
 struct FileData {
@@ -135,6 +139,179 @@ pub(crate) struct Checker<'s> {
     asserts: Vec<Assertion>,
     /// Destinations used as allowlists, with the span of one use.
     allowlist_uses: BTreeMap<DestId, Span>,
+}
+
+/// Build order of the kinds: named destinations first, so their ids match their
+/// collection order (inline destinations of exceptions and assertions come after).
+/// Diagnostics and references are reported in this order.
+const ORDER: [Kind; 11] = [
+    Kind::Data,
+    Kind::Destination,
+    Kind::Syscalls,
+    Kind::CapSet,
+    Kind::Authority,
+    Kind::Capability,
+    Kind::Agent,
+    Kind::Workflow,
+    Kind::Exception,
+    Kind::Zone,
+    Kind::Assert,
+];
+
+/// Builds model items from their syntax. Reads the files (declarations, imports) and
+/// writes only its own model vectors, diagnostics, references and allowlist uses, so
+/// several build different kinds at once; [`Checker::build`] gathers them in [`ORDER`].
+pub(super) struct Builder<'f> {
+    files: &'f [FileData],
+    editor_data: bool,
+    diagnostics: Vec<Diagnostic>,
+    references: Vec<Reference>,
+    /// Destinations used as allowlists, with the span of one use (of the kind being built).
+    allowlist_uses_now: BTreeMap<DestId, Span>,
+    /// Per kind built: its diagnostics and references.
+    segments: Vec<(Kind, Vec<Diagnostic>, Vec<Reference>)>,
+    /// Per kind built: its allowlist uses.
+    allowlist_uses: Vec<(Kind, BTreeMap<DestId, Span>)>,
+    data_classes: Vec<DataClass>,
+    destinations: Vec<Destination>,
+    capabilities: Vec<Capability>,
+    agents: Vec<Agent>,
+    workflows: Vec<Workflow>,
+    exceptions: Vec<Exception>,
+    authorities: Vec<Authority>,
+    zones: Vec<Zone>,
+    syscall_groups: Vec<SyscallGroup>,
+    cap_sets: Vec<CapSet>,
+    asserts: Vec<Assertion>,
+}
+
+impl<'f> Builder<'f> {
+    fn new(files: &'f [FileData], editor_data: bool) -> Builder<'f> {
+        Builder {
+            files,
+            editor_data,
+            diagnostics: Vec::new(),
+            references: Vec::new(),
+            allowlist_uses_now: BTreeMap::new(),
+            segments: Vec::new(),
+            allowlist_uses: Vec::new(),
+            data_classes: Vec::new(),
+            destinations: Vec::new(),
+            capabilities: Vec::new(),
+            agents: Vec::new(),
+            workflows: Vec::new(),
+            exceptions: Vec::new(),
+            authorities: Vec::new(),
+            zones: Vec::new(),
+            syscall_groups: Vec::new(),
+            cap_sets: Vec::new(),
+            asserts: Vec::new(),
+        }
+    }
+
+    /// Builds every item of one kind, then files what it reported under the kind.
+    fn build_kind(&mut self, kind: Kind, bucket: Vec<(usize, ast::Item)>) {
+        // Room for the bucket at once: growing a model's vector item by item copies it
+        // and touches fresh memory at every doubling (a large part of checking a big
+        // policy).
+        let n = bucket.len();
+        match kind {
+            Kind::Destination => self.destinations.reserve(n),
+            Kind::Capability => self.capabilities.reserve(n),
+            Kind::Agent => self.agents.reserve(n),
+            Kind::Workflow => self.workflows.reserve(n),
+            Kind::Exception => self.exceptions.reserve(n),
+            Kind::Authority => self.authorities.reserve(n),
+            Kind::Zone => self.zones.reserve(n),
+            Kind::Assert => self.asserts.reserve(n),
+            Kind::Syscalls => self.syscall_groups.reserve(n),
+            Kind::CapSet => self.cap_sets.reserve(n),
+            Kind::Data => {}
+        }
+        for (file, item) in bucket {
+            self.build_item(file, &item, kind);
+        }
+        let diagnostics = std::mem::take(&mut self.diagnostics);
+        let references = std::mem::take(&mut self.references);
+        self.segments.push((kind, diagnostics, references));
+        let uses = std::mem::take(&mut self.allowlist_uses_now);
+        self.allowlist_uses.push((kind, uses));
+    }
+
+    /// Takes over what `other` built, kind by kind (the kinds this builder has not
+    /// built; what `other` was only given to read, such as capability sets, stays).
+    fn absorb(&mut self, mut other: Builder<'_>) {
+        for (kind, _, _) in &other.segments {
+            match kind {
+                Kind::Data => self.data_classes.append(&mut other.data_classes),
+                Kind::Destination => self.destinations.append(&mut other.destinations),
+                Kind::Capability => self.capabilities.append(&mut other.capabilities),
+                Kind::Agent => self.agents.append(&mut other.agents),
+                Kind::Workflow => self.workflows.append(&mut other.workflows),
+                Kind::Exception => self.exceptions.append(&mut other.exceptions),
+                Kind::Authority => self.authorities.append(&mut other.authorities),
+                Kind::Zone => self.zones.append(&mut other.zones),
+                Kind::Syscalls => self.syscall_groups.append(&mut other.syscall_groups),
+                Kind::CapSet => self.cap_sets.append(&mut other.cap_sets),
+                Kind::Assert => self.asserts.append(&mut other.asserts),
+            }
+        }
+        self.segments.append(&mut other.segments);
+        self.allowlist_uses.append(&mut other.allowlist_uses);
+    }
+
+    fn error(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic);
+    }
+
+    fn duplicate_entry(&mut self, span: Span, first: Span, what: &str) {
+        self.error(
+            Diagnostic::error("E0016", span, format!("`{what}` is given more than once"))
+                .with_label("repeated entry")
+                .with_secondary(first, "first given here")
+                .with_help(format!("give `{what}` once")),
+        );
+    }
+
+    fn missing_entry(&mut self, span: Span, item: &str, what: &str, help: &str) {
+        self.error(
+            Diagnostic::error("E0017", span, format!("{item} is missing `{what}`"))
+                .with_label(format!("needs `{what}`"))
+                .with_help(help.to_string()),
+        );
+    }
+
+    fn build_item(&mut self, file: usize, item: &ast::Item, kind: Kind) {
+        let doc = item.doc.clone();
+        match (&item.kind, kind) {
+            (ItemKind::Data(d), Kind::Data) => {
+                for name in &d.names {
+                    let id =
+                        DataClassId(u32::try_from(self.data_classes.len()).unwrap_or(u32::MAX));
+                    self.data_classes.push(DataClass {
+                        id,
+                        name: self.name(file, name),
+                        span: item.span,
+                        doc: doc.clone(),
+                    });
+                }
+            }
+            (ItemKind::Destination(d), Kind::Destination) => {
+                let name = self.name(file, &d.name);
+                self.destination(name, &d.body, item.span, doc, false);
+            }
+            (ItemKind::Syscalls(d), Kind::Syscalls) => self.syscall_group(file, d, item.span, doc),
+            (ItemKind::CapSet(d), Kind::CapSet) => self.cap_set(file, d, item.span, doc),
+            (ItemKind::Authority(d), Kind::Authority) => self.authority(file, d, item.span, doc),
+            (ItemKind::Capability(d), Kind::Capability) => self.capability(file, d, item.span, doc),
+            (ItemKind::Agent(d), Kind::Agent) => self.agent(file, d, item.span, doc),
+            (ItemKind::Workflow(d), Kind::Workflow) => self.workflow(file, d, item.span, doc),
+            (ItemKind::Exception(d), Kind::Exception) => self.exception(file, d, item.span, doc),
+            (ItemKind::Zone(d), Kind::Zone) => self.zone(file, d, item.span, doc),
+            (ItemKind::Assert(d), Kind::Assert) => self.assertion(file, d, item.span, doc),
+            _ => {}
+        }
+    }
 }
 
 /// The kind an item declares (`None` for an import).
@@ -189,44 +366,9 @@ impl<'s> Checker<'s> {
         FileId(u32::try_from(index).unwrap_or(u32::MAX))
     }
 
-    fn error(&mut self, diagnostic: Diagnostic) {
-        self.diagnostics.push(diagnostic);
-    }
-
-    fn duplicate_entry(&mut self, span: Span, first: Span, what: &str) {
-        self.error(
-            Diagnostic::error("E0016", span, format!("`{what}` is given more than once"))
-                .with_label("repeated entry")
-                .with_secondary(first, "first given here")
-                .with_help(format!("give `{what}` once")),
-        );
-    }
-
-    fn missing_entry(&mut self, span: Span, item: &str, what: &str, help: &str) {
-        self.error(
-            Diagnostic::error("E0017", span, format!("{item} is missing `{what}`"))
-                .with_label(format!("needs `{what}`"))
-                .with_help(help.to_string()),
-        );
-    }
-
     pub(crate) fn build(&mut self) {
-        // Named destinations first, so their ids match their collection order. The items
-        // are moved out of the files (nothing reads the AST after this), bucketed by kind
-        // in (file, item) order, and each is dropped once built.
-        const ORDER: [Kind; 11] = [
-            Kind::Data,
-            Kind::Destination,
-            Kind::Syscalls,
-            Kind::CapSet,
-            Kind::Authority,
-            Kind::Capability,
-            Kind::Agent,
-            Kind::Workflow,
-            Kind::Exception,
-            Kind::Zone,
-            Kind::Assert,
-        ];
+        // The items are moved out of the files (nothing reads the AST after this),
+        // bucketed by kind in (file, item) order, and each is dropped once built.
         let mut buckets: Vec<Vec<(usize, ast::Item)>> = ORDER.iter().map(|_| Vec::new()).collect();
         for (index, file) in self.files.iter_mut().enumerate() {
             for item in std::mem::take(&mut file.ast.items) {
@@ -238,63 +380,77 @@ impl<'s> Checker<'s> {
                 }
             }
         }
-        for (kind, bucket) in ORDER.into_iter().zip(buckets) {
-            // Room for the bucket at once: growing a model's vector item by item copies it
-            // and touches fresh memory at every doubling (a large part of checking a big
-            // policy).
-            let n = bucket.len();
-            match kind {
-                Kind::Destination => self.destinations.reserve(n),
-                Kind::Capability => self.capabilities.reserve(n),
-                Kind::Agent => self.agents.reserve(n),
-                Kind::Workflow => self.workflows.reserve(n),
-                Kind::Exception => self.exceptions.reserve(n),
-                Kind::Authority => self.authorities.reserve(n),
-                Kind::Zone => self.zones.reserve(n),
-                Kind::Assert => self.asserts.reserve(n),
-                Kind::Syscalls => self.syscall_groups.reserve(n),
-                Kind::CapSet => self.cap_sets.reserve(n),
-                Kind::Data => {}
-            }
-            for (file, item) in bucket {
-                self.build_item(file, &item, kind);
+        let mut take = |kind: Kind| {
+            ORDER
+                .iter()
+                .position(|k| *k == kind)
+                .and_then(|i| buckets.get_mut(i))
+                .map(std::mem::take)
+                .unwrap_or_default()
+        };
+        // The small kinds first, then the large ones at once, each by its own builder from
+        // empty vectors, so their ids are those of a build one by one (an item's id is
+        // its place in its kind); capabilities read the capability sets. Then workflows
+        // (which read agents), exceptions (agents, authorities, and inline destinations
+        // after the named ones) and assertions (inline destinations), on the builder that
+        // gathers the rest.
+        let (files, editor_data) = (self.files.as_slice(), self.editor_data);
+        let mut main = Builder::new(files, editor_data);
+        for kind in [Kind::Data, Kind::Syscalls, Kind::CapSet, Kind::Authority] {
+            main.build_kind(kind, take(kind));
+        }
+        let large: Vec<(Kind, Vec<(usize, ast::Item)>)> =
+            [Kind::Destination, Kind::Capability, Kind::Agent, Kind::Zone]
+                .into_iter()
+                .map(|k| (k, take(k)))
+                .collect();
+        let cap_sets = &main.cap_sets;
+        let parts: Vec<Builder<'_>> = large
+            .into_par_iter()
+            .map(|(kind, bucket)| {
+                let mut b = Builder::new(files, editor_data);
+                if kind == Kind::Capability {
+                    b.cap_sets = cap_sets.clone();
+                }
+                b.build_kind(kind, bucket);
+                b
+            })
+            .collect();
+        for part in parts {
+            main.absorb(part);
+        }
+        for kind in [Kind::Workflow, Kind::Exception, Kind::Assert] {
+            main.build_kind(kind, take(kind));
+        }
+        // Diagnostics and references in the order of a build one kind after another.
+        let mut segments = main.segments;
+        segments.sort_by_key(|(kind, _, _)| ORDER.iter().position(|k| k == kind));
+        for (_, diagnostics, references) in segments {
+            self.diagnostics.extend(diagnostics);
+            self.references.extend(references);
+        }
+        // The first use of a destination as an allowlist, in that order too.
+        let mut uses = main.allowlist_uses;
+        uses.sort_by_key(|(kind, _)| ORDER.iter().position(|k| k == kind));
+        for (_, map) in uses {
+            for (dest, span) in map {
+                self.allowlist_uses.entry(dest).or_insert(span);
             }
         }
+        self.data_classes = main.data_classes;
+        self.destinations = main.destinations;
+        self.capabilities = main.capabilities;
+        self.agents = main.agents;
+        self.workflows = main.workflows;
+        self.exceptions = main.exceptions;
+        self.authorities = main.authorities;
+        self.zones = main.zones;
+        self.syscall_groups = main.syscall_groups;
+        self.cap_sets = main.cap_sets;
+        self.asserts = main.asserts;
         self.check_workflow_limits();
         self.check_allowlists();
         self.check_unused_imports();
-    }
-
-    fn build_item(&mut self, file: usize, item: &ast::Item, kind: Kind) {
-        let doc = item.doc.clone();
-        match (&item.kind, kind) {
-            (ItemKind::Data(d), Kind::Data) => {
-                for name in &d.names {
-                    let id =
-                        DataClassId(u32::try_from(self.data_classes.len()).unwrap_or(u32::MAX));
-                    self.data_classes.push(DataClass {
-                        id,
-                        name: self.name(file, name),
-                        span: item.span,
-                        doc: doc.clone(),
-                    });
-                }
-            }
-            (ItemKind::Destination(d), Kind::Destination) => {
-                let name = self.name(file, &d.name);
-                self.destination(name, &d.body, item.span, doc, false);
-            }
-            (ItemKind::Syscalls(d), Kind::Syscalls) => self.syscall_group(file, d, item.span, doc),
-            (ItemKind::CapSet(d), Kind::CapSet) => self.cap_set(file, d, item.span, doc),
-            (ItemKind::Authority(d), Kind::Authority) => self.authority(file, d, item.span, doc),
-            (ItemKind::Capability(d), Kind::Capability) => self.capability(file, d, item.span, doc),
-            (ItemKind::Agent(d), Kind::Agent) => self.agent(file, d, item.span, doc),
-            (ItemKind::Workflow(d), Kind::Workflow) => self.workflow(file, d, item.span, doc),
-            (ItemKind::Exception(d), Kind::Exception) => self.exception(file, d, item.span, doc),
-            (ItemKind::Zone(d), Kind::Zone) => self.zone(file, d, item.span, doc),
-            (ItemKind::Assert(d), Kind::Assert) => self.assertion(file, d, item.span, doc),
-            _ => {}
-        }
     }
 
     pub(crate) fn finish(mut self) -> CheckResult {

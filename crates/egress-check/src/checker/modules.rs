@@ -147,7 +147,7 @@ impl Checker<'_> {
                 file.imports.entry(alias).or_insert(ImportInfo {
                     target: None,
                     span,
-                    used: true,
+                    used: AtomicBool::new(true),
                 });
             }
         }
@@ -286,7 +286,7 @@ impl Checker<'_> {
                     ImportInfo {
                         target,
                         span: alias_span,
-                        used: false,
+                        used: AtomicBool::new(false),
                     },
                 );
             }

@@ -119,7 +119,9 @@ impl Checker<'_> {
             }
         }
     }
+}
 
+impl Builder<'_> {
     pub(super) fn qualified(&self, file: usize, local: &str) -> String {
         let module = self
             .files
@@ -142,13 +144,10 @@ impl Checker<'_> {
         let text = ident.text.as_str();
         let (target_file, local) = match text.split_once('.') {
             Some((alias, rest)) => {
-                let import = self
-                    .files
-                    .get_mut(file)
-                    .and_then(|f| f.imports.get_mut(alias));
+                let import = self.files.get(file).and_then(|f| f.imports.get(alias));
                 match import {
                     Some(info) => {
-                        info.used = true;
+                        info.used.store(true, Ordering::Relaxed);
                         match info.target {
                             Some(t) => (t, rest),
                             None => return None, // Already reported at the import.

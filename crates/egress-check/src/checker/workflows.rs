@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl Checker<'_> {
+impl Builder<'_> {
     pub(super) fn workflow(
         &mut self,
         file: usize,

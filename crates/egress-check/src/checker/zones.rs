@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl Checker<'_> {
+impl Builder<'_> {
     pub(super) fn agents_list(&mut self, file: usize, agents: &ast::AgentsAst) -> ZoneAgents {
         match agents {
             ast::AgentsAst::All(span) => ZoneAgents::All(*span),
@@ -52,7 +52,7 @@ impl Checker<'_> {
                     for ident in names {
                         if let Some(i) = self.resolve(file, ident, Kind::Destination) {
                             let dest = DestId(i);
-                            self.allowlist_uses.entry(dest).or_insert(ident.span);
+                            self.allowlist_uses_now.entry(dest).or_insert(ident.span);
                             approve.push(Ref {
                                 id: dest,
                                 span: ident.span,
