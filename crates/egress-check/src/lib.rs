@@ -55,25 +55,31 @@ pub struct LoadedFile {
     pub path: String,
     pub text: Arc<str>,
     pub is_stdlib: bool,
-    /// Line starts of `text`, for position conversions.
-    pub lines: Arc<egress_syntax::LineIndex>,
+    /// Line starts of `text`, for position conversions: built the first time a
+    /// position is asked for (a run that reports nothing never needs them).
+    lines: Arc<std::sync::OnceLock<egress_syntax::LineIndex>>,
 }
 
 impl LoadedFile {
     pub fn new(id: FileId, path: String, text: Arc<str>, is_stdlib: bool) -> LoadedFile {
-        let lines = Arc::new(egress_syntax::LineIndex::new(&text));
         LoadedFile {
             id,
             path,
             text,
             is_stdlib,
-            lines,
+            lines: Arc::default(),
         }
+    }
+
+    /// The line index of `text`.
+    pub fn lines(&self) -> &egress_syntax::LineIndex {
+        self.lines
+            .get_or_init(|| egress_syntax::LineIndex::new(&self.text))
     }
 
     /// Zero-based (line, column in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        self.lines.line_col(&self.text, offset)
+        self.lines().line_col(&self.text, offset)
     }
 }
 

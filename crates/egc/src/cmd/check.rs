@@ -29,18 +29,19 @@ pub fn run(args: Args) -> ExitCode {
         Err(code) => return code,
     };
     let has_errors = common::print_diagnostics(&policies, args.format);
+    let summary = (!has_errors && args.format == Format::Human).then(|| {
+        let files: usize = policies
+            .iter()
+            .map(|p| p.result.files.iter().filter(|f| !f.is_stdlib).count())
+            .sum();
+        (policies.len(), files)
+    });
+    common::leave_to_exit(policies);
     if has_errors {
         ExitCode::from(1)
     } else {
-        if args.format == Format::Human {
-            let files: usize = policies
-                .iter()
-                .map(|p| p.result.files.iter().filter(|f| !f.is_stdlib).count())
-                .sum();
-            eprintln!(
-                "checked {} policies ({files} files): no errors",
-                policies.len()
-            );
+        if let Some((count, files)) = summary {
+            eprintln!("checked {count} policies ({files} files): no errors");
         }
         ExitCode::SUCCESS
     }

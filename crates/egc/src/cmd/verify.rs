@@ -295,11 +295,14 @@ pub fn run(args: Args) -> ExitCode {
             let _ = buffer.flush();
         }
     }
-    if verdict == Verdict::Verified && !baseline_fails {
+    let code = if verdict == Verdict::Verified && !baseline_fails {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    }
+    };
+    common::leave_to_exit(reports);
+    common::leave_to_exit(policies);
+    code
 }
 
 /// The project root of the verified paths and the boundary's directory, both absolute.

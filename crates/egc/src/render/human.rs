@@ -91,9 +91,9 @@ pub fn char_range(result: &CheckResult, span: Span) -> std::ops::Range<usize> {
     let Some(file) = result.file(span.file) else {
         return 0..0;
     };
-    let start = file.lines.char_offset(&file.text, span.start as usize);
+    let start = file.lines().char_offset(&file.text, span.start as usize);
     let end = file
-        .lines
+        .lines()
         .char_offset(&file.text, span.end as usize)
         .max(start);
     start..end

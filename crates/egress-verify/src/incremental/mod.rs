@@ -176,6 +176,58 @@ fn all<T: Serialize + Sync>(kind: Kind, v: &[T]) -> Vec<Own> {
         .collect()
 }
 
+/// The keys of one component's members, from their own fingerprints and the keys of
+/// what they name outside it (already final).
+fn component_keys(
+    component: &[NodeIndex],
+    items: &[Own],
+    graph: &DiGraph<(), ()>,
+    keys: &[Key],
+) -> Vec<(usize, Key)> {
+    let mut h = Hasher::new();
+    h.update(b"component");
+    let mut members: Vec<usize> = component.iter().map(|n| n.index()).collect();
+    members.sort_unstable();
+    for m in &members {
+        if let Some((k, _)) = items.get(*m) {
+            h.update(k);
+        }
+    }
+    let mut named: Vec<Key> = Vec::new();
+    for m in &members {
+        for next in graph.neighbors(NodeIndex::new(*m)) {
+            let next = next.index();
+            if members.binary_search(&next).is_err() {
+                if let Some(k) = keys.get(next) {
+                    named.push(*k);
+                }
+            }
+        }
+    }
+    named.sort_unstable();
+    named.dedup();
+    for k in &named {
+        h.update(k);
+    }
+    let component_key: Key = h.finalize().into();
+    members
+        .iter()
+        .map(|m| {
+            let key = if members.len() == 1 {
+                component_key
+            } else {
+                let mut h = Hasher::new();
+                h.update(&component_key);
+                if let Some((k, _)) = items.get(*m) {
+                    h.update(k);
+                }
+                h.finalize().into()
+            };
+            (*m, key)
+        })
+        .collect()
+}
+
 impl Deep {
     fn new(policy: &CheckedPolicy) -> Deep {
         let per_kind: Vec<Vec<Own>> = KINDS
@@ -239,48 +291,52 @@ impl Deep {
                 }
             }
         }
-        // Successors first, so what a component names is fingerprinted before it.
-        let (mut members, mut named): (Vec<usize>, Vec<Key>) = (Vec::new(), Vec::new());
-        for component in petgraph::algo::tarjan_scc(&graph) {
-            let mut h = Hasher::new();
-            h.update(b"component");
-            members.clear();
-            members.extend(component.iter().map(|n| n.index()));
-            members.sort_unstable();
-            for m in &members {
-                if let Some((k, _)) = items.get(*m) {
-                    h.update(k);
+        // Successors first, so what a component names is fingerprinted before it: each
+        // component gets a level one above the highest it names, and the components of a
+        // level are fingerprinted at once.
+        let components = petgraph::algo::tarjan_scc(&graph);
+        let mut component_of = vec![0usize; total];
+        for (c, component) in components.iter().enumerate() {
+            for n in component {
+                if let Some(slot) = component_of.get_mut(n.index()) {
+                    *slot = c;
                 }
             }
-            named.clear();
-            for m in &members {
-                for next in graph.neighbors(NodeIndex::new(*m)) {
-                    let next = next.index();
-                    if members.binary_search(&next).is_err() {
-                        if let Some(k) = deep.keys.get(next) {
-                            named.push(*k);
-                        }
+        }
+        let mut level = vec![0usize; components.len()];
+        for (c, component) in components.iter().enumerate() {
+            let mut l = 0;
+            for n in component {
+                for next in graph.neighbors(*n) {
+                    let d = component_of.get(next.index()).copied().unwrap_or(c);
+                    if d != c {
+                        l = l.max(level.get(d).copied().unwrap_or(0) + 1);
                     }
                 }
             }
-            named.sort_unstable();
-            named.dedup();
-            for k in &named {
-                h.update(k);
+            if let Some(slot) = level.get_mut(c) {
+                *slot = l;
             }
-            let component_key: Key = h.finalize().into();
-            for m in &members {
-                let key = if members.len() == 1 {
-                    component_key
-                } else {
-                    let mut h = Hasher::new();
-                    h.update(&component_key);
-                    if let Some((k, _)) = items.get(*m) {
-                        h.update(k);
-                    }
-                    h.finalize().into()
-                };
-                if let Some(slot) = deep.keys.get_mut(*m) {
+        }
+        let mut by_level: Vec<Vec<usize>> = Vec::new();
+        for (c, l) in level.iter().enumerate() {
+            if by_level.len() <= *l {
+                by_level.resize_with(l + 1, Vec::new);
+            }
+            if let Some(list) = by_level.get_mut(*l) {
+                list.push(c);
+            }
+        }
+        for comps in by_level {
+            let keyed: Vec<Vec<(usize, Key)>> = comps
+                .par_iter()
+                .map(|c| {
+                    let component = components.get(*c).map(Vec::as_slice).unwrap_or(&[]);
+                    component_keys(component, &items, &graph, &deep.keys)
+                })
+                .collect();
+            for (m, key) in keyed.into_iter().flatten() {
+                if let Some(slot) = deep.keys.get_mut(m) {
                     *slot = key;
                 }
             }
