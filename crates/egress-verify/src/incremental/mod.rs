@@ -76,8 +76,17 @@ impl Memo {
     pub(crate) fn contains(&self, key: &Key) -> bool {
         self.keys.contains(key)
     }
+    #[cfg(test)]
     pub(crate) fn insert(&mut self, key: Key) {
         self.keys.insert(key);
+    }
+    /// The memo of `keys` (in any order, repeats allowed), built at once.
+    pub(crate) fn from_keys(mut keys: Vec<Key>) -> Memo {
+        keys.sort_unstable();
+        keys.dedup();
+        Memo {
+            keys: keys.into_iter().collect(),
+        }
     }
     /// The file form: a magic string, then the keys in order. A key depends on this
     /// crate's version but not on its build: whoever keeps the bytes must scope them to

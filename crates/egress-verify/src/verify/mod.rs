@@ -309,12 +309,13 @@ fn verify_inner(
     let cached = policy.agents.len() - agent_ids.len();
     ctx.prepare_clearances(&agent_ids);
     let per_agent: Vec<Vec<Finding>> = agent_ids.par_iter().map(|a| ctx.check_agent(*a)).collect();
-    let mut next = memo.map(|_| Memo::new());
+    // The keys of the next memo, gathered, then sorted into it at once.
+    let mut next: Option<Vec<incremental::Key>> = memo.map(|_| Vec::new());
     if let (Some(next), Some(keys)) = (next.as_mut(), keys.as_ref()) {
         for (a, found) in agent_ids.iter().zip(&per_agent) {
             if found.is_empty() {
                 if let Some(k) = keys.agents.get(a.index()) {
-                    next.insert(*k);
+                    next.push(*k);
                 }
             }
         }
@@ -322,7 +323,7 @@ fn verify_inner(
         for a in &policy.agents {
             if let Some(k) = keys.agents.get(a.id.index()) {
                 if remembered(Some(k)) {
-                    next.insert(*k);
+                    next.push(*k);
                 }
             }
         }
@@ -393,14 +394,14 @@ fn verify_inner(
                 next.as_mut(),
                 keys.as_ref().and_then(|k| k.zone_warnings.get(zi)),
             ) {
-                next.insert(*k);
+                next.push(*k);
             }
             warnings.extend(found);
         }
         if let (Some(next), Some(keys)) = (next.as_mut(), keys.as_ref()) {
             for k in &keys.zone_warnings {
                 if remembered(Some(k)) {
-                    next.insert(*k);
+                    next.push(*k);
                 }
             }
         }
@@ -458,7 +459,7 @@ fn verify_inner(
             warnings,
             stats,
         },
-        next,
+        next.map(Memo::from_keys),
     )
 }
 
