@@ -330,7 +330,7 @@ fn loaded_ebpf_maps_are_never_wider() {
 /// refused (E0120).
 fn loaded_names_are_never_wider() {
     use egress_lower::ebpf::{check_loaded, maps};
-    let text = "import std.dns\n\ndestination api {\n    host \"api.example.com\"\n    port 443\n}\n\ndestination legacy {\n    host \"*.legacy.example.org\"\n    port 8443\n    sni optional\n}\n\ncapability call {\n    connect api, legacy, dns.kube_dns\n}\n\nagent bot {\n    workload namespace \"n\" labels { app = \"bot\" }\n    uses call\n}\n\nzone z {\n    owner \"security\"\n    agents bot\n    approve api, legacy, dns.kube_dns\n}\n";
+    let text = "import std.dns\n\ndestination api {\n    host \"api.example.com\"\n    port 443\n}\n\ndestination legacy {\n    host \"*.legacy.example.org\"\n    port 8443\n    sni optional\n}\n\ndestination legacy_tls {\n    host \"*.legacy.example.org\"\n    port 443\n}\n\ncapability call {\n    connect api, legacy, legacy_tls, dns.kube_dns\n}\n\nagent bot {\n    workload namespace \"n\" labels { app = \"bot\" }\n    uses call\n}\n\nzone z {\n    owner \"security\"\n    agents bot\n    approve api, legacy, legacy_tls, dns.kube_dns\n}\n";
     let result = egress_check::check_sources(&[("main.egress", text)]);
     let policy = result.policy.expect("the case checks");
     let agent = policy.agent_by_name("bot").unwrap();
@@ -340,11 +340,11 @@ fn loaded_names_are_never_wider() {
         ..Default::default()
     };
     let (lowered, _) = maps::lower_with(&policy, "bot", &config).unwrap();
-    assert_eq!(lowered.names.len(), 2, "{:?}", lowered.names);
+    assert_eq!(lowered.names.len(), 3, "{:?}", lowered.names);
     assert!(lowered.names.iter().any(|n| n.sni_optional));
     check_loaded(&policy, agent, &lowered).unwrap();
     type Tamper = fn(&mut maps::EbpfMaps);
-    let tampered: [(&str, Tamper); 6] = [
+    let tampered: [(&str, Tamper); 9] = [
         ("exfil.example.net", |m| {
             let mut extra = m.names[0].clone();
             extra.pattern = "exfil.example.net".into();
@@ -384,6 +384,24 @@ fn loaded_names_are_never_wider() {
         }),
         ("api.example.com/x", |m| {
             m.names[0].pattern = "api.example.com/x".into();
+        }),
+        // No port: the gateway would still resolve the name.
+        ("exfil.example.net` with no port", |m| {
+            let mut extra = m.names[0].clone();
+            extra.pattern = "exfil.example.net".into();
+            extra.ports.clear();
+            m.names.push(extra);
+        }),
+        ("with no port or protocol", |m| m.names[0].protocols.clear()),
+        // Skipping SNI on port 443, which only the SNI-checked destination allows (the
+        // `sni optional` one is on 8443).
+        ("without SNI", |m| {
+            let tls = m
+                .names
+                .iter_mut()
+                .find(|n| n.pattern == "*.legacy.example.org" && n.ports == ["443"])
+                .unwrap();
+            tls.sni_optional = true;
         }),
     ];
     for (what, tamper) in tampered {

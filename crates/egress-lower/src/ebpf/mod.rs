@@ -202,9 +202,10 @@ pub fn check_loaded(
 }
 
 /// The host names the maps serve (the DNS gateway resolves them and the name gate lets the
-/// agent reach the learned addresses): each name × its ports × its protocols must lie
-/// within what the policy lets the agent reach, and a name may skip the SNI check only
-/// when a destination the agent reaches with that name says `sni optional`.
+/// agent reach the learned addresses): each name has ports and protocols, its name ×
+/// ports × protocols lie within what the policy lets the agent reach, and a name may skip
+/// the SNI check only within destinations the agent reaches that say `sni optional`
+/// (pattern, ports and protocols alike).
 fn check_names(
     policy: &CheckedPolicy,
     agent: &Agent,
@@ -224,10 +225,27 @@ fn check_names(
         .with_label("maps wider than the policy")
         .with_help("this is a bug in egc's lowering; please report it with the policy")
     };
+    // What the agent may reach at destinations that say `sni optional`: a name may skip
+    // the SNI check only within it (its pattern, ports and protocols).
+    let mut without_sni = ConnectionSet::default();
+    for dest in counted.iter().filter_map(|d| policy.destination(*d)) {
+        if dest.sni_optional {
+            without_sni.extend(&ConnectionSet::from_destination(dest));
+        }
+    }
     for record in &m.names {
         let Some(pattern) = egress_check::host_pattern_of(&record.pattern) else {
             return Err(refuse(format!("serve the name `{}`", record.pattern)));
         };
+        // The gateway resolves a served name whatever its ports: a record without ports
+        // or protocols would open name resolution (a channel of its own) for nothing the
+        // policy allows.
+        if record.ports.is_empty() || record.protocols.is_empty() {
+            return Err(refuse(format!(
+                "serve the name `{}` with no port or protocol",
+                record.pattern
+            )));
+        }
         let mut served = ConnectionSet::default();
         for text in &record.ports {
             let Some(ports) = maps::parse_ports(text) else {
@@ -259,25 +277,11 @@ fn check_names(
                 .with_help("an undecided check is never a pass"))
             }
         }
-        if record.sni_optional {
-            let declared = counted
-                .iter()
-                .filter_map(|d| policy.destination(*d))
-                .any(|d| {
-                    d.sni_optional
-                        && d.endpoints.iter().any(|e| match &e.kind {
-                            egress_check::EndpointKind::Host(p) => {
-                                egress_sets::pattern_subsumes(p, &pattern)
-                            }
-                            _ => false,
-                        })
-                });
-            if !declared {
-                return Err(refuse(format!(
-                    "let `{}` through without SNI",
-                    record.pattern
-                )));
-            }
+        if record.sni_optional && !matches!(served.difference_witness(&without_sni), Ok(None)) {
+            return Err(refuse(format!(
+                "let `{}` through without SNI",
+                record.pattern
+            )));
         }
     }
     Ok(())
