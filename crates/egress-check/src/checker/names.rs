@@ -99,16 +99,10 @@ impl Checker<'_> {
                         }
                         continue;
                     }
-                    ItemKind::Destination(_) => Kind::Destination,
-                    ItemKind::Capability(_) => Kind::Capability,
-                    ItemKind::Agent(_) => Kind::Agent,
-                    ItemKind::Workflow(_) => Kind::Workflow,
-                    ItemKind::Exception(_) => Kind::Exception,
-                    ItemKind::Authority(_) => Kind::Authority,
-                    ItemKind::Zone(_) => Kind::Zone,
-                    ItemKind::Assert(_) => Kind::Assert,
-                    ItemKind::Syscalls(_) => Kind::Syscalls,
-                    ItemKind::CapSet(_) => Kind::CapSet,
+                    other => match item_kind(other) {
+                        Some(kind) => kind,
+                        None => continue,
+                    },
                 };
                 if let Some(name) = item.name() {
                     self.declare(file, kind, name, item.span, item.doc.as_deref());

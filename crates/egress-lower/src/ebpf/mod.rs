@@ -201,6 +201,20 @@ pub fn check_loaded(
     }
 }
 
+/// E0120 for maps about to be loaded: they would let `agent` do `what`.
+fn wider_than_policy(agent: &Agent, what: &str) -> Diagnostic {
+    Diagnostic::error(
+        "E0120",
+        agent.name.span,
+        format!(
+            "the eBPF maps lowered for agent `{}` {what}, which the policy does not allow; nothing is loaded",
+            agent.name.local
+        ),
+    )
+    .with_label("maps wider than the policy")
+    .with_help("this is a bug in egc's lowering; please report it with the policy")
+}
+
 /// The host names the maps serve (the DNS gateway resolves them and the name gate lets the
 /// agent reach the learned addresses): each name has ports and protocols, its name ×
 /// ports × protocols lie within what the policy lets the agent reach, and a name may skip
@@ -213,18 +227,7 @@ fn check_names(
     expected: &ConnectionSet,
     counted: &[egress_check::DestId],
 ) -> Result<(), Diagnostic> {
-    let refuse = |what: String| {
-        Diagnostic::error(
-            "E0120",
-            agent.name.span,
-            format!(
-                "the eBPF maps lowered for agent `{}` {what}, which the policy does not allow; nothing is loaded",
-                agent.name.local
-            ),
-        )
-        .with_label("maps wider than the policy")
-        .with_help("this is a bug in egc's lowering; please report it with the policy")
-    };
+    let refuse = |what: String| wider_than_policy(agent, &what);
     // What the agent may reach at destinations that say `sni optional`: a name may skip
     // the SNI check only within it (its pattern, ports and protocols).
     let mut without_sni = ConnectionSet::default();
@@ -298,18 +301,7 @@ fn check_side_tables(
     m: &maps::EbpfMaps,
     found: &ConnectionSet,
 ) -> Result<(), Diagnostic> {
-    let refuse = |what: String| {
-        Err(Diagnostic::error(
-            "E0120",
-            agent.name.span,
-            format!(
-                "the eBPF maps lowered for agent `{}` {what}, which the policy does not allow; nothing is loaded",
-                agent.name.local
-            ),
-        )
-        .with_label("maps wider than the policy")
-        .with_help("this is a bug in egc's lowering; please report it with the policy"))
-    };
+    let refuse = |what: String| Err(wider_than_policy(agent, &what));
     let caps: Vec<&str> = policy
         .linux_caps_of(agent)
         .into_iter()

@@ -28,6 +28,38 @@ pub(super) struct ItemParser<'a> {
     pub(super) tokens_end: usize,
 }
 
+/// The text of a `///` comment line: without the slashes, one leading space and
+/// trailing whitespace.
+fn doc_line(comment: &str) -> String {
+    let text = comment.strip_prefix("///").unwrap_or(comment);
+    text.strip_prefix(' ')
+        .unwrap_or(text)
+        .trim_end()
+        .to_string()
+}
+
+impl<'a> ItemParser<'a> {
+    /// A parser of `tokens` (the whole file's, or one item's ending at `tokens_end`).
+    pub(super) fn new(
+        file: FileId,
+        source: &'a str,
+        tokens: &'a [Token],
+        fast: bool,
+        tokens_end: usize,
+    ) -> ItemParser<'a> {
+        ItemParser {
+            file,
+            source,
+            tokens,
+            items: Vec::new(),
+            diagnostics: Vec::new(),
+            layout: Layout::default(),
+            fast,
+            tokens_end,
+        }
+    }
+}
+
 fn is_item_keyword(token: &Token, source: &str) -> bool {
     token.kind == TokenKind::Ident && ITEM_KEYWORDS.contains(&token.text(source))
 }
@@ -56,16 +88,7 @@ impl<'a> ItemParser<'a> {
         let parts: Vec<(Vec<Item>, Vec<Diagnostic>, Layout)> = chunks
             .par_chunks(PARALLEL_ITEMS)
             .map(|run| {
-                let mut part = ItemParser {
-                    file,
-                    source,
-                    tokens,
-                    items: Vec::new(),
-                    diagnostics: Vec::new(),
-                    layout: Layout::default(),
-                    fast,
-                    tokens_end: source.len(),
-                };
+                let mut part = ItemParser::new(file, source, tokens, fast, source.len());
                 for (start, end) in run {
                     part.parse_chunk(*start, *end, true);
                 }
@@ -155,14 +178,7 @@ impl<'a> ItemParser<'a> {
             if keyword_index >= end || token.kind != TokenKind::DocComment {
                 break;
             }
-            let text = token.text(self.source);
-            let text = text.strip_prefix("///").unwrap_or(text);
-            doc_lines.push(
-                text.strip_prefix(' ')
-                    .unwrap_or(text)
-                    .trim_end()
-                    .to_string(),
-            );
+            doc_lines.push(doc_line(token.text(self.source)));
             keyword_index += 1;
         }
         // Skip plain comments before the keyword too (they are formatting trivia).
@@ -345,13 +361,7 @@ fn parse_chunk_text(
         let kind = result.unwrap_or(TokenKind::Error);
         let text = lexer.slice();
         if in_docs && kind == TokenKind::DocComment {
-            let text = text.strip_prefix("///").unwrap_or(text);
-            doc_lines.push(
-                text.strip_prefix(' ')
-                    .unwrap_or(text)
-                    .trim_end()
-                    .to_string(),
-            );
+            doc_lines.push(doc_line(text));
             continue;
         }
         in_docs = false;
@@ -373,16 +383,7 @@ fn parse_chunk_text(
         }
     }
     let tokens = tokenize_range(source, start, end);
-    let mut parser = ItemParser {
-        file,
-        source,
-        tokens: &tokens,
-        items: Vec::new(),
-        diagnostics: Vec::new(),
-        layout: Layout::default(),
-        fast: false,
-        tokens_end: end,
-    };
+    let mut parser = ItemParser::new(file, source, &tokens, false, end);
     parser.parse_chunk(0, tokens.len(), true);
     items.append(&mut parser.items);
     diagnostics.append(&mut parser.diagnostics);
@@ -412,16 +413,7 @@ mod tests {
         assert!(text.len() >= PARALLEL_BYTES, "{}", text.len());
         let tokens = tokenize(&text);
         let run = |parallel: bool| {
-            let mut p = ItemParser {
-                file: FileId(0),
-                source: &text,
-                tokens: &tokens,
-                items: Vec::new(),
-                diagnostics: Vec::new(),
-                layout: Layout::default(),
-                fast: true,
-                tokens_end: text.len(),
-            };
+            let mut p = ItemParser::new(FileId(0), &text, &tokens, true, text.len());
             p.run_with(parallel);
             (
                 format!("{:?}", p.items),

@@ -102,16 +102,7 @@ fn parse_with(file: FileId, source: &str, fast: bool) -> Parsed {
         return too_large;
     }
     let tokens = tokenize(source);
-    let mut parser = ItemParser {
-        file,
-        source,
-        tokens: &tokens,
-        items: Vec::new(),
-        diagnostics: Vec::new(),
-        layout: Layout::default(),
-        fast,
-        tokens_end: source.len(),
-    };
+    let mut parser = ItemParser::new(file, source, &tokens, fast, source.len());
     parser.run();
     let ItemParser {
         mut items,
