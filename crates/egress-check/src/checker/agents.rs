@@ -111,8 +111,8 @@ impl Builder<'_> {
                 }
             }
         }
-        let id = AgentId(u32::try_from(self.agents.len()).unwrap_or(u32::MAX));
-        self.agents.push(Agent {
+        let id = AgentId(u32::try_from(self.parts.agents.len()).unwrap_or(u32::MAX));
+        self.parts.agents.push(Agent {
             id,
             name: self.name(file, &d.name),
             span,

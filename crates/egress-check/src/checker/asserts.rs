@@ -60,8 +60,8 @@ impl Builder<'_> {
                 }
             }
         }
-        let id = AssertId(u32::try_from(self.asserts.len()).unwrap_or(u32::MAX));
-        self.asserts.push(Assertion {
+        let id = AssertId(u32::try_from(self.parts.asserts.len()).unwrap_or(u32::MAX));
+        self.parts.asserts.push(Assertion {
             id,
             name: self.name(file, &d.name),
             span,

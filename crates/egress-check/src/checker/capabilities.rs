@@ -41,8 +41,8 @@ impl Builder<'_> {
         }
         syscalls.sort();
         syscalls.dedup();
-        let id = SyscallGroupId(u32::try_from(self.syscall_groups.len()).unwrap_or(u32::MAX));
-        self.syscall_groups.push(SyscallGroup {
+        let id = SyscallGroupId(u32::try_from(self.parts.syscall_groups.len()).unwrap_or(u32::MAX));
+        self.parts.syscall_groups.push(SyscallGroup {
             id,
             name: self.name(file, &d.name),
             span,
@@ -90,8 +90,8 @@ impl Builder<'_> {
         }
         caps.sort();
         caps.dedup();
-        let id = CapSetId(u32::try_from(self.cap_sets.len()).unwrap_or(u32::MAX));
-        self.cap_sets.push(CapSet {
+        let id = CapSetId(u32::try_from(self.parts.cap_sets.len()).unwrap_or(u32::MAX));
+        self.parts.cap_sets.push(CapSet {
             id,
             name: self.name(file, &d.name),
             span,
@@ -160,6 +160,7 @@ impl Builder<'_> {
                         } else if let Some(i) = self.resolve(file, ident, Kind::CapSet) {
                             let set = CapSetId(i);
                             let caps = self
+                                .parts
                                 .cap_sets
                                 .get(set.index())
                                 .map(|s| s.caps.clone())
@@ -187,8 +188,8 @@ impl Builder<'_> {
                 }
             }
         }
-        let id = CapId(u32::try_from(self.capabilities.len()).unwrap_or(u32::MAX));
-        self.capabilities.push(Capability {
+        let id = CapId(u32::try_from(self.parts.capabilities.len()).unwrap_or(u32::MAX));
+        self.parts.capabilities.push(Capability {
             id,
             name: self.name(file, &d.name),
             span,

@@ -209,8 +209,8 @@ impl Builder<'_> {
         if protocols.is_empty() {
             protocols.push(Protocol::Tcp);
         }
-        let id = DestId(u32::try_from(self.destinations.len()).unwrap_or(u32::MAX));
-        self.destinations.push(Destination {
+        let id = DestId(u32::try_from(self.parts.destinations.len()).unwrap_or(u32::MAX));
+        self.parts.destinations.push(Destination {
             id,
             name,
             span,
@@ -279,7 +279,7 @@ impl Builder<'_> {
                 .resolve(file, ident, Kind::Destination)
                 .map(|i| (DestId(i), ident.span)),
             DestExpr::Inline(body) => {
-                let local = format!("{owner}.inline{}", self.destinations.len());
+                let local = format!("{owner}.inline{}", self.parts.destinations.len());
                 let name = Name {
                     qualified: self.qualified(file, &local),
                     local,

@@ -66,8 +66,8 @@ impl Builder<'_> {
                 "add the longest token lifetime it may sign, e.g. `max_ttl 1h`",
             );
         }
-        let id = AuthorityId(u32::try_from(self.authorities.len()).unwrap_or(u32::MAX));
-        self.authorities.push(Authority {
+        let id = AuthorityId(u32::try_from(self.parts.authorities.len()).unwrap_or(u32::MAX));
+        self.parts.authorities.push(Authority {
             id,
             name: self.name(file, &d.name),
             span,
@@ -184,7 +184,7 @@ impl Builder<'_> {
             }
         }
         if let (Some((secs, ttl_span)), Some(approver)) = (max_ttl, approver) {
-            if let Some(authority) = self.authorities.get(approver.id.index()) {
+            if let Some(authority) = self.parts.authorities.get(approver.id.index()) {
                 let (limit, authority_span) = (authority.max_ttl_secs, authority.name.span);
                 if limit > 0 && secs > limit {
                     self.error(
@@ -217,6 +217,7 @@ impl Builder<'_> {
         };
         let agents = match agents {
             ZoneAgents::All(_) => self
+                .parts
                 .agents
                 .iter()
                 .map(|a| Ref {
@@ -226,8 +227,8 @@ impl Builder<'_> {
                 .collect(),
             ZoneAgents::Listed(list) => list,
         };
-        let id = ExceptionId(u32::try_from(self.exceptions.len()).unwrap_or(u32::MAX));
-        self.exceptions.push(Exception {
+        let id = ExceptionId(u32::try_from(self.parts.exceptions.len()).unwrap_or(u32::MAX));
+        self.parts.exceptions.push(Exception {
             id,
             name: self.name(file, &d.name),
             span,

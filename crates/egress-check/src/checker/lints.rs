@@ -8,16 +8,16 @@ impl Checker<'_> {
     /// workflows lets use it.
     pub(super) fn check_workflow_limits(&mut self) {
         let mut warnings = Vec::new();
-        for agent in &self.agents {
+        for agent in &self.parts.agents {
             for used in &agent.capabilities {
-                let Some(cap) = self.capabilities.get(used.id.index()) else {
+                let Some(cap) = self.parts.capabilities.get(used.id.index()) else {
                     continue;
                 };
                 if cap.workflows.is_empty() {
                     continue;
                 }
                 let stepped = cap.workflows.iter().any(|w| {
-                    self.workflows.get(w.id.index()).is_some_and(|wf| {
+                    self.parts.workflows.get(w.id.index()).is_some_and(|wf| {
                         wf.steps.iter().any(|s| {
                             s.agent == agent.id
                                 && matches!(&s.action, StepAction::Uses(c) if c.id == cap.id)
@@ -51,7 +51,7 @@ impl Checker<'_> {
     pub(super) fn check_allowlists(&mut self) {
         let mut found = Vec::new();
         for (dest_id, use_span) in &self.allowlist_uses {
-            let Some(dest) = self.destinations.get(dest_id.index()) else {
+            let Some(dest) = self.parts.destinations.get(dest_id.index()) else {
                 continue;
             };
             for endpoint in &dest.endpoints {

@@ -125,18 +125,8 @@ pub(crate) struct Checker<'s> {
     /// Import edges (from, to, span of the import).
     edges: Vec<(usize, usize, Span)>,
     counts: BTreeMap<Kind, u32>,
-    // The model under construction.
-    data_classes: Vec<DataClass>,
-    destinations: Vec<Destination>,
-    capabilities: Vec<Capability>,
-    agents: Vec<Agent>,
-    workflows: Vec<Workflow>,
-    exceptions: Vec<Exception>,
-    authorities: Vec<Authority>,
-    zones: Vec<Zone>,
-    syscall_groups: Vec<SyscallGroup>,
-    cap_sets: Vec<CapSet>,
-    asserts: Vec<Assertion>,
+    /// The model under construction.
+    parts: Parts,
     /// Destinations used as allowlists, with the span of one use.
     allowlist_uses: BTreeMap<DestId, Span>,
 }
@@ -158,6 +148,58 @@ const ORDER: [Kind; 11] = [
     Kind::Assert,
 ];
 
+/// The model's items, by kind, as they are built.
+#[derive(Default)]
+struct Parts {
+    data_classes: Vec<DataClass>,
+    destinations: Vec<Destination>,
+    capabilities: Vec<Capability>,
+    agents: Vec<Agent>,
+    workflows: Vec<Workflow>,
+    exceptions: Vec<Exception>,
+    authorities: Vec<Authority>,
+    zones: Vec<Zone>,
+    syscall_groups: Vec<SyscallGroup>,
+    cap_sets: Vec<CapSet>,
+    asserts: Vec<Assertion>,
+}
+
+impl Parts {
+    /// Room for `n` more items of `kind`.
+    fn reserve(&mut self, kind: Kind, n: usize) {
+        match kind {
+            Kind::Data => self.data_classes.reserve(n),
+            Kind::Destination => self.destinations.reserve(n),
+            Kind::Capability => self.capabilities.reserve(n),
+            Kind::Agent => self.agents.reserve(n),
+            Kind::Workflow => self.workflows.reserve(n),
+            Kind::Exception => self.exceptions.reserve(n),
+            Kind::Authority => self.authorities.reserve(n),
+            Kind::Zone => self.zones.reserve(n),
+            Kind::Syscalls => self.syscall_groups.reserve(n),
+            Kind::CapSet => self.cap_sets.reserve(n),
+            Kind::Assert => self.asserts.reserve(n),
+        }
+    }
+
+    /// Moves the items of `kind` from `other` to the end of this one's.
+    fn append(&mut self, kind: Kind, other: &mut Parts) {
+        match kind {
+            Kind::Data => self.data_classes.append(&mut other.data_classes),
+            Kind::Destination => self.destinations.append(&mut other.destinations),
+            Kind::Capability => self.capabilities.append(&mut other.capabilities),
+            Kind::Agent => self.agents.append(&mut other.agents),
+            Kind::Workflow => self.workflows.append(&mut other.workflows),
+            Kind::Exception => self.exceptions.append(&mut other.exceptions),
+            Kind::Authority => self.authorities.append(&mut other.authorities),
+            Kind::Zone => self.zones.append(&mut other.zones),
+            Kind::Syscalls => self.syscall_groups.append(&mut other.syscall_groups),
+            Kind::CapSet => self.cap_sets.append(&mut other.cap_sets),
+            Kind::Assert => self.asserts.append(&mut other.asserts),
+        }
+    }
+}
+
 /// Builds model items from their syntax. Reads the files (declarations, imports) and
 /// writes only its own model vectors, diagnostics, references and allowlist uses, so
 /// several build different kinds at once; [`Checker::build`] gathers them in [`ORDER`].
@@ -172,17 +214,7 @@ pub(super) struct Builder<'f> {
     segments: Vec<(Kind, Vec<Diagnostic>, Vec<Reference>)>,
     /// Per kind built: its allowlist uses.
     allowlist_uses: Vec<(Kind, BTreeMap<DestId, Span>)>,
-    data_classes: Vec<DataClass>,
-    destinations: Vec<Destination>,
-    capabilities: Vec<Capability>,
-    agents: Vec<Agent>,
-    workflows: Vec<Workflow>,
-    exceptions: Vec<Exception>,
-    authorities: Vec<Authority>,
-    zones: Vec<Zone>,
-    syscall_groups: Vec<SyscallGroup>,
-    cap_sets: Vec<CapSet>,
-    asserts: Vec<Assertion>,
+    parts: Parts,
 }
 
 impl<'f> Builder<'f> {
@@ -195,17 +227,7 @@ impl<'f> Builder<'f> {
             allowlist_uses_now: BTreeMap::new(),
             segments: Vec::new(),
             allowlist_uses: Vec::new(),
-            data_classes: Vec::new(),
-            destinations: Vec::new(),
-            capabilities: Vec::new(),
-            agents: Vec::new(),
-            workflows: Vec::new(),
-            exceptions: Vec::new(),
-            authorities: Vec::new(),
-            zones: Vec::new(),
-            syscall_groups: Vec::new(),
-            cap_sets: Vec::new(),
-            asserts: Vec::new(),
+            parts: Parts::default(),
         }
     }
 
@@ -214,20 +236,7 @@ impl<'f> Builder<'f> {
         // Room for the bucket at once: growing a model's vector item by item copies it
         // and touches fresh memory at every doubling (a large part of checking a big
         // policy).
-        let n = bucket.len();
-        match kind {
-            Kind::Destination => self.destinations.reserve(n),
-            Kind::Capability => self.capabilities.reserve(n),
-            Kind::Agent => self.agents.reserve(n),
-            Kind::Workflow => self.workflows.reserve(n),
-            Kind::Exception => self.exceptions.reserve(n),
-            Kind::Authority => self.authorities.reserve(n),
-            Kind::Zone => self.zones.reserve(n),
-            Kind::Assert => self.asserts.reserve(n),
-            Kind::Syscalls => self.syscall_groups.reserve(n),
-            Kind::CapSet => self.cap_sets.reserve(n),
-            Kind::Data => {}
-        }
+        self.parts.reserve(kind, bucket.len());
         for (file, item) in bucket {
             self.build_item(file, &item, kind);
         }
@@ -242,19 +251,7 @@ impl<'f> Builder<'f> {
     /// built; what `other` was only given to read, such as capability sets, stays).
     fn absorb(&mut self, mut other: Builder<'_>) {
         for (kind, _, _) in &other.segments {
-            match kind {
-                Kind::Data => self.data_classes.append(&mut other.data_classes),
-                Kind::Destination => self.destinations.append(&mut other.destinations),
-                Kind::Capability => self.capabilities.append(&mut other.capabilities),
-                Kind::Agent => self.agents.append(&mut other.agents),
-                Kind::Workflow => self.workflows.append(&mut other.workflows),
-                Kind::Exception => self.exceptions.append(&mut other.exceptions),
-                Kind::Authority => self.authorities.append(&mut other.authorities),
-                Kind::Zone => self.zones.append(&mut other.zones),
-                Kind::Syscalls => self.syscall_groups.append(&mut other.syscall_groups),
-                Kind::CapSet => self.cap_sets.append(&mut other.cap_sets),
-                Kind::Assert => self.asserts.append(&mut other.asserts),
-            }
+            self.parts.append(*kind, &mut other.parts);
         }
         self.segments.append(&mut other.segments);
         self.allowlist_uses.append(&mut other.allowlist_uses);
@@ -286,9 +283,10 @@ impl<'f> Builder<'f> {
         match (&item.kind, kind) {
             (ItemKind::Data(d), Kind::Data) => {
                 for name in &d.names {
-                    let id =
-                        DataClassId(u32::try_from(self.data_classes.len()).unwrap_or(u32::MAX));
-                    self.data_classes.push(DataClass {
+                    let id = DataClassId(
+                        u32::try_from(self.parts.data_classes.len()).unwrap_or(u32::MAX),
+                    );
+                    self.parts.data_classes.push(DataClass {
                         id,
                         name: self.name(file, name),
                         span: item.span,
@@ -347,17 +345,7 @@ impl<'s> Checker<'s> {
             symbols: Vec::new(),
             edges: Vec::new(),
             counts: BTreeMap::new(),
-            data_classes: Vec::new(),
-            destinations: Vec::new(),
-            capabilities: Vec::new(),
-            agents: Vec::new(),
-            workflows: Vec::new(),
-            exceptions: Vec::new(),
-            authorities: Vec::new(),
-            zones: Vec::new(),
-            syscall_groups: Vec::new(),
-            cap_sets: Vec::new(),
-            asserts: Vec::new(),
+            parts: Parts::default(),
             allowlist_uses: BTreeMap::new(),
         }
     }
@@ -404,13 +392,13 @@ impl<'s> Checker<'s> {
                 .into_iter()
                 .map(|k| (k, take(k)))
                 .collect();
-        let cap_sets = &main.cap_sets;
+        let cap_sets = &main.parts.cap_sets;
         let parts: Vec<Builder<'_>> = large
             .into_par_iter()
             .map(|(kind, bucket)| {
                 let mut b = Builder::new(files, editor_data);
                 if kind == Kind::Capability {
-                    b.cap_sets = cap_sets.clone();
+                    b.parts.cap_sets = cap_sets.clone();
                 }
                 b.build_kind(kind, bucket);
                 b
@@ -437,17 +425,7 @@ impl<'s> Checker<'s> {
                 self.allowlist_uses.entry(dest).or_insert(span);
             }
         }
-        self.data_classes = main.data_classes;
-        self.destinations = main.destinations;
-        self.capabilities = main.capabilities;
-        self.agents = main.agents;
-        self.workflows = main.workflows;
-        self.exceptions = main.exceptions;
-        self.authorities = main.authorities;
-        self.zones = main.zones;
-        self.syscall_groups = main.syscall_groups;
-        self.cap_sets = main.cap_sets;
-        self.asserts = main.asserts;
+        self.parts = main.parts;
         self.check_workflow_limits();
         self.check_allowlists();
         self.check_unused_imports();
@@ -481,17 +459,17 @@ impl<'s> Checker<'s> {
                     is_stdlib: f.is_stdlib,
                 })
                 .collect(),
-            data_classes: std::mem::take(&mut self.data_classes),
-            destinations: std::mem::take(&mut self.destinations),
-            capabilities: std::mem::take(&mut self.capabilities),
-            agents: std::mem::take(&mut self.agents),
-            workflows: std::mem::take(&mut self.workflows),
-            exceptions: std::mem::take(&mut self.exceptions),
-            authorities: std::mem::take(&mut self.authorities),
-            zones: std::mem::take(&mut self.zones),
-            syscall_groups: std::mem::take(&mut self.syscall_groups),
-            cap_sets: std::mem::take(&mut self.cap_sets),
-            asserts: std::mem::take(&mut self.asserts),
+            data_classes: std::mem::take(&mut self.parts.data_classes),
+            destinations: std::mem::take(&mut self.parts.destinations),
+            capabilities: std::mem::take(&mut self.parts.capabilities),
+            agents: std::mem::take(&mut self.parts.agents),
+            workflows: std::mem::take(&mut self.parts.workflows),
+            exceptions: std::mem::take(&mut self.parts.exceptions),
+            authorities: std::mem::take(&mut self.parts.authorities),
+            zones: std::mem::take(&mut self.parts.zones),
+            syscall_groups: std::mem::take(&mut self.parts.syscall_groups),
+            cap_sets: std::mem::take(&mut self.parts.cap_sets),
+            asserts: std::mem::take(&mut self.parts.asserts),
             _sealed: Sealed::default(),
         });
         self.symbols

@@ -31,11 +31,12 @@ impl Builder<'_> {
                         continue;
                     };
                     let has = self
+                        .parts
                         .agents
                         .get(agent.index())
                         .is_some_and(|a| a.capabilities.iter().any(|c| c.id == cap));
                     if !has {
-                        let agent_span = self.agents.get(agent.index()).map(|a| a.name.span);
+                        let agent_span = self.parts.agents.get(agent.index()).map(|a| a.name.span);
                         let mut diag = Diagnostic::error(
                             "E0037",
                             ident.span,
@@ -80,6 +81,7 @@ impl Builder<'_> {
                         })
                         .collect();
                     let may = self
+                        .parts
                         .agents
                         .get(agent.index())
                         .is_some_and(|a| a.invokes.iter().any(|i| i.callee == callee_id));
@@ -109,14 +111,14 @@ impl Builder<'_> {
                 }
             }
         }
-        let id = WorkflowId(u32::try_from(self.workflows.len()).unwrap_or(u32::MAX));
+        let id = WorkflowId(u32::try_from(self.parts.workflows.len()).unwrap_or(u32::MAX));
         let orchestrator = d.orchestrator.as_ref().and_then(|name| {
             self.resolve(file, name, Kind::Authority).map(|i| Ref {
                 id: AuthorityId(i),
                 span: name.span,
             })
         });
-        self.workflows.push(Workflow {
+        self.parts.workflows.push(Workflow {
             id,
             name: self.name(file, &d.name),
             span,

@@ -126,8 +126,8 @@ impl Builder<'_> {
             );
             return;
         };
-        let id = ZoneId(u32::try_from(self.zones.len()).unwrap_or(u32::MAX));
-        self.zones.push(Zone {
+        let id = ZoneId(u32::try_from(self.parts.zones.len()).unwrap_or(u32::MAX));
+        self.parts.zones.push(Zone {
             id,
             name: self.name(file, &d.name),
             span,
