@@ -297,7 +297,6 @@ fn loaded_ebpf_maps_are_never_wider() {
     );
     // The tables `egc run` applies besides the trie: no capability, syscall, Landlock
     // port or resolver beyond the policy's.
-    type Tamper = fn(&mut maps::EbpfMaps);
     let tampered: [(&str, Tamper); 4] = [
         ("CAP_SYS_ADMIN", |m| {
             m.linux_caps.push("CAP_SYS_ADMIN".into())
@@ -310,10 +309,24 @@ fn loaded_ebpf_maps_are_never_wider() {
             m.resolvers.push("203.0.113.53:53".into())
         }),
     ];
+    assert_tampered_maps_refused(&policy, agent, &lowered, &tampered);
+}
+
+/// A change to maps that were lowered for `agent`.
+type Tamper = fn(&mut egress_lower::ebpf::maps::EbpfMaps);
+
+/// Each tampered copy of `lowered` is refused at load as E0120, with a message that
+/// names what was widened.
+fn assert_tampered_maps_refused(
+    policy: &egress_check::CheckedPolicy,
+    agent: &egress_check::Agent,
+    lowered: &egress_lower::ebpf::maps::EbpfMaps,
+    tampered: &[(&str, Tamper)],
+) {
     for (what, tamper) in tampered {
         let mut wider = lowered.clone();
         tamper(&mut wider);
-        let refused = check_loaded(&policy, agent, &wider).unwrap_err();
+        let refused = egress_lower::ebpf::check_loaded(policy, agent, &wider).unwrap_err();
         assert_eq!(refused.code, "E0120", "{what}: {refused:?}");
         assert!(
             refused.message.contains(what),
@@ -343,7 +356,6 @@ fn loaded_names_are_never_wider() {
     assert_eq!(lowered.names.len(), 3, "{:?}", lowered.names);
     assert!(lowered.names.iter().any(|n| n.sni_optional));
     check_loaded(&policy, agent, &lowered).unwrap();
-    type Tamper = fn(&mut maps::EbpfMaps);
     let tampered: [(&str, Tamper); 9] = [
         ("exfil.example.net", |m| {
             let mut extra = m.names[0].clone();
@@ -404,17 +416,7 @@ fn loaded_names_are_never_wider() {
             tls.sni_optional = true;
         }),
     ];
-    for (what, tamper) in tampered {
-        let mut wider = lowered.clone();
-        tamper(&mut wider);
-        let refused = check_loaded(&policy, agent, &wider).unwrap_err();
-        assert_eq!(refused.code, "E0120", "{what}: {refused:?}");
-        assert!(
-            refused.message.contains(what),
-            "{what}: {}",
-            refused.message
-        );
-    }
+    assert_tampered_maps_refused(&policy, agent, &lowered, &tampered);
 }
 
 /// Translation validation is not vacuous: a tampered artifact is caught, wider as E0120
