@@ -151,6 +151,16 @@ fn check_with(source: &dyn FileSource, roots: &[String], editor_data: bool) -> C
     checker.finish()
 }
 
+/// [`check`] with the large kinds built in runs of at most `run` items.
+#[cfg(test)]
+fn check_in_runs(source: &dyn FileSource, roots: &[String], run: usize) -> CheckResult {
+    let mut checker = checker::Checker::new(source, true);
+    checker.load_roots(roots);
+    checker.collect();
+    checker.build_in_runs(run);
+    checker.finish()
+}
+
 /// Checks in-memory files; every file is a root. For tests.
 pub fn check_sources(files: &[(&str, &str)]) -> CheckResult {
     let source = MemorySource {
@@ -167,6 +177,73 @@ pub fn check_sources(files: &[(&str, &str)]) -> CheckResult {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Building the large kinds in runs, each run by its own builder on any core, gives
+    /// what one builder gives: the same model (ids, order), diagnostics (order included)
+    /// and editor data, with and without errors in every kind, for runs of every size.
+    #[test]
+    fn runs_change_nothing() {
+        use std::fmt::Write as _;
+        let policy = |errors: bool| {
+            let mut text = String::from("import std.dns\ndata pii, financial\n");
+            for i in 0..300 {
+                let _ = writeln!(
+                    text,
+                    "destination d{i} {{ host \"h{i}.example.com\" port 443 }}\n\
+                     capability c{i} {{ connect d{i}, dns.kube_dns }}\n\
+                     agent a{i} {{ workload namespace \"n\" labels {{ app = \"a{i}\" }} uses c{i} handles pii invokes a{} }}\n\
+                     zone z{i} {{ owner \"s\" agents a{i} approve d{i}, dns.kube_dns clear pii to d{i}, dns.kube_dns }}",
+                    (i + 1) % 300
+                );
+                if !errors {
+                    continue;
+                }
+                // Unknown names, a zone without agents (built as nothing), a duplicate,
+                // a bad port, a capability named where a destination is expected.
+                let _ = match i % 37 {
+                    3 => writeln!(text, "agent bad{i} {{ uses nothing{i} }}"),
+                    5 => writeln!(text, "zone empty{i} {{ owner \"s\" approve d{i} }}"),
+                    7 => writeln!(text, "destination d{i} {{ host \"x.example\" port 1 }}"),
+                    11 => writeln!(text, "destination p{i} {{ host \"x.example\" port 70000 }}"),
+                    13 => writeln!(text, "capability k{i} {{ connect c{i} }}"),
+                    _ => Ok(()),
+                };
+            }
+            MemorySource {
+                files: [("main.egress".to_string(), text)].into_iter().collect(),
+            }
+        };
+        let roots = vec!["main.egress".to_string()];
+        let show = |r: &CheckResult| {
+            format!(
+                "{:?}\n{:?}\n{:?}\n{:?}",
+                r.diagnostics, r.policy, r.symbols, r.references
+            )
+        };
+        for errors in [false, true] {
+            let source = policy(errors);
+            let whole = check_in_runs(&source, &roots, usize::MAX);
+            assert_eq!(
+                whole.policy.is_none(),
+                errors,
+                "{:?}",
+                whole.diagnostics.first()
+            );
+            if errors {
+                for code in ["E0010", "E0011", "E0012", "E0017"] {
+                    assert!(whole.diagnostics.iter().any(|d| d.code == code), "{code}");
+                }
+            }
+            let whole = show(&whole);
+            for run in [1, 2, 7, 64, 299, 300] {
+                assert_eq!(
+                    show(&check_in_runs(&source, &roots, run)),
+                    whole,
+                    "runs of {run}, errors: {errors}"
+                );
+            }
+        }
+    }
 
     /// Without the editor data, a check reports the same diagnostics and builds the same
     /// policy; only `symbols` and `references` are left empty.

@@ -111,7 +111,7 @@ impl Builder<'_> {
                 }
             }
         }
-        let id = AgentId(u32::try_from(self.parts.agents.len()).unwrap_or(u32::MAX));
+        let id = AgentId(self.next_id(self.parts.agents.len()));
         self.parts.agents.push(Agent {
             id,
             name: self.name(file, &d.name),

@@ -188,7 +188,7 @@ impl Builder<'_> {
                 }
             }
         }
-        let id = CapId(u32::try_from(self.parts.capabilities.len()).unwrap_or(u32::MAX));
+        let id = CapId(self.next_id(self.parts.capabilities.len()));
         self.parts.capabilities.push(Capability {
             id,
             name: self.name(file, &d.name),

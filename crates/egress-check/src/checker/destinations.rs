@@ -209,7 +209,7 @@ impl Builder<'_> {
         if protocols.is_empty() {
             protocols.push(Protocol::Tcp);
         }
-        let id = DestId(u32::try_from(self.parts.destinations.len()).unwrap_or(u32::MAX));
+        let id = DestId(self.next_id(self.parts.destinations.len()));
         self.parts.destinations.push(Destination {
             id,
             name,

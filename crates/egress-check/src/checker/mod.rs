@@ -108,8 +108,12 @@ struct FileData {
     imports: BTreeMap<String, ImportInfo>,
     /// A hash map: looking names up is much of checking a large policy. Never iterated
     /// where order shows (see `sorted_names`).
-    decls: HashMap<String, Decl>,
+    decls: Decls,
 }
+
+/// A module's declarations by name. foldhash (seeded per process, so crafted names cannot
+/// force collisions) instead of SipHash: looking names up is much of checking.
+type Decls = HashMap<String, Decl, foldhash::fast::RandomState>;
 
 pub(crate) struct Checker<'s> {
     source: &'s dyn FileSource,
@@ -215,6 +219,9 @@ pub(super) struct Builder<'f> {
     /// Per kind built: its allowlist uses.
     allowlist_uses: Vec<(Kind, BTreeMap<DestId, Span>)>,
     parts: Parts,
+    /// The id of the first item this builder builds of its kind: a large kind is built in
+    /// runs by several builders, each numbering from where the run starts.
+    base: usize,
 }
 
 impl<'f> Builder<'f> {
@@ -228,11 +235,17 @@ impl<'f> Builder<'f> {
             segments: Vec::new(),
             allowlist_uses: Vec::new(),
             parts: Parts::default(),
+            base: 0,
         }
     }
 
+    /// The id of the next item of this builder's kind, `len` of which it has built.
+    fn next_id(&self, len: usize) -> u32 {
+        u32::try_from(self.base + len).unwrap_or(u32::MAX)
+    }
+
     /// Builds every item of one kind, then files what it reported under the kind.
-    fn build_kind(&mut self, kind: Kind, bucket: Vec<(usize, ast::Item)>) {
+    fn build_kind(&mut self, kind: Kind, bucket: Bucket) {
         // Room for the bucket at once: growing a model's vector item by item copies it
         // and touches fresh memory at every doubling (a large part of checking a big
         // policy).
@@ -312,6 +325,12 @@ impl<'f> Builder<'f> {
     }
 }
 
+/// How many items of a large kind one builder builds (several build at once).
+const RUN: usize = 2048;
+
+/// Items of one kind to build, each with the index of its file.
+type Bucket = Vec<(usize, ast::Item)>;
+
 /// The kind an item declares (`None` for an import).
 fn item_kind(kind: &ItemKind) -> Option<Kind> {
     Some(match kind {
@@ -355,9 +374,21 @@ impl<'s> Checker<'s> {
     }
 
     pub(crate) fn build(&mut self) {
+        self.build_in_runs(RUN);
+    }
+
+    /// [`Checker::build`] with the large kinds in runs of at most `run` items (any size
+    /// gives the same result: `tests::runs_change_nothing`).
+    pub(crate) fn build_in_runs(&mut self, run: usize) {
+        let run_len = run.max(1);
         // The items are moved out of the files (nothing reads the AST after this),
         // bucketed by kind in (file, item) order, and each is dropped once built.
-        let mut buckets: Vec<Vec<(usize, ast::Item)>> = ORDER.iter().map(|_| Vec::new()).collect();
+        // Each bucket sized at once (from the declarations counted; data items declare
+        // several names, so theirs may grow).
+        let mut buckets: Vec<Bucket> = ORDER
+            .iter()
+            .map(|kind| Vec::with_capacity(self.counts.get(kind).copied().unwrap_or(0) as usize))
+            .collect();
         for (index, file) in self.files.iter_mut().enumerate() {
             for item in std::mem::take(&mut file.ast.items) {
                 let bucket = item_kind(&item.kind)
@@ -387,23 +418,41 @@ impl<'s> Checker<'s> {
         for kind in [Kind::Data, Kind::Syscalls, Kind::CapSet, Kind::Authority] {
             main.build_kind(kind, take(kind));
         }
-        let large: Vec<(Kind, Vec<(usize, ast::Item)>)> =
-            [Kind::Destination, Kind::Capability, Kind::Agent, Kind::Zone]
-                .into_iter()
-                .map(|k| (k, take(k)))
-                .collect();
+        // The large kinds in runs of at most `run_len` items, each run by its own builder
+        // numbering from where it starts; gathered in order, a run's items, diagnostics,
+        // references and allowlist uses follow the run before it, as in one build.
+        let mut runs: Vec<(Kind, usize, Bucket)> = Vec::new();
+        for kind in [Kind::Destination, Kind::Capability, Kind::Agent, Kind::Zone] {
+            let bucket = take(kind);
+            let count = bucket.len();
+            let mut items = bucket.into_iter();
+            let mut start = 0;
+            loop {
+                let run: Bucket = items.by_ref().take(run_len).collect();
+                runs.push((kind, start, run));
+                start += run_len;
+                if start >= count {
+                    break;
+                }
+            }
+        }
         let cap_sets = &main.parts.cap_sets;
-        let parts: Vec<Builder<'_>> = large
+        let parts: Vec<Builder<'_>> = runs
             .into_par_iter()
-            .map(|(kind, bucket)| {
+            .map(|(kind, start, run)| {
                 let mut b = Builder::new(files, editor_data);
+                b.base = start;
                 if kind == Kind::Capability {
                     b.parts.cap_sets = cap_sets.clone();
                 }
-                b.build_kind(kind, bucket);
+                b.build_kind(kind, run);
                 b
             })
             .collect();
+        for kind in [Kind::Destination, Kind::Capability, Kind::Agent, Kind::Zone] {
+            let count = self.counts.get(&kind).copied().unwrap_or(0) as usize;
+            main.parts.reserve(kind, count);
+        }
         for part in parts {
             main.absorb(part);
         }

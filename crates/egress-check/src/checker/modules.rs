@@ -17,7 +17,7 @@ impl Checker<'_> {
             is_stdlib,
             ast: parsed.ast,
             imports: BTreeMap::new(),
-            decls: HashMap::new(),
+            decls: Decls::default(),
         });
         index
     }

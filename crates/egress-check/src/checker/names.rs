@@ -141,7 +141,11 @@ impl Builder<'_> {
                 let import = self.files.get(file).and_then(|f| f.imports.get(alias));
                 match import {
                     Some(info) => {
-                        info.used.store(true, Ordering::Relaxed);
+                        // Read first: builders on every core resolve through the same
+                        // import, and a store on each use would bounce its cache line.
+                        if !info.used.load(Ordering::Relaxed) {
+                            info.used.store(true, Ordering::Relaxed);
+                        }
                         match info.target {
                             Some(t) => (t, rest),
                             None => return None, // Already reported at the import.
@@ -332,7 +336,7 @@ impl Builder<'_> {
 
 /// The names of `decls` of kind `want`, in order (the candidates of a "did you mean" must
 /// not depend on a hash map's order).
-fn sorted_names(decls: &HashMap<String, Decl>, want: Kind) -> Vec<&str> {
+fn sorted_names(decls: &Decls, want: Kind) -> Vec<&str> {
     let mut names: Vec<&str> = decls
         .iter()
         .filter(|(_, d)| d.kind == want)

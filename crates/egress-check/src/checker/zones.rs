@@ -126,7 +126,7 @@ impl Builder<'_> {
             );
             return;
         };
-        let id = ZoneId(u32::try_from(self.parts.zones.len()).unwrap_or(u32::MAX));
+        let id = ZoneId(self.next_id(self.parts.zones.len()));
         self.parts.zones.push(Zone {
             id,
             name: self.name(file, &d.name),

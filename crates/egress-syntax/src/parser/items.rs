@@ -302,44 +302,151 @@ pub(super) fn parse_streaming(file: FileId, source: &str) -> (Vec<Item>, Vec<Dia
 /// The byte ranges `split(0, tokens.len(), false)` gives in tokens: each starts at an item
 /// keyword outside braces (or at the doc comments right above it), except the first, which
 /// starts at the first token; each ends where the next starts, the last at the end.
+///
+/// A large file is lexed in two halves at once (see [`item_starts_split`]).
 fn chunk_bytes(source: &str) -> Vec<(usize, usize)> {
-    use logos::Logos as _;
-    let mut starts = Vec::new();
-    let mut depth: i64 = 0;
-    let mut doc_run: Option<usize> = None;
-    let mut lexer = TokenKind::lexer(source);
-    while let Some(result) = lexer.next() {
-        let span = lexer.span();
-        let kind = result.unwrap_or(TokenKind::Error);
-        let first = starts.is_empty();
-        if first {
-            starts.push(span.start);
-        }
-        match kind {
-            TokenKind::LBrace => depth += 1,
-            TokenKind::RBrace => depth = (depth - 1).max(0),
-            TokenKind::Ident
-                if !first
-                    && depth == 0
-                    && ITEM_KEYWORDS.contains(&source.get(span.clone()).unwrap_or("")) =>
-            {
-                let begin = doc_run.unwrap_or(span.start);
-                if starts.last().is_some_and(|last| begin > *last) {
-                    starts.push(begin);
-                }
-            }
-            _ => {}
-        }
-        doc_run = match kind {
-            TokenKind::DocComment => doc_run.or(Some(span.start)),
-            _ => None,
-        };
-    }
+    let starts = if source.len() >= PARALLEL_BYTES {
+        let middle = source.len() / 2;
+        let split = source
+            .get(middle..)
+            .and_then(|rest| rest.find('\n'))
+            .map_or(source.len(), |i| middle + i + 1);
+        item_starts_split(source, split)
+    } else {
+        item_starts(source)
+    };
     let mut chunks = Vec::with_capacity(starts.len());
     for (i, start) in starts.iter().enumerate() {
         chunks.push((*start, starts.get(i + 1).copied().unwrap_or(source.len())));
     }
     chunks
+}
+
+/// The item starts of `source`, in one pass.
+pub(super) fn item_starts(source: &str) -> Vec<usize> {
+    let mut scan = StartScan::default();
+    scan_tokens(source, 0, |start, class| {
+        scan.token(start, class);
+        true
+    });
+    scan.starts
+}
+
+/// What [`chunk_bytes`] needs of a token.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Class {
+    Open,
+    Close,
+    /// A name that is an item keyword.
+    Keyword,
+    Doc,
+    Other,
+}
+
+/// Lexes `source[from..]` (`from` on a character boundary), calling `each` with every
+/// token's start (in `source`) and class until it returns false.
+fn scan_tokens(source: &str, from: usize, mut each: impl FnMut(usize, Class) -> bool) {
+    use logos::Logos as _;
+    let mut lexer = TokenKind::lexer(source.get(from..).unwrap_or(""));
+    while let Some(result) = lexer.next() {
+        let span = lexer.span();
+        let class = match result.unwrap_or(TokenKind::Error) {
+            TokenKind::LBrace => Class::Open,
+            TokenKind::RBrace => Class::Close,
+            TokenKind::DocComment => Class::Doc,
+            TokenKind::Ident if ITEM_KEYWORDS.contains(&lexer.slice()) => Class::Keyword,
+            _ => Class::Other,
+        };
+        if !each(from + span.start, class) {
+            return;
+        }
+    }
+}
+
+/// The item starts found so far, and the state between tokens.
+#[derive(Default)]
+struct StartScan {
+    starts: Vec<usize>,
+    depth: i64,
+    doc_run: Option<usize>,
+}
+
+impl StartScan {
+    fn token(&mut self, start: usize, class: Class) {
+        let first = self.starts.is_empty();
+        if first {
+            self.starts.push(start);
+        }
+        match class {
+            Class::Open => self.depth += 1,
+            Class::Close => self.depth = (self.depth - 1).max(0),
+            Class::Keyword if !first && self.depth == 0 => {
+                let begin = self.doc_run.unwrap_or(start);
+                if self.starts.last().is_some_and(|last| begin > *last) {
+                    self.starts.push(begin);
+                }
+            }
+            _ => {}
+        }
+        self.doc_run = match class {
+            Class::Doc => self.doc_run.or(Some(start)),
+            _ => None,
+        };
+    }
+}
+
+/// The item starts of `source`, lexed in two halves at once: the second half from `split`
+/// (just after a newline) on its own, recording its tokens' classes, while the first half
+/// is lexed from the start. Lexing is context-free from any token start, so when the first
+/// half's lexer reaches a token starting exactly where the second half's first token does,
+/// the rest is the second half's record. When it does not (the split fell inside a
+/// multi-line token), the first half's lexer simply goes on to the end.
+pub(super) fn item_starts_split(source: &str, split: usize) -> Vec<usize> {
+    // The second half's tokens, with runs of `Other` kept as their first: a run of
+    // other tokens acts on the scan as its first does (it ends a doc run, and only the
+    // very first token of a file starts a chunk).
+    let record = |from: usize| {
+        let mut events: Vec<(usize, Class)> = Vec::new();
+        scan_tokens(source, from, |start, class| {
+            if !(class == Class::Other && events.last().is_some_and(|(_, c)| *c == Class::Other)) {
+                events.push((start, class));
+            }
+            true
+        });
+        events
+    };
+    let ((mut scan, reached), second) = rayon::join(
+        || {
+            let mut scan = StartScan::default();
+            let mut reached = None;
+            scan_tokens(source, 0, |start, class| {
+                if start >= split {
+                    reached = Some((start, class));
+                    return false;
+                }
+                scan.token(start, class);
+                true
+            });
+            (scan, reached)
+        },
+        || record(split),
+    );
+    match reached {
+        None => {}
+        Some((start, _)) if second.first().is_some_and(|(s, _)| *s == start) => {
+            for (start, class) in second {
+                scan.token(start, class);
+            }
+        }
+        Some((start, _)) => {
+            // Out of step: the first half's lexer goes on from the token it stopped at.
+            scan_tokens(source, start, |start, class| {
+                scan.token(start, class);
+                true
+            });
+        }
+    }
+    scan.starts
 }
 
 /// One chunk of [`chunk_bytes`]: the fast parser when it starts with an item, else (or when

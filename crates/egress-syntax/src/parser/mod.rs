@@ -162,6 +162,41 @@ mod tests {
         out
     }
 
+    /// Lexing a file in two halves at once finds the item starts one pass finds, wherever
+    /// the split falls: after a newline (as in use), inside a token, a string, a comment or
+    /// a doc comment run (the second half is then out of step and the first goes on).
+    #[test]
+    fn split_lexing_agrees_with_one_pass() {
+        let mut cases: Vec<String> = corpus().into_iter().map(|(_, text)| text).collect();
+        cases.push(
+            "/// a\n/// b\nagent x {\n uses c\n}\n/// d\n\n// e\nzone z { agents x }\n".into(),
+        );
+        cases.push(
+            "destination d { host \"a agent b\nzone\" }\nagent x { uses \"}\" }\nzone y {}\n"
+                .into(),
+        );
+        cases.push("}}}} agent a { { { } zone b { } } } agent c {}\n{ destination\n".into());
+        cases.push("   \n\n  agent-x agent x {}\n\"unterminated\nagent y {}\n".into());
+        let mut splits_checked = 0;
+        for text in &cases {
+            let one = items::item_starts(text);
+            let boundaries: Vec<usize> = (0..=text.len())
+                .filter(|i| text.is_char_boundary(*i))
+                .collect();
+            // Every boundary of a small case; about 200 spread over a large one.
+            let step = (boundaries.len() / 200).max(1);
+            for split in boundaries.iter().step_by(step) {
+                assert_eq!(
+                    items::item_starts_split(text, *split),
+                    one,
+                    "split at {split} of:\n{text}"
+                );
+                splits_checked += 1;
+            }
+        }
+        assert!(splits_checked > 10_000, "{splits_checked}");
+    }
+
     /// The fast parse and the pest parse of `source`, shown; the checker's parse
     /// ([`parse_items`]) must give the pest parse's items and diagnostics.
     fn both(source: &str) -> (String, String) {

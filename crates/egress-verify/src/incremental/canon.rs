@@ -59,7 +59,10 @@ pub(crate) struct Canonical {
 /// The canonical form of `value`.
 pub(crate) fn canonical<T: Serialize + ?Sized>(value: &T) -> Canonical {
     let mut ser = Canon {
-        out: Canonical::default(),
+        out: Canonical {
+            bytes: Vec::with_capacity(256),
+            refs: Vec::new(),
+        },
         pending: None,
     };
     // The serializer itself never fails; an error could only come from a `Serialize`

@@ -158,7 +158,7 @@ const KINDS: [Kind; 10] = [
 
 /// Deep fingerprints of every item: its canonical form folded with the deep
 /// fingerprints of what it names; the items of a cycle are fingerprinted together.
-struct Deep {
+pub(crate) struct Deep {
     /// Where each kind's items start in `keys` (in [`KINDS`] order).
     offsets: [usize; 10],
     counts: [usize; 10],
@@ -186,23 +186,31 @@ fn all<T: Serialize + Sync>(kind: Kind, v: &[T]) -> Vec<Own> {
 }
 
 /// The keys of one component's members, from their own fingerprints and the keys of
-/// what they name outside it (already final).
+/// what they name outside it (already final). `named` is scratch space.
 fn component_keys(
     component: &[NodeIndex],
     items: &[Own],
     graph: &DiGraph<(), ()>,
     keys: &[Key],
-) -> Vec<(usize, Key)> {
-    let mut h = Hasher::new();
-    h.update(b"component");
+    named: &mut Vec<Key>,
+) -> Keyed {
+    let own_key = |m: usize| items.get(m).map(|(k, _)| k);
+    // Most components are one item: no member list to build.
+    if let [single] = component {
+        let m = single.index();
+        named.clear();
+        named.extend(
+            graph
+                .neighbors(*single)
+                .filter(|next| next.index() != m)
+                .filter_map(|next| keys.get(next.index()).copied()),
+        );
+        let key = fold_component(own_key(m).into_iter(), named);
+        return Keyed::One(std::iter::once((m, key)));
+    }
     let mut members: Vec<usize> = component.iter().map(|n| n.index()).collect();
     members.sort_unstable();
-    for m in &members {
-        if let Some((k, _)) = items.get(*m) {
-            h.update(k);
-        }
-    }
-    let mut named: Vec<Key> = Vec::new();
+    named.clear();
     for m in &members {
         for next in graph.neighbors(NodeIndex::new(*m)) {
             let next = next.index();
@@ -213,32 +221,59 @@ fn component_keys(
             }
         }
     }
-    named.sort_unstable();
-    named.dedup();
-    for k in &named {
-        h.update(k);
-    }
-    let component_key: Key = h.finalize().into();
-    members
+    let component_key = fold_component(members.iter().filter_map(|m| own_key(*m)), named);
+    let keyed: Vec<(usize, Key)> = members
         .iter()
         .map(|m| {
-            let key = if members.len() == 1 {
-                component_key
-            } else {
-                let mut h = Hasher::new();
-                h.update(&component_key);
-                if let Some((k, _)) = items.get(*m) {
-                    h.update(k);
-                }
-                h.finalize().into()
-            };
-            (*m, key)
+            let mut h = Hasher::new();
+            h.update(&component_key);
+            if let Some(k) = own_key(*m) {
+                h.update(k);
+            }
+            (*m, h.finalize().into())
         })
-        .collect()
+        .collect();
+    Keyed::Many(keyed.into_iter())
+}
+
+/// A component's key: its members' own fingerprints (in index order) and the keys of
+/// what they name outside it, sorted and without repeats (`named` is sorted here).
+fn fold_component<'k>(members: impl Iterator<Item = &'k Key>, named: &mut [Key]) -> Key {
+    let mut h = Hasher::new();
+    h.update(b"component");
+    for k in members {
+        h.update(k);
+    }
+    named.sort_unstable();
+    let mut last: Option<&Key> = None;
+    for k in named.iter() {
+        if last != Some(k) {
+            h.update(k);
+        }
+        last = Some(k);
+    }
+    h.finalize().into()
+}
+
+/// The keys of one component's members: one for most.
+enum Keyed {
+    One(std::iter::Once<(usize, Key)>),
+    Many(std::vec::IntoIter<(usize, Key)>),
+}
+
+impl Iterator for Keyed {
+    type Item = (usize, Key);
+    fn next(&mut self) -> Option<(usize, Key)> {
+        match self {
+            Keyed::One(it) => it.next(),
+            Keyed::Many(it) => it.next(),
+        }
+    }
 }
 
 impl Deep {
-    fn new(policy: &CheckedPolicy) -> Deep {
+    /// The deep fingerprints of every item of `policy`.
+    pub(crate) fn new(policy: &CheckedPolicy) -> Deep {
         let per_kind: Vec<Vec<Own>> = KINDS
             .par_iter()
             .map(|kind| match kind {
@@ -337,14 +372,15 @@ impl Deep {
             }
         }
         for comps in by_level {
-            let keyed: Vec<Vec<(usize, Key)>> = comps
+            let keyed: Vec<(usize, Key)> = comps
                 .par_iter()
-                .map(|c| {
+                .map_init(Vec::new, |named, c| {
                     let component = components.get(*c).map(Vec::as_slice).unwrap_or(&[]);
-                    component_keys(component, &items, &graph, &deep.keys)
+                    component_keys(component, &items, &graph, &deep.keys, named)
                 })
+                .flat_map_iter(|keyed| keyed)
                 .collect();
-            for (m, key) in keyed.into_iter().flatten() {
+            for (m, key) in keyed {
                 if let Some(slot) = deep.keys.get_mut(m) {
                     *slot = key;
                 }
@@ -370,15 +406,16 @@ impl Deep {
     }
 }
 
-/// The keys of every agent check and zone warning of `policy`.
+/// The keys of every agent check and zone warning of `policy`, from the deep
+/// fingerprints of its items ([`Deep::new`]).
 pub(crate) fn fingerprints(
     policy: &CheckedPolicy,
+    deep: &Deep,
     graph: &ReachGraph,
     zone_lists: &[&[egress_check::ZoneId]],
     config: &crate::VerifyConfig,
 ) -> Fingerprints {
     let env = environment(config.engine, config.budget, config.timeout_ms);
-    let deep = Deep::new(policy);
     // The workflows with a step of each agent, and the exceptions naming it, as sorted
     // (agent, item) pairs.
     let pairs = |it: &mut dyn Iterator<Item = (u32, u32)>| {
@@ -403,9 +440,10 @@ pub(crate) fn fingerprints(
     );
     let of = |list: &[(u32, u32)], a: usize| -> Vec<u32> {
         let start = list.partition_point(|(x, _)| (*x as usize) < a);
-        list.iter()
-            .skip(start)
-            .take_while(|(x, _)| *x as usize == a)
+        let end = list.partition_point(|(x, _)| (*x as usize) <= a);
+        list.get(start..end)
+            .unwrap_or(&[])
+            .iter()
             .map(|(_, i)| *i)
             .collect()
     };

@@ -291,10 +291,15 @@ fn verify_inner(
     config: &VerifyConfig,
     memo: Option<&Memo>,
 ) -> (Report, Option<Memo>) {
-    let mut ctx = Ctx::new(policy, config);
-    let keys = memo.map(|_| {
+    // The deep fingerprints need only the policy: they are computed while the context
+    // is built.
+    let (mut ctx, deep) = rayon::join(
+        || Ctx::new(policy, config),
+        || memo.map(|_| incremental::Deep::new(policy)),
+    );
+    let keys = deep.map(|deep| {
         let lists: Vec<&[ZoneId]> = policy.agents.iter().map(|a| ctx.zone_list(a.id)).collect();
-        incremental::fingerprints(policy, &ctx.graph, &lists, config)
+        incremental::fingerprints(policy, &deep, &ctx.graph, &lists, config)
     });
     let remembered = |key: Option<&incremental::Key>| match (memo, key) {
         (Some(memo), Some(key)) => memo.contains(key),
