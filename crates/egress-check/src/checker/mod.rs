@@ -328,6 +328,9 @@ impl<'f> Builder<'f> {
 /// How many items of a large kind one builder builds (several build at once).
 const RUN: usize = 2048;
 
+/// The kinds built in runs, on every core.
+const LARGE: [Kind; 4] = [Kind::Destination, Kind::Capability, Kind::Agent, Kind::Zone];
+
 /// Items of one kind to build, each with the index of its file.
 type Bucket = Vec<(usize, ast::Item)>;
 
@@ -382,24 +385,49 @@ impl<'s> Checker<'s> {
     pub(crate) fn build_in_runs(&mut self, run: usize) {
         let run_len = run.max(1);
         // The items are moved out of the files (nothing reads the AST after this),
-        // bucketed by kind in (file, item) order, and each is dropped once built.
-        // Each bucket sized at once (from the declarations counted; data items declare
-        // several names, so theirs may grow).
-        let mut buckets: Vec<Bucket> = ORDER
-            .iter()
-            .map(|kind| Vec::with_capacity(self.counts.get(kind).copied().unwrap_or(0) as usize))
-            .collect();
+        // bucketed by kind in (file, item) order, and each is dropped once built. A large
+        // kind's bucket is cut into runs of at most `run_len` items as it is filled; each
+        // run is sized at once (from the declarations counted).
+        let limit = |kind: Kind| {
+            if LARGE.contains(&kind) {
+                run_len
+            } else {
+                usize::MAX
+            }
+        };
+        let mut buckets: Vec<Vec<Bucket>> = ORDER.iter().map(|_| Vec::new()).collect();
         for (index, file) in self.files.iter_mut().enumerate() {
             for item in std::mem::take(&mut file.ast.items) {
-                let bucket = item_kind(&item.kind)
-                    .and_then(|kind| ORDER.iter().position(|k| *k == kind))
-                    .and_then(|position| buckets.get_mut(position));
-                if let Some(bucket) = bucket {
-                    bucket.push((index, item));
+                let Some(kind) = item_kind(&item.kind) else {
+                    continue;
+                };
+                let Some(runs) = ORDER
+                    .iter()
+                    .position(|k| *k == kind)
+                    .and_then(|position| buckets.get_mut(position))
+                else {
+                    continue;
+                };
+                let limit = limit(kind);
+                if runs.last().is_none_or(|run| run.len() >= limit) {
+                    let count = self.counts.get(&kind).copied().unwrap_or(0) as usize;
+                    let left = count.saturating_sub(runs.len().saturating_mul(limit));
+                    runs.push(Vec::with_capacity(left.min(limit)));
+                }
+                if let Some(run) = runs.last_mut() {
+                    run.push((index, item));
                 }
             }
         }
-        let mut take = |kind: Kind| {
+        // A small kind's bucket is one run.
+        let whole = |mut runs: Vec<Bucket>| -> Bucket {
+            if runs.len() <= 1 {
+                runs.pop().unwrap_or_default()
+            } else {
+                runs.into_iter().flatten().collect()
+            }
+        };
+        let mut take = |kind: Kind| -> Vec<Bucket> {
             ORDER
                 .iter()
                 .position(|k| *k == kind)
@@ -416,24 +444,19 @@ impl<'s> Checker<'s> {
         let (files, editor_data) = (self.files.as_slice(), self.editor_data);
         let mut main = Builder::new(files, editor_data);
         for kind in [Kind::Data, Kind::Syscalls, Kind::CapSet, Kind::Authority] {
-            main.build_kind(kind, take(kind));
+            main.build_kind(kind, whole(take(kind)));
         }
-        // The large kinds in runs of at most `run_len` items, each run by its own builder
-        // numbering from where it starts; gathered in order, a run's items, diagnostics,
-        // references and allowlist uses follow the run before it, as in one build.
+        // The large kinds' runs, each by its own builder numbering from where its run
+        // starts; gathered in order, a run's items, diagnostics, references and allowlist
+        // uses follow the run before it, as in one build.
         let mut runs: Vec<(Kind, usize, Bucket)> = Vec::new();
-        for kind in [Kind::Destination, Kind::Capability, Kind::Agent, Kind::Zone] {
-            let bucket = take(kind);
-            let count = bucket.len();
-            let mut items = bucket.into_iter();
-            let mut start = 0;
-            loop {
-                let run: Bucket = items.by_ref().take(run_len).collect();
-                runs.push((kind, start, run));
-                start += run_len;
-                if start >= count {
-                    break;
-                }
+        for kind in LARGE {
+            let kind_runs = take(kind);
+            if kind_runs.is_empty() {
+                runs.push((kind, 0, Vec::new()));
+            }
+            for (i, run) in kind_runs.into_iter().enumerate() {
+                runs.push((kind, i * run_len, run));
             }
         }
         let cap_sets = &main.parts.cap_sets;
@@ -449,7 +472,7 @@ impl<'s> Checker<'s> {
                 b
             })
             .collect();
-        for kind in [Kind::Destination, Kind::Capability, Kind::Agent, Kind::Zone] {
+        for kind in LARGE {
             let count = self.counts.get(&kind).copied().unwrap_or(0) as usize;
             main.parts.reserve(kind, count);
         }
@@ -457,7 +480,7 @@ impl<'s> Checker<'s> {
             main.absorb(part);
         }
         for kind in [Kind::Workflow, Kind::Exception, Kind::Assert] {
-            main.build_kind(kind, take(kind));
+            main.build_kind(kind, whole(take(kind)));
         }
         // Diagnostics and references in the order of a build one kind after another.
         let mut segments = main.segments;

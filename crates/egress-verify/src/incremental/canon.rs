@@ -57,12 +57,20 @@ pub(crate) struct Canonical {
 }
 
 /// The canonical form of `value`.
+#[cfg(test)]
 pub(crate) fn canonical<T: Serialize + ?Sized>(value: &T) -> Canonical {
+    let mut out = Canonical::default();
+    canonical_into(value, &mut out);
+    out
+}
+
+/// Writes the canonical form of `value` into `out`, emptied first (so one buffer serves
+/// many values).
+pub(crate) fn canonical_into<T: Serialize + ?Sized>(value: &T, out: &mut Canonical) {
+    out.bytes.clear();
+    out.refs.clear();
     let mut ser = Canon {
-        out: Canonical {
-            bytes: Vec::with_capacity(256),
-            refs: Vec::new(),
-        },
+        out: std::mem::take(out),
         pending: None,
     };
     // The serializer itself never fails; an error could only come from a `Serialize`
@@ -70,7 +78,7 @@ pub(crate) fn canonical<T: Serialize + ?Sized>(value: &T) -> Canonical {
     if value.serialize(&mut ser).is_err() {
         ser.out.bytes.extend_from_slice(b"\xffserialize-error");
     }
-    ser.out
+    *out = ser.out;
 }
 
 struct Canon {

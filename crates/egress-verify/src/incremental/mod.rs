@@ -48,7 +48,7 @@ use serde::Serialize;
 
 use crate::decide::Engine;
 use crate::graph::ReachGraph;
-use canon::{canonical, Canonical, Kind};
+use canon::{canonical_into, Canonical, Kind};
 
 /// A fingerprint.
 pub type Key = [u8; 32];
@@ -168,20 +168,21 @@ pub(crate) struct Deep {
 /// An item's own fingerprint and the items it names.
 type Own = (Key, Vec<(Kind, u32)>);
 
-/// An item's own fingerprint (its kind, index and canonical form) and what it names.
-fn own<T: Serialize>(kind: Kind, index: usize, item: &T) -> Own {
-    let Canonical { bytes, refs } = canonical(item);
+/// An item's own fingerprint (its kind, index and canonical form) and what it names;
+/// `buffer` is scratch space.
+fn own<T: Serialize>(kind: Kind, index: usize, item: &T, buffer: &mut Canonical) -> Own {
+    canonical_into(item, buffer);
     let mut h = Hasher::new();
     h.update(&[kind as u8]);
     h.update(&(index as u64).to_le_bytes());
-    h.update(&bytes);
-    (h.finalize().into(), refs)
+    h.update(&buffer.bytes);
+    (h.finalize().into(), buffer.refs.clone())
 }
 
 fn all<T: Serialize + Sync>(kind: Kind, v: &[T]) -> Vec<Own> {
     v.par_iter()
         .enumerate()
-        .map(|(i, x)| own(kind, i, x))
+        .map_init(Canonical::default, |buffer, (i, x)| own(kind, i, x, buffer))
         .collect()
 }
 
