@@ -410,7 +410,7 @@ fn ser_display_vec<S: serde::Serializer, T: fmt::Display>(
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct WorkloadSelector {
     pub namespace: String,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
 }
 
 impl WorkloadSelector {
@@ -421,6 +421,119 @@ impl WorkloadSelector {
                 .labels
                 .iter()
                 .all(|(k, v)| labels.get(k).is_some_and(|got| got == v))
+    }
+}
+
+/// Workload labels, a map from key to value kept as a vector sorted by key, each key
+/// once: a selector has one or a few labels, and a `BTreeMap` would take a 544-byte node
+/// for one. It orders, compares, prints (`Debug`) and serializes as a `BTreeMap` does.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Labels(Vec<(String, String)>);
+
+impl Labels {
+    pub fn new() -> Labels {
+        Labels::default()
+    }
+
+    /// Sets `key` to `value`; the value it had, if any.
+    pub fn insert(&mut self, key: String, value: String) -> Option<String> {
+        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+            Ok(i) => self.0.get_mut(i).map(|(_, v)| std::mem::replace(v, value)),
+            Err(i) => {
+                self.0.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&String> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .and_then(|i| self.0.get(i))
+            .map(|(_, v)| v)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// The labels in key order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&String, &String)> + ExactSizeIterator {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> + ExactSizeIterator {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Removes `key`; the value it had, if any.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        let i = self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok()?;
+        Some(self.0.remove(i).1)
+    }
+
+    /// The same labels as a `BTreeMap` (what Kubernetes types hold).
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.0.iter().cloned().collect()
+    }
+}
+
+impl FromIterator<(String, String)> for Labels {
+    /// Later values win for a repeated key, as for a `BTreeMap`.
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Labels {
+        let mut labels = Labels::new();
+        labels.extend(iter);
+        labels
+    }
+}
+
+impl Extend<(String, String)> for Labels {
+    fn extend<I: IntoIterator<Item = (String, String)>>(&mut self, iter: I) {
+        for (k, v) in iter {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl From<BTreeMap<String, String>> for Labels {
+    fn from(map: BTreeMap<String, String>) -> Labels {
+        // Already sorted by key, each key once.
+        Labels(map.into_iter().collect())
+    }
+}
+
+impl<'a> IntoIterator for &'a Labels {
+    type Item = (&'a String, &'a String);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, String)>,
+        fn(&'a (String, String)) -> (&'a String, &'a String),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        fn pair((k, v): &(String, String)) -> (&String, &String) {
+            (k, v)
+        }
+        self.0.iter().map(pair)
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Labels {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
     }
 }
 
@@ -864,4 +977,66 @@ pub enum ClaimKind {
 pub enum AgentSel {
     All(Span),
     One(Ref<AgentId>),
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// `Labels` behaves as the `BTreeMap` it replaces: the same answers to every
+    /// operation, the same order, `Debug`, JSON and ordering between values, over a
+    /// deterministic stream of inserts and removals of a few keys.
+    #[test]
+    fn labels_behave_as_a_btree_map() {
+        let keys = ["app", "tier", "a", "zone", "app-x", "b"];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut earlier: Vec<(Labels, BTreeMap<String, String>)> = Vec::new();
+        let (mut labels, mut map) = (Labels::new(), BTreeMap::new());
+        for step in 0..2_000 {
+            let key = keys[(next() % keys.len() as u64) as usize].to_string();
+            let value = format!("v{}", next() % 3);
+            if next() % 4 == 0 {
+                assert_eq!(labels.remove(&key), map.remove(&key), "step {step}");
+            } else {
+                assert_eq!(
+                    labels.insert(key.clone(), value.clone()),
+                    map.insert(key.clone(), value),
+                    "step {step}"
+                );
+            }
+            assert_eq!(labels.get(&key), map.get(&key));
+            assert_eq!(labels.contains_key(&key), map.contains_key(&key));
+            assert_eq!(labels.len(), map.len());
+            assert!(labels.iter().eq(map.iter()));
+            assert!(labels.keys().eq(map.keys()));
+            assert_eq!(labels.to_map(), map);
+            assert_eq!(Labels::from(map.clone()), labels);
+            assert_eq!(format!("{labels:?}"), format!("{map:?}"));
+            assert_eq!(
+                serde_json::to_string(&labels).unwrap(),
+                serde_json::to_string(&map).unwrap()
+            );
+            if step % 50 == 0 {
+                earlier.push((labels.clone(), map.clone()));
+            }
+        }
+        for (a, am) in &earlier {
+            for (b, bm) in &earlier {
+                assert_eq!(a.cmp(b), am.cmp(bm));
+            }
+        }
+        // Repeated keys: the last value wins, as when collecting a map.
+        let pairs =
+            [("k", "1"), ("a", "2"), ("k", "3")].map(|(k, v)| (k.to_string(), v.to_string()));
+        let collected: Labels = pairs.iter().cloned().collect();
+        let expected: BTreeMap<String, String> = pairs.iter().cloned().collect();
+        assert_eq!(collected.to_map(), expected);
+    }
 }

@@ -337,7 +337,7 @@ pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts,
             },
             spec: Spec {
                 endpoint_selector: Selector {
-                    match_labels: workload.labels.clone(),
+                    match_labels: workload.labels.to_map(),
                 },
                 egress: rules,
             },
@@ -378,7 +378,7 @@ pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts,
 }
 
 fn endpoint_selector(sel: &WorkloadSelector) -> Selector {
-    let mut labels = sel.labels.clone();
+    let mut labels = sel.labels.to_map();
     labels.insert(NAMESPACE_LABEL.to_string(), sel.namespace.clone());
     Selector {
         match_labels: labels,
@@ -492,7 +492,10 @@ fn decode_cnp(object: &Cnp, config: &CiliumConfig) -> Result<DecodedCnp, String>
             let namespace = labels
                 .remove(NAMESPACE_LABEL)
                 .unwrap_or_else(|| object.metadata.namespace.clone());
-            targets.push(TargetSet::Workload(WorkloadSelector { namespace, labels }));
+            targets.push(TargetSet::Workload(WorkloadSelector {
+                namespace,
+                labels: labels.into(),
+            }));
         }
         let ports = match &rule.to_ports {
             None => {

@@ -111,7 +111,7 @@ pub fn lower(policy: &CheckedPolicy, config: &TargetConfig) -> Result<Artifacts,
             },
             spec: Some(NetworkPolicySpec {
                 pod_selector: Some(LabelSelector {
-                    match_labels: Some(workload.labels.clone()),
+                    match_labels: Some(workload.labels.to_map()),
                     match_expressions: None,
                 }),
                 policy_types: Some(vec!["Egress".to_string()]),
@@ -187,7 +187,7 @@ fn workload_peer(sel: &WorkloadSelector) -> NetworkPolicyPeer {
             match_expressions: None,
         }),
         pod_selector: Some(LabelSelector {
-            match_labels: Some(sel.labels.clone()),
+            match_labels: Some(sel.labels.to_map()),
             match_expressions: None,
         }),
     }
@@ -286,7 +286,7 @@ pub fn decode(
 }
 
 /// Could one pod carry all labels of both selectors? (No key with two different values.)
-pub(crate) fn compatible(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> bool {
+pub(crate) fn compatible(a: &BTreeMap<String, String>, b: &egress_check::Labels) -> bool {
     a.iter().all(|(k, v)| b.get(k).is_none_or(|w| w == v))
 }
 
@@ -427,7 +427,7 @@ fn decode_peer(peer: &NetworkPolicyPeer, own_namespace: &str) -> Result<Vec<Targ
     };
     Ok(vec![TargetSet::Workload(WorkloadSelector {
         namespace,
-        labels,
+        labels: labels.into(),
     })])
 }
 

@@ -74,7 +74,7 @@ pub fn box_difference_witness(
             Ok(residual_port(b, &live).map(|(port, protocol)| Connection {
                 target: Target::Workload {
                     namespace: sel.namespace.clone(),
-                    labels: sel.labels.clone(),
+                    labels: sel.labels.to_map(),
                 },
                 port,
                 protocol,
@@ -241,7 +241,7 @@ pub fn box_intersection_witness(
                     .iter()
                     .all(|(k, v)| y.labels.get(k).is_none_or(|w| w == v));
             consistent.then(|| {
-                let mut labels = x.labels.clone();
+                let mut labels = x.labels.to_map();
                 labels.extend(y.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
                 Target::Workload {
                     namespace: x.namespace.clone(),

@@ -1,7 +1,5 @@
 //! Unit tests of the algebra's box questions.
 
-use std::collections::BTreeMap;
-
 use egress_check::{CidrSet, Protocol, WorkloadSelector};
 
 use super::*;
@@ -211,7 +209,7 @@ fn box_index_finds_every_meeting_box() {
     let wbox = |ns: &str| ConnBox {
         target: TargetSet::Workload(WorkloadSelector {
             namespace: ns.into(),
-            labels: BTreeMap::new(),
+            labels: egress_check::Labels::new(),
         }),
         ports: PortSet::point(80),
         protocols: ProtoSet::from_protocols(&[Protocol::Tcp]),

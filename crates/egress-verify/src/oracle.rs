@@ -179,20 +179,21 @@ pub fn universe(policy: &CheckedPolicy) -> Vec<Connection> {
     // Workloads.
     let mut workloads: BTreeSet<(String, BTreeMap<String, String>)> = BTreeSet::new();
     for s in &selectors {
-        workloads.insert((s.namespace.clone(), s.labels.clone()));
-        workloads.insert((fresh.clone(), s.labels.clone()));
+        let labels = s.labels.to_map();
+        workloads.insert((s.namespace.clone(), labels.clone()));
+        workloads.insert((fresh.clone(), labels.clone()));
         for t in &selectors {
-            let mut merged = s.labels.clone();
+            let mut merged = labels.clone();
             for (k, v) in &t.labels {
                 merged.entry(k.clone()).or_insert_with(|| v.clone());
             }
             workloads.insert((s.namespace.clone(), merged));
         }
-        for k in s.labels.keys() {
-            let mut changed = s.labels.clone();
+        for k in labels.keys() {
+            let mut changed = labels.clone();
             changed.insert(k.clone(), fresh.clone());
             workloads.insert((s.namespace.clone(), changed));
-            let mut dropped = s.labels.clone();
+            let mut dropped = labels.clone();
             dropped.remove(k);
             workloads.insert((s.namespace.clone(), dropped));
         }

@@ -234,8 +234,9 @@ impl Builder<'_> {
                 String::new()
             }
         };
-        let mut labels = BTreeMap::new();
-        let mut first: BTreeMap<String, Span> = BTreeMap::new();
+        let mut labels = Labels::new();
+        // Where each key was first given (a selector has few labels).
+        let mut first: Vec<(String, Span)> = Vec::new();
         for (key, value) in &w.labels {
             let (Ok(k), Ok(v)) = (values::label_key(key), values::label_value(value)) else {
                 if let Err(d) = values::label_key(key) {
@@ -247,7 +248,7 @@ impl Builder<'_> {
                 ok = false;
                 continue;
             };
-            if let Some(previous) = first.get(&k) {
+            if let Some((_, previous)) = first.iter().find(|(seen, _)| *seen == k) {
                 let previous = *previous;
                 self.error(
                     Diagnostic::error(
@@ -262,7 +263,7 @@ impl Builder<'_> {
                 ok = false;
                 continue;
             }
-            first.insert(k.clone(), key.span);
+            first.push((k.clone(), key.span));
             labels.insert(k, v);
         }
         ok.then_some(WorkloadSelector { namespace, labels })
