@@ -185,16 +185,30 @@ mod tests {
     fn runs_change_nothing() {
         use std::fmt::Write as _;
         let policy = |errors: bool| {
-            let mut text = String::from("import std.dns\ndata pii, financial\n");
+            let mut text = String::from(
+                "import std.dns\nimport std.caps\ndata pii, financial\n\
+                 authority dpo {\n    key \"ed25519:HB1xxhfBQOeXKjqOEIIYtKAPVQPROCNyS7Su0ATE4MA=\"\n    max_ttl 1h\n}\n",
+            );
             for i in 0..300 {
+                // Capability sets read by the capabilities of every run.
+                let _ = writeln!(text, "capset s{i} {{ CAP_CHOWN }}");
                 let _ = writeln!(
                     text,
                     "destination d{i} {{ host \"h{i}.example.com\" port 443 }}\n\
-                     capability c{i} {{ connect d{i}, dns.kube_dns }}\n\
+                     capability c{i} {{ connect d{i}, dns.kube_dns grant s{i}, caps.bind_low_ports }}\n\
                      agent a{i} {{ workload namespace \"n\" labels {{ app = \"a{i}\" }} uses c{i} handles pii invokes a{} }}\n\
                      zone z{i} {{ owner \"s\" agents a{i} approve d{i}, dns.kube_dns clear pii to d{i}, dns.kube_dns }}",
                     (i + 1) % 300
                 );
+                // Inline destinations (numbered after the named ones) in exceptions and
+                // assertions.
+                if i % 50 == 0 {
+                    let _ = writeln!(
+                        text,
+                        "exception e{i} {{\n    agents a{i}\n    to {{ host \"x{i}.example.com\" port 443 }}\n    approver dpo\n    max_ttl 15m\n    audit d{i}\n    legal_basis \"a law\"\n}}\n\
+                         assert t{i} {{\n    agent a{i} cannot reach {{ host \"y{i}.example.com\" port 80 }}\n}}"
+                    );
+                }
                 if !errors {
                     continue;
                 }
@@ -229,6 +243,16 @@ mod tests {
                 "{:?}",
                 whole.diagnostics.first()
             );
+            if let Some(policy) = &whole.policy {
+                // What the runs must agree on is there: grants through capability sets,
+                // inline destinations.
+                let granted = policy
+                    .capabilities
+                    .iter()
+                    .filter(|c| c.linux_caps.iter().any(|g| g.via.is_some()));
+                assert_eq!(granted.count(), 300);
+                assert_eq!(policy.destinations.iter().filter(|d| d.inline).count(), 12);
+            }
             if errors {
                 for code in ["E0010", "E0011", "E0012", "E0017"] {
                     assert!(whole.diagnostics.iter().any(|d| d.code == code), "{code}");

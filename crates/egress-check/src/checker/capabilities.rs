@@ -160,7 +160,6 @@ impl Builder<'_> {
                         } else if let Some(i) = self.resolve(file, ident, Kind::CapSet) {
                             let set = CapSetId(i);
                             let caps = self
-                                .parts
                                 .cap_sets
                                 .get(set.index())
                                 .map(|s| s.caps.clone())

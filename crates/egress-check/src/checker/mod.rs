@@ -111,8 +111,8 @@ struct FileData {
     decls: Decls,
 }
 
-/// A module's declarations by name. foldhash (seeded per process, so crafted names cannot
-/// force collisions) instead of SipHash: looking names up is much of checking.
+/// A module's declarations by name. foldhash (seeded per process, as hashbrown's default
+/// hasher is) instead of SipHash: looking names up is much of checking.
 type Decls = HashMap<String, Decl, foldhash::fast::RandomState>;
 
 pub(crate) struct Checker<'s> {
@@ -219,8 +219,13 @@ pub(super) struct Builder<'f> {
     /// Per kind built: its allowlist uses.
     allowlist_uses: Vec<(Kind, BTreeMap<DestId, Span>)>,
     parts: Parts,
+    /// The capability sets, built before the capabilities that name them and shared by
+    /// every builder of capabilities (read only).
+    cap_sets: &'f [CapSet],
     /// The id of the first item this builder builds of its kind: a large kind is built in
-    /// runs by several builders, each numbering from where the run starts.
+    /// runs by several builders, each numbering from where the run starts. Right because
+    /// every item of a large kind builds exactly one model item, or reports an error (a
+    /// zone without `agents`), and then no policy comes out of the check.
     base: usize,
 }
 
@@ -235,6 +240,7 @@ impl<'f> Builder<'f> {
             segments: Vec::new(),
             allowlist_uses: Vec::new(),
             parts: Parts::default(),
+            cap_sets: &[],
             base: 0,
         }
     }
@@ -459,15 +465,15 @@ impl<'s> Checker<'s> {
                 runs.push((kind, i * run_len, run));
             }
         }
-        let cap_sets = &main.parts.cap_sets;
+        // Every builder reads the capability sets in place (a copy per run would grow
+        // with sets × capabilities); they go back to `main` once the runs are gathered.
+        let cap_sets = std::mem::take(&mut main.parts.cap_sets);
         let parts: Vec<Builder<'_>> = runs
             .into_par_iter()
             .map(|(kind, start, run)| {
                 let mut b = Builder::new(files, editor_data);
                 b.base = start;
-                if kind == Kind::Capability {
-                    b.parts.cap_sets = cap_sets.clone();
-                }
+                b.cap_sets = &cap_sets;
                 b.build_kind(kind, run);
                 b
             })
@@ -479,6 +485,7 @@ impl<'s> Checker<'s> {
         for part in parts {
             main.absorb(part);
         }
+        main.parts.cap_sets = cap_sets;
         for kind in [Kind::Workflow, Kind::Exception, Kind::Assert] {
             main.build_kind(kind, whole(take(kind)));
         }
