@@ -1019,6 +1019,16 @@ mod tests {
             assert_eq!(labels.to_map(), map);
             assert_eq!(Labels::from(map.clone()), labels);
             assert_eq!(format!("{labels:?}"), format!("{map:?}"));
+            let hash = |value: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
+                use std::hash::Hasher as _;
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                value(&mut h);
+                h.finish()
+            };
+            assert_eq!(
+                hash(&|h| std::hash::Hash::hash(&labels, h)),
+                hash(&|h| std::hash::Hash::hash(&map, h))
+            );
             assert_eq!(
                 serde_json::to_string(&labels).unwrap(),
                 serde_json::to_string(&map).unwrap()

@@ -306,10 +306,13 @@ pub(super) fn parse_streaming(file: FileId, source: &str) -> (Vec<Item>, Vec<Dia
 /// A large file is lexed in two halves at once (see [`item_starts_split`]).
 fn chunk_bytes(source: &str) -> Vec<(usize, usize)> {
     let starts = if source.len() >= PARALLEL_BYTES {
+        // Just after the first newline past the middle (a newline byte is never inside
+        // a multi-byte character, so this is a character boundary).
         let middle = source.len() / 2;
         let split = source
+            .as_bytes()
             .get(middle..)
-            .and_then(|rest| rest.find('\n'))
+            .and_then(|rest| rest.iter().position(|b| *b == b'\n'))
             .map_or(source.len(), |i| middle + i + 1);
         item_starts_split(source, split)
     } else {
