@@ -229,6 +229,34 @@ pub fn load_policies_over(
     root: Option<&Path>,
     overlay: &BTreeMap<String, String>,
 ) -> Result<Vec<LoadedPolicy>, ExitCode> {
+    load_with(
+        paths,
+        root,
+        overlay,
+        egress_check::check_without_editor_data,
+    )
+}
+
+/// [`load_policies`] for a caller that wants only the diagnostics (`egc check`): no policy
+/// is built (`result.policy` is `None`), which takes far less memory on a large policy.
+pub fn load_diagnostics(
+    paths: &[PathBuf],
+    root: Option<&Path>,
+) -> Result<Vec<LoadedPolicy>, ExitCode> {
+    load_with(
+        paths,
+        root,
+        &BTreeMap::new(),
+        egress_check::check_diagnostics,
+    )
+}
+
+fn load_with(
+    paths: &[PathBuf],
+    root: Option<&Path>,
+    overlay: &BTreeMap<String, String>,
+    check: fn(&dyn FileSource, &[String]) -> CheckResult,
+) -> Result<Vec<LoadedPolicy>, ExitCode> {
     let files = find_files(paths)?;
     if files.is_empty() {
         return Err(usage_error("no `.egress` files found in the given paths"));
@@ -261,7 +289,7 @@ pub fn load_policies_over(
         .into_iter()
         .map(|(dir, roots)| LoadedPolicy {
             dir,
-            result: egress_check::check_without_editor_data(&source, &roots),
+            result: check(&source, &roots),
         })
         .collect())
 }

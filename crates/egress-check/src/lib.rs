@@ -143,6 +143,19 @@ pub fn check_without_editor_data(source: &dyn FileSource, roots: &[String]) -> C
     check_with(source, roots, false)
 }
 
+/// The diagnostics of [`check`] without building a policy: `policy` is always `None`
+/// (also when there is no error), and `symbols` and `references` stay empty. The model is
+/// dropped as it is built, keeping only what the whole-policy checks read, so a large
+/// policy is checked in far less memory. What `egc check` calls.
+pub fn check_diagnostics(source: &dyn FileSource, roots: &[String]) -> CheckResult {
+    let mut checker = checker::Checker::new(source, false);
+    checker.keep_model = false;
+    checker.load_roots(roots);
+    checker.collect();
+    checker.build();
+    checker.finish()
+}
+
 fn check_with(source: &dyn FileSource, roots: &[String], editor_data: bool) -> CheckResult {
     let mut checker = checker::Checker::new(source, editor_data);
     checker.load_roots(roots);
@@ -151,10 +164,17 @@ fn check_with(source: &dyn FileSource, roots: &[String], editor_data: bool) -> C
     checker.finish()
 }
 
-/// [`check`] with the large kinds built in runs of at most `run` items.
+/// [`check`] with the large kinds built in runs of at most `run` items; without the
+/// model ([`check_diagnostics`]) when `keep_model` is false.
 #[cfg(test)]
-fn check_in_runs(source: &dyn FileSource, roots: &[String], run: usize) -> CheckResult {
-    let mut checker = checker::Checker::new(source, true);
+fn check_in_runs(
+    source: &dyn FileSource,
+    roots: &[String],
+    run: usize,
+    keep_model: bool,
+) -> CheckResult {
+    let mut checker = checker::Checker::new(source, keep_model);
+    checker.keep_model = keep_model;
     checker.load_roots(roots);
     checker.collect();
     checker.build_in_runs(run);
@@ -205,8 +225,10 @@ mod tests {
                 if i % 50 == 0 {
                     let _ = writeln!(
                         text,
-                        "exception e{i} {{\n    agents a{i}\n    to {{ host \"x{i}.example.com\" port 443 }}\n    approver dpo\n    max_ttl 15m\n    audit d{i}\n    legal_basis \"a law\"\n}}\n\
-                         assert t{i} {{\n    agent a{i} cannot reach {{ host \"y{i}.example.com\" port 80 }}\n}}"
+                        "exception e{i} {{\n    agents {}\n    to {{ host \"x{i}.example.com\" port 443 }}\n    approver dpo\n    max_ttl 15m\n    audit d{i}\n    legal_basis \"a law\"\n}}\n\
+                         assert t{i} {{\n    agent a{i} cannot reach {{ host \"y{i}.example.com\" port 80 }}\n}}",
+                        // Every agent once (the ids and name spans of all of them).
+                        if i == 50 { "*".to_string() } else { format!("a{i}") }
                     );
                 }
                 if !errors {
@@ -220,6 +242,26 @@ mod tests {
                     7 => writeln!(text, "destination d{i} {{ host \"x.example\" port 1 }}"),
                     11 => writeln!(text, "destination p{i} {{ host \"x.example\" port 70000 }}"),
                     13 => writeln!(text, "capability k{i} {{ connect c{i} }}"),
+                    _ => Ok(()),
+                };
+                // What the checks after the runs read of the items a check without the
+                // model drops: allowlists too broad (E0026, E0027, W0002, W0003), a
+                // capability limited to a workflow that never uses it (W0004), a step
+                // using a capability its agent does not have (E0037).
+                let _ = match i % 41 {
+                    2 => writeln!(
+                        text,
+                        "destination wide{i} {{ host \"*.com\" cidr 0.0.0.0/0 cidr fd00::/8 port 1-65535 }}\n\
+                         capability wc{i} {{ connect wide{i} }}"
+                    ),
+                    4 => writeln!(
+                        text,
+                        "capability lim{i} {{ connect d{i} workflows wf{i} }}\n\
+                         agent lu{i} {{ uses lim{i}, c{i} }}\n\
+                         workflow wf{i} {{ step a{i} uses c{n} step lu{i} uses c{i} \
+                         step a{i} invokes a{n} step a{i} invokes lu{i} }}",
+                        n = (i + 1) % 300
+                    ),
                     _ => Ok(()),
                 };
             }
@@ -236,7 +278,7 @@ mod tests {
         };
         for errors in [false, true] {
             let source = policy(errors);
-            let whole = check_in_runs(&source, &roots, usize::MAX);
+            let whole = check_in_runs(&source, &roots, usize::MAX, true);
             assert_eq!(
                 whole.policy.is_none(),
                 errors,
@@ -254,16 +296,28 @@ mod tests {
                 assert_eq!(policy.destinations.iter().filter(|d| d.inline).count(), 12);
             }
             if errors {
-                for code in ["E0010", "E0011", "E0012", "E0017"] {
+                for code in [
+                    "E0010", "E0011", "E0012", "E0017", "E0026", "E0027", "E0037", "E0038",
+                    "W0002", "W0003", "W0004",
+                ] {
                     assert!(whole.diagnostics.iter().any(|d| d.code == code), "{code}");
                 }
             }
+            let diagnostics = format!("{:?}", whole.diagnostics);
             let whole = show(&whole);
-            for run in [1, 2, 7, 64, 299, 300] {
+            for run in [1, 2, 7, 64, 299, 300, usize::MAX] {
                 assert_eq!(
-                    show(&check_in_runs(&source, &roots, run)),
+                    show(&check_in_runs(&source, &roots, run, true)),
                     whole,
                     "runs of {run}, errors: {errors}"
+                );
+                // Without the model: the same diagnostics, no policy.
+                let lean = check_in_runs(&source, &roots, run, false);
+                assert!(lean.policy.is_none());
+                assert_eq!(
+                    format!("{:?}", lean.diagnostics),
+                    diagnostics,
+                    "no model, runs of {run}, errors: {errors}"
                 );
             }
         }

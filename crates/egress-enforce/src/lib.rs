@@ -6,6 +6,7 @@
 //! - [`loader`]: load, attach, pin, update, detach (aya + bpf(2)).
 //! - [`cgroup`], [`seccomp`], [`sandbox`]: the confined launcher behind `egc run`.
 //! - [`exception`]: signed run-time exception tokens and the audit log.
+//! - [`memory`]: allocator settings for `egc check` (FFI; enforces nothing).
 //! - [`manifest`]: the signed intent manifest binding a reviewed policy to what is enforced (pure).
 //!
 //! **Architecture invariant:** nothing here fails open. If a layer cannot be applied the
@@ -20,6 +21,7 @@ pub mod layout;
 pub mod loader;
 pub mod manifest;
 pub mod maps;
+pub mod memory;
 pub mod names;
 pub mod rules;
 pub mod run;

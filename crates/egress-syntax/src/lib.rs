@@ -16,7 +16,7 @@ use serde::Serialize;
 pub use diagnostic::{Diagnostic, Label, Severity, Suggestion};
 #[cfg(feature = "differential")]
 pub use parser::parse_with_pest_only;
-pub use parser::{parse, parse_items, Parsed};
+pub use parser::{parse, parse_chunk, parse_chunks, parse_items, Chunked, Parsed};
 
 /// Identifies a source file within one check.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

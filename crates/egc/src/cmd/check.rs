@@ -24,7 +24,9 @@ pub fn run(args: Args) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let policies = match common::load_policies(&paths, args.root.as_deref()) {
+    // Peak memory over a little speed: a check holds one large value at a time.
+    egress_enforce::memory::prefer_low_peak_memory();
+    let policies = match common::load_diagnostics(&paths, args.root.as_deref()) {
         Ok(p) => p,
         Err(code) => return code,
     };

@@ -111,7 +111,7 @@ impl Builder<'_> {
                 }
             }
         }
-        let id = AgentId(self.next_id(self.parts.agents.len()));
+        let id = AgentId(self.next_id(self.parts.len(Kind::Agent)));
         self.parts.agents.push(Agent {
             id,
             name: self.name(file, &d.name),

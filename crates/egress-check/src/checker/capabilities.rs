@@ -187,7 +187,7 @@ impl Builder<'_> {
                 }
             }
         }
-        let id = CapId(self.next_id(self.parts.capabilities.len()));
+        let id = CapId(self.next_id(self.parts.len(Kind::Capability)));
         self.parts.capabilities.push(Capability {
             id,
             name: self.name(file, &d.name),

@@ -209,7 +209,7 @@ impl Builder<'_> {
         if protocols.is_empty() {
             protocols.push(Protocol::Tcp);
         }
-        let id = DestId(self.next_id(self.parts.destinations.len()));
+        let id = DestId(self.next_id(self.parts.len(Kind::Destination)));
         self.parts.destinations.push(Destination {
             id,
             name,
@@ -280,7 +280,7 @@ impl Builder<'_> {
                 .resolve(file, ident, Kind::Destination)
                 .map(|i| (DestId(i), ident.span)),
             DestExpr::Inline(body) => {
-                let local = format!("{owner}.inline{}", self.parts.destinations.len());
+                let local = format!("{owner}.inline{}", self.parts.len(Kind::Destination));
                 let name = Name {
                     qualified: self.qualified(file, &local),
                     local,

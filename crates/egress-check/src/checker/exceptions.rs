@@ -218,12 +218,8 @@ impl Builder<'_> {
         let agents = match agents {
             ZoneAgents::All(_) => self
                 .parts
-                .agents
-                .iter()
-                .map(|a| Ref {
-                    id: a.id,
-                    span: a.name.span,
-                })
+                .each_agent_uses()
+                .map(|(id, span, _)| Ref { id, span })
                 .collect(),
             ZoneAgents::Listed(list) => list,
         };

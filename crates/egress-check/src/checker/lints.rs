@@ -8,9 +8,9 @@ impl Checker<'_> {
     /// workflows lets use it.
     pub(super) fn check_workflow_limits(&mut self) {
         let mut warnings = Vec::new();
-        for agent in &self.parts.agents {
-            for used in &agent.capabilities {
-                let Some(cap) = self.parts.capabilities.get(used.id.index()) else {
+        for (agent, agent_span, capabilities) in self.parts.each_agent_uses() {
+            for used in capabilities {
+                let Some(cap) = self.parts.capability(used.id) else {
                     continue;
                 };
                 if cap.workflows.is_empty() {
@@ -19,26 +19,32 @@ impl Checker<'_> {
                 let stepped = cap.workflows.iter().any(|w| {
                     self.parts.workflows.get(w.id.index()).is_some_and(|wf| {
                         wf.steps.iter().any(|s| {
-                            s.agent == agent.id
+                            s.agent == agent
                                 && matches!(&s.action, StepAction::Uses(c) if c.id == cap.id)
                         })
                     })
                 });
                 if !stepped {
+                    // The agent's name as written (a declared name is its text).
+                    let agent_name = self
+                        .files
+                        .get(agent_span.file.0 as usize)
+                        .and_then(|f| f.text.get(agent_span.range()))
+                        .unwrap_or("");
                     warnings.push(
                         Diagnostic::warning(
                             "W0004",
                             used.span,
                             format!(
                                 "agent `{}` can never use `{}`: no step of its workflows uses it",
-                                agent.name.local, cap.name.local
+                                agent_name, cap.name.local
                             ),
                         )
                         .with_label("unusable here")
                         .with_secondary(cap.name.span, "limited to workflows here")
                         .with_help(format!(
                             "add `step {} uses {}` to one of its workflows, or remove it from the agent",
-                            agent.name.local, cap.name.local
+                            agent_name, cap.name.local
                         )),
                     );
                 }
@@ -51,75 +57,8 @@ impl Checker<'_> {
     pub(super) fn check_allowlists(&mut self) {
         let mut found = Vec::new();
         for (dest_id, use_span) in &self.allowlist_uses {
-            let Some(dest) = self.parts.destinations.get(dest_id.index()) else {
-                continue;
-            };
-            for endpoint in &dest.endpoints {
-                if let EndpointKind::Host(pattern) = &endpoint.kind {
-                    if values::is_too_broad(pattern) {
-                        found.push(
-                            Diagnostic::error(
-                                "E0026",
-                                endpoint.span,
-                                format!("the pattern `{pattern}` is so broad it means almost anything"),
-                            )
-                            .with_label("matches a whole top-level domain or every host")
-                            .with_secondary(*use_span, "allowed here")
-                            .with_help("name the registered domain at least: \"*.api.example.com\" or \"**.corp.example\""),
-                        );
-                    }
-                }
-                if let EndpointKind::Cidr(set) = &endpoint.kind {
-                    let prefix = set.network.prefix_len();
-                    if prefix == 0 && !set.except.is_empty() {
-                        found.push(
-                            Diagnostic::error(
-                                "E0028",
-                                endpoint.span,
-                                format!("`{}` with exclusions is a denylist, used here as an allowlist", set.network),
-                            )
-                            .with_label("everything except a few networks")
-                            .with_secondary(*use_span, "allowed here")
-                            .with_help("list the networks the agent needs instead of excluding the ones it must not reach"),
-                        );
-                    } else if prefix == 0 {
-                        found.push(
-                            Diagnostic::error(
-                                "E0027",
-                                endpoint.span,
-                                format!("`{}` means any address", set.network),
-                            )
-                            .with_label("allows everything")
-                            .with_secondary(*use_span, "allowed here")
-                            .with_help("name the specific networks the agent needs"),
-                        );
-                    } else if (set.network.addr().is_ipv4() && prefix < 8)
-                        || (set.network.addr().is_ipv6() && prefix < 16)
-                    {
-                        found.push(
-                            Diagnostic::warning(
-                                "W0003",
-                                endpoint.span,
-                                format!("`{}` is a very broad network to allow", set.network),
-                            )
-                            .with_label("very broad")
-                            .with_secondary(*use_span, "allowed here")
-                            .with_help("narrow the network to what the agent needs"),
-                        );
-                    }
-                }
-            }
-            if dest.ports.iter().any(|p| p.start <= 1 && p.end == 65535) {
-                found.push(
-                    Diagnostic::warning(
-                        "W0002",
-                        dest.name.span,
-                        format!("destination `{}` allows every port", dest.name.local),
-                    )
-                    .with_label("all ports")
-                    .with_secondary(*use_span, "allowed here")
-                    .with_help("name the ports the service listens on"),
-                );
+            if let Some(dest) = self.parts.destination(*dest_id) {
+                allowlist_findings(dest, *use_span, &mut found);
             }
         }
         self.diagnostics.extend(found);
@@ -146,5 +85,77 @@ impl Checker<'_> {
             }
         }
         self.diagnostics.extend(found);
+    }
+}
+
+/// What using `dest` as an allowlist at `use_span` reports (E0026, E0027, E0028, W0002,
+/// W0003), pushed onto `found`.
+pub(super) fn allowlist_findings(dest: &Destination, use_span: Span, found: &mut Vec<Diagnostic>) {
+    for endpoint in &dest.endpoints {
+        if let EndpointKind::Host(pattern) = &endpoint.kind {
+            if values::is_too_broad(pattern) {
+                found.push(
+                    Diagnostic::error(
+                        "E0026",
+                        endpoint.span,
+                        format!("the pattern `{pattern}` is so broad it means almost anything"),
+                    )
+                    .with_label("matches a whole top-level domain or every host")
+                    .with_secondary(use_span, "allowed here")
+                    .with_help("name the registered domain at least: \"*.api.example.com\" or \"**.corp.example\""),
+                );
+            }
+        }
+        if let EndpointKind::Cidr(set) = &endpoint.kind {
+            let prefix = set.network.prefix_len();
+            if prefix == 0 && !set.except.is_empty() {
+                found.push(
+                    Diagnostic::error(
+                        "E0028",
+                        endpoint.span,
+                        format!("`{}` with exclusions is a denylist, used here as an allowlist", set.network),
+                    )
+                    .with_label("everything except a few networks")
+                    .with_secondary(use_span, "allowed here")
+                    .with_help("list the networks the agent needs instead of excluding the ones it must not reach"),
+                );
+            } else if prefix == 0 {
+                found.push(
+                    Diagnostic::error(
+                        "E0027",
+                        endpoint.span,
+                        format!("`{}` means any address", set.network),
+                    )
+                    .with_label("allows everything")
+                    .with_secondary(use_span, "allowed here")
+                    .with_help("name the specific networks the agent needs"),
+                );
+            } else if (set.network.addr().is_ipv4() && prefix < 8)
+                || (set.network.addr().is_ipv6() && prefix < 16)
+            {
+                found.push(
+                    Diagnostic::warning(
+                        "W0003",
+                        endpoint.span,
+                        format!("`{}` is a very broad network to allow", set.network),
+                    )
+                    .with_label("very broad")
+                    .with_secondary(use_span, "allowed here")
+                    .with_help("narrow the network to what the agent needs"),
+                );
+            }
+        }
+    }
+    if dest.ports.iter().any(|p| p.start <= 1 && p.end == 65535) {
+        found.push(
+            Diagnostic::warning(
+                "W0002",
+                dest.name.span,
+                format!("destination `{}` allows every port", dest.name.local),
+            )
+            .with_label("all ports")
+            .with_secondary(use_span, "allowed here")
+            .with_help("name the ports the service listens on"),
+        );
     }
 }

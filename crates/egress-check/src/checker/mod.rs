@@ -104,11 +104,109 @@ struct FileData {
     module: String,
     text: Arc<str>,
     is_stdlib: bool,
-    ast: ast::SourceAst,
+    /// The byte range of every chunk of the text (see [`Held`]).
+    chunks: Vec<(u32, u32)>,
+    /// The file's items, sorted by start (as the parser gives them).
+    items: Vec<Held>,
     imports: BTreeMap<String, ImportInfo>,
     /// A hash map: looking names up is much of checking a large policy. Never iterated
     /// where order shows (see `sorted_names`).
     decls: Decls,
+}
+
+/// An item between loading and building. Without the model ([`Checker::keep_model`]),
+/// loading reads every chunk of a file (see [`egress_syntax::parse_chunks`]) and keeps
+/// only what declaring needs; an item is read again from its chunk when it is built, so
+/// the whole syntax tree of a large policy is never in memory at once. With the model,
+/// every item is kept whole.
+enum Held {
+    /// Imports and data declarations (loading and declaring read them whole), an item
+    /// with a doc comment when editor data is recorded, and every item of a chunk that gave
+    /// more than one (error recovery: reading such a chunk again for each of its items
+    /// would cost the chunk's length per item).
+    Whole(Box<ast::Item>),
+    /// The only item of its chunk, read again when built.
+    Head(Head),
+}
+
+/// What declaring needs of an item (offsets in its file's text).
+struct Head {
+    kind: Kind,
+    /// The index of its chunk in [`FileData::chunks`].
+    chunk: u32,
+    /// Where the declared name is (its text is the file's text there).
+    name: (u32, u32),
+    span: (u32, u32),
+}
+
+impl Head {
+    fn name_span(&self, file: usize) -> Span {
+        Span::new(
+            Checker::file_id(file),
+            self.name.0 as usize,
+            self.name.1 as usize,
+        )
+    }
+
+    fn span(&self, file: usize) -> Span {
+        Span::new(
+            Checker::file_id(file),
+            self.span.0 as usize,
+            self.span.1 as usize,
+        )
+    }
+}
+
+impl Held {
+    fn start(&self) -> u32 {
+        match self {
+            Held::Whole(item) => item.span.start,
+            Held::Head(head) => head.span.0,
+        }
+    }
+
+    fn kind(&self) -> Option<Kind> {
+        match self {
+            Held::Whole(item) => item_kind(&item.kind),
+            Held::Head(head) => Some(head.kind),
+        }
+    }
+
+    /// Pushes onto `out` what to keep of the items of one chunk of `text`; `docs`: keep
+    /// doc comments (for the editor data).
+    fn of_chunk(
+        text: &str,
+        chunk: usize,
+        items: &mut Vec<ast::Item>,
+        docs: bool,
+        out: &mut Vec<Held>,
+    ) {
+        if items.len() == 1 {
+            if let Some(item) = items.pop() {
+                let kind = match &item.kind {
+                    ItemKind::Import(_) | ItemKind::Data(_) => None,
+                    _ if docs && item.doc.is_some() => None,
+                    other => item_kind(other),
+                };
+                // A name whose text is not the file's text at its span is kept whole
+                // (never expected: declared names are read as written).
+                let head = kind.zip(item.name()).and_then(|(kind, name)| {
+                    (text.get(name.span.range()) == Some(name.text.as_str())).then_some(Head {
+                        kind,
+                        chunk: u32::try_from(chunk).unwrap_or(u32::MAX),
+                        name: (name.span.start, name.span.end),
+                        span: (item.span.start, item.span.end),
+                    })
+                });
+                out.push(match head {
+                    Some(head) => Held::Head(head),
+                    None => Held::Whole(Box::new(item)),
+                });
+                return;
+            }
+        }
+        out.extend(items.drain(..).map(|i| Held::Whole(Box::new(i))));
+    }
 }
 
 /// A module's declarations by name. foldhash (seeded per process, as hashbrown's default
@@ -126,6 +224,10 @@ pub(crate) struct Checker<'s> {
     symbols: Vec<Symbol>,
     /// Record `symbols` and `references` (editors ask for them; the command line does not).
     editor_data: bool,
+    /// Keep the model to make a policy of. Without it (`egc check`, which wants only the
+    /// diagnostics), each run of a large kind is dropped once built, keeping only what the
+    /// checks after the runs read: the same diagnostics, in far less memory.
+    pub(crate) keep_model: bool,
     /// Import edges (from, to, span of the import).
     edges: Vec<(usize, usize, Span)>,
     counts: BTreeMap<Kind, u32>,
@@ -166,9 +268,173 @@ struct Parts {
     syscall_groups: Vec<SyscallGroup>,
     cap_sets: Vec<CapSet>,
     asserts: Vec<Assertion>,
+    /// What is left of the large kinds' items dropped once built (a check that keeps no
+    /// model: [`Checker::keep_model`]).
+    dropped: Dropped,
+}
+
+/// The items of the large kinds a check that keeps no model drops once a run is built:
+/// how many (they come before the kept ones of their kind: ids go on from them), and
+/// what the checks after the runs read of them. Those checks read items through
+/// [`Parts`]' accessors, the same for a dropped item as for a kept one.
+#[derive(Default)]
+struct Dropped {
+    destinations: usize,
+    capabilities: usize,
+    agents: usize,
+    zones: usize,
+    /// The destinations that would be reported if used as allowlists (by id; rare).
+    risky_destinations: Vec<Destination>,
+    /// The capabilities limited to workflows (by id; rare).
+    limited_capabilities: Vec<Capability>,
+    /// Every dropped agent's name span, capabilities and callees, by id.
+    agents_seen: Vec<AgentSeen>,
+}
+
+/// What the checks after the runs read of an agent: workflow steps (E0037, E0038),
+/// exceptions for `agents *`, and W0004.
+struct AgentSeen {
+    name: Span,
+    capabilities: Box<[Ref<CapId>]>,
+    callees: Box<[AgentId]>,
 }
 
 impl Parts {
+    /// How many items of `kind` have been built (kept or dropped).
+    fn len(&self, kind: Kind) -> usize {
+        let d = &self.dropped;
+        match kind {
+            Kind::Data => self.data_classes.len(),
+            Kind::Destination => d.destinations + self.destinations.len(),
+            Kind::Capability => d.capabilities + self.capabilities.len(),
+            Kind::Agent => d.agents + self.agents.len(),
+            Kind::Workflow => self.workflows.len(),
+            Kind::Exception => self.exceptions.len(),
+            Kind::Authority => self.authorities.len(),
+            Kind::Zone => d.zones + self.zones.len(),
+            Kind::Syscalls => self.syscall_groups.len(),
+            Kind::CapSet => self.cap_sets.len(),
+            Kind::Assert => self.asserts.len(),
+        }
+    }
+
+    /// Drops the built items of `kind` (a large kind), keeping what the checks after the
+    /// runs read of them.
+    fn drop_built(&mut self, kind: Kind) {
+        let d = &mut self.dropped;
+        match kind {
+            Kind::Destination => {
+                for dest in std::mem::take(&mut self.destinations) {
+                    d.destinations += 1;
+                    let mut found = Vec::new();
+                    lints::allowlist_findings(&dest, dest.span, &mut found);
+                    if !found.is_empty() {
+                        d.risky_destinations.push(dest);
+                    }
+                }
+            }
+            Kind::Capability => {
+                for cap in std::mem::take(&mut self.capabilities) {
+                    d.capabilities += 1;
+                    if !cap.workflows.is_empty() {
+                        d.limited_capabilities.push(cap);
+                    }
+                }
+            }
+            Kind::Agent => {
+                for agent in std::mem::take(&mut self.agents) {
+                    d.agents += 1;
+                    d.agents_seen.push(AgentSeen {
+                        name: agent.name.span,
+                        capabilities: agent.capabilities.into_boxed_slice(),
+                        callees: agent.invokes.iter().map(|i| i.callee).collect(),
+                    });
+                }
+            }
+            Kind::Zone => {
+                d.zones += self.zones.len();
+                self.zones = Vec::new();
+            }
+            _ => {}
+        }
+    }
+
+    /// A destination, kept or dropped (`None` for a dropped one no check reads).
+    fn destination(&self, id: DestId) -> Option<&Destination> {
+        let dropped = self.dropped.destinations;
+        match id.index().checked_sub(dropped) {
+            Some(kept) => self.destinations.get(kept),
+            None => {
+                let risky = &self.dropped.risky_destinations;
+                let at = risky.binary_search_by_key(&id, |d| d.id).ok()?;
+                risky.get(at)
+            }
+        }
+    }
+
+    /// A capability, kept or dropped (`None` for a dropped one not limited to workflows,
+    /// the only ones a check reads).
+    fn capability(&self, id: CapId) -> Option<&Capability> {
+        let dropped = self.dropped.capabilities;
+        match id.index().checked_sub(dropped) {
+            Some(kept) => self.capabilities.get(kept),
+            None => {
+                let limited = &self.dropped.limited_capabilities;
+                let at = limited.binary_search_by_key(&id, |c| c.id).ok()?;
+                limited.get(at)
+            }
+        }
+    }
+
+    /// An agent's name span and capabilities, kept or dropped.
+    fn agent_uses(&self, id: AgentId) -> Option<(Span, &[Ref<CapId>])> {
+        let dropped = self.dropped.agents;
+        match id.index().checked_sub(dropped) {
+            Some(kept) => self
+                .agents
+                .get(kept)
+                .map(|a| (a.name.span, a.capabilities.as_slice())),
+            None => self
+                .dropped
+                .agents_seen
+                .get(id.index())
+                .map(|a| (a.name, &a.capabilities[..])),
+        }
+    }
+
+    /// Whether agent `id` (kept or dropped) declares `invokes callee`.
+    fn may_invoke(&self, id: AgentId, callee: AgentId) -> bool {
+        let dropped = self.dropped.agents;
+        match id.index().checked_sub(dropped) {
+            Some(kept) => self
+                .agents
+                .get(kept)
+                .is_some_and(|a| a.invokes.iter().any(|i| i.callee == callee)),
+            None => self
+                .dropped
+                .agents_seen
+                .get(id.index())
+                .is_some_and(|a| a.callees.contains(&callee)),
+        }
+    }
+
+    /// Every agent's id, name span and capabilities, in id order.
+    fn each_agent_uses(&self) -> impl Iterator<Item = (AgentId, Span, &[Ref<CapId>])> {
+        let dropped = self
+            .dropped
+            .agents_seen
+            .iter()
+            .map(|a| (a.name, &a.capabilities[..]));
+        let kept = self
+            .agents
+            .iter()
+            .map(|a| (a.name.span, a.capabilities.as_slice()));
+        dropped
+            .chain(kept)
+            .enumerate()
+            .map(|(i, (span, caps))| (AgentId(u32::try_from(i).unwrap_or(u32::MAX)), span, caps))
+    }
+
     /// Room for `n` more items of `kind`.
     fn reserve(&mut self, kind: Kind, n: usize) {
         match kind {
@@ -200,6 +466,25 @@ impl Parts {
             Kind::Syscalls => self.syscall_groups.append(&mut other.syscall_groups),
             Kind::CapSet => self.cap_sets.append(&mut other.cap_sets),
             Kind::Assert => self.asserts.append(&mut other.asserts),
+        }
+        // What `other` dropped of the kind comes before what it kept (and after what
+        // this one has: runs are gathered in order, and a check drops all or none).
+        let (d, o) = (&mut self.dropped, &mut other.dropped);
+        match kind {
+            Kind::Destination => {
+                d.destinations += std::mem::take(&mut o.destinations);
+                d.risky_destinations.append(&mut o.risky_destinations);
+            }
+            Kind::Capability => {
+                d.capabilities += std::mem::take(&mut o.capabilities);
+                d.limited_capabilities.append(&mut o.limited_capabilities);
+            }
+            Kind::Agent => {
+                d.agents += std::mem::take(&mut o.agents);
+                d.agents_seen.append(&mut o.agents_seen);
+            }
+            Kind::Zone => d.zones += std::mem::take(&mut o.zones),
+            _ => {}
         }
     }
 }
@@ -256,8 +541,13 @@ impl<'f> Builder<'f> {
         // and touches fresh memory at every doubling (a large part of checking a big
         // policy).
         self.parts.reserve(kind, bucket.len());
-        for (file, item) in bucket {
-            self.build_item(file, &item, kind);
+        // Each item is dropped once built, on the builder's core.
+        for (file, held) in bucket {
+            let file = file as usize;
+            match held {
+                Held::Whole(item) => self.build_item(file, &item, kind),
+                Held::Head(head) => self.build_head(file, &head, kind),
+            }
         }
         let diagnostics = std::mem::take(&mut self.diagnostics);
         let references = std::mem::take(&mut self.references);
@@ -295,6 +585,27 @@ impl<'f> Builder<'f> {
                 .with_label(format!("needs `{what}`"))
                 .with_help(help.to_string()),
         );
+    }
+
+    /// Reads a held item again from its chunk and builds it.
+    fn build_head(&mut self, file: usize, head: &Head, kind: Kind) {
+        let item = self.files.get(file).and_then(|f| {
+            let chunk = f.chunks.get(head.chunk as usize)?;
+            let range = (chunk.0 as usize, chunk.1 as usize);
+            let mut items = egress_syntax::parse_chunk(Checker::file_id(file), &f.text, range);
+            (items.len() == 1).then(|| items.pop()).flatten()
+        });
+        let span = head.span(file);
+        match item {
+            Some(item) if item.span == span => self.build_item(file, &item, kind),
+            // Never expected (parsing a chunk again gives what it gave): no policy is
+            // built from an item that was not read.
+            _ => self.error(
+                Diagnostic::error("E0001", span, "this item could not be read a second time")
+                    .with_label("read differently on the second pass")
+                    .with_help("this is a bug in egc; please report it with the file"),
+            ),
+        }
     }
 
     fn build_item(&mut self, file: usize, item: &ast::Item, kind: Kind) {
@@ -338,7 +649,7 @@ const RUN: usize = 2048;
 const LARGE: [Kind; 4] = [Kind::Destination, Kind::Capability, Kind::Agent, Kind::Zone];
 
 /// Items of one kind to build, each with the index of its file.
-type Bucket = Vec<(usize, ast::Item)>;
+type Bucket = Vec<(u32, Held)>;
 
 /// The kind an item declares (`None` for an import).
 fn item_kind(kind: &ItemKind) -> Option<Kind> {
@@ -365,6 +676,7 @@ impl<'s> Checker<'s> {
         Checker {
             source,
             editor_data,
+            keep_model: true,
             files: Vec::new(),
             by_path: BTreeMap::new(),
             unreadable: BTreeSet::new(),
@@ -403,10 +715,12 @@ impl<'s> Checker<'s> {
         };
         let mut buckets: Vec<Vec<Bucket>> = ORDER.iter().map(|_| Vec::new()).collect();
         for (index, file) in self.files.iter_mut().enumerate() {
-            for item in std::mem::take(&mut file.ast.items) {
-                let Some(kind) = item_kind(&item.kind) else {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            for held in std::mem::take(&mut file.items) {
+                let Some(kind) = held.kind() else {
                     continue;
                 };
+                let item = (index, held);
                 let Some(runs) = ORDER
                     .iter()
                     .position(|k| *k == kind)
@@ -421,7 +735,7 @@ impl<'s> Checker<'s> {
                     runs.push(Vec::with_capacity(left.min(limit)));
                 }
                 if let Some(run) = runs.last_mut() {
-                    run.push((index, item));
+                    run.push(item);
                 }
             }
         }
@@ -468,6 +782,7 @@ impl<'s> Checker<'s> {
         // Every builder reads the capability sets in place (a copy per run would grow
         // with sets × capabilities); they go back to `main` once the runs are gathered.
         let cap_sets = std::mem::take(&mut main.parts.cap_sets);
+        let keep_model = self.keep_model;
         let parts: Vec<Builder<'_>> = runs
             .into_par_iter()
             .map(|(kind, start, run)| {
@@ -475,12 +790,17 @@ impl<'s> Checker<'s> {
                 b.base = start;
                 b.cap_sets = &cap_sets;
                 b.build_kind(kind, run);
+                if !keep_model {
+                    b.parts.drop_built(kind);
+                }
                 b
             })
             .collect();
-        for kind in LARGE {
-            let count = self.counts.get(&kind).copied().unwrap_or(0) as usize;
-            main.parts.reserve(kind, count);
+        if keep_model {
+            for kind in LARGE {
+                let count = self.counts.get(&kind).copied().unwrap_or(0) as usize;
+                main.parts.reserve(kind, count);
+            }
         }
         for part in parts {
             main.absorb(part);
@@ -526,7 +846,7 @@ impl<'s> Checker<'s> {
             })
             .collect();
         let has_errors = self.diagnostics.iter().any(|d| d.is_error());
-        let policy = (!has_errors).then(|| CheckedPolicy {
+        let policy = (!has_errors && self.keep_model).then(|| CheckedPolicy {
             files: self
                 .files
                 .iter()

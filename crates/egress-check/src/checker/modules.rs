@@ -7,17 +7,46 @@ impl Checker<'_> {
         let index = self.files.len();
         // One copy of the text while it is parsed (a large file is most of the memory).
         let text: Arc<str> = Arc::from(text);
-        let parsed = egress_syntax::parse_items(Self::file_id(index), &text);
-        self.diagnostics.extend(parsed.diagnostics);
+        // Without the model, each chunk's items are reduced to what declaring needs as
+        // they are read, and read again when built. With it, they are kept whole: a
+        // second read costs time (`egc verify` after an edit), and the model outgrows
+        // the tree anyway.
+        let docs = self.editor_data;
+        let whole = self.keep_model;
+        let chunked =
+            egress_syntax::parse_chunks(Self::file_id(index), &text, |chunk, items, out| {
+                if whole {
+                    out.extend(items.drain(..).map(|i| Held::Whole(Box::new(i))));
+                } else {
+                    Held::of_chunk(&text, chunk, items, docs, out);
+                }
+            });
+        self.diagnostics.extend(chunked.diagnostics);
+        let mut items = chunked.kept;
+        // In the parser's order (by start; stable).
+        items.sort_by_key(Held::start);
+        // Room for every declaration at once (a table grown by doubling copies itself).
+        let decls = Decls::with_capacity_and_hasher(items.len(), Default::default());
+        let chunks = chunked
+            .chunks
+            .iter()
+            .map(|(start, end)| {
+                (
+                    u32::try_from(*start).unwrap_or(u32::MAX),
+                    u32::try_from(*end).unwrap_or(u32::MAX),
+                )
+            })
+            .collect();
         self.by_path.insert(path.clone(), index);
         self.files.push(FileData {
             module: module_name(&path),
             path,
             text,
             is_stdlib,
-            ast: parsed.ast,
+            chunks,
+            items,
             imports: BTreeMap::new(),
-            decls: Decls::default(),
+            decls,
         });
         index
     }
@@ -97,12 +126,14 @@ impl Checker<'_> {
                 .files
                 .get(index)
                 .map(|f| {
-                    f.ast
-                        .items
+                    f.items
                         .iter()
-                        .filter_map(|i| match &i.kind {
-                            ItemKind::Import(imp) => Some(imp.clone()),
-                            _ => None,
+                        .filter_map(|held| match held {
+                            Held::Whole(item) => match &item.kind {
+                                ItemKind::Import(imp) => Some(imp.clone()),
+                                _ => None,
+                            },
+                            Held::Head(_) => None,
                         })
                         .collect()
                 })

@@ -16,7 +16,8 @@ impl Checker<'_> {
         &mut self,
         file: usize,
         kind: Kind,
-        ident: &Ident,
+        name: &str,
+        name_span: Span,
         item_span: Span,
         doc: Option<&str>,
     ) {
@@ -27,12 +28,12 @@ impl Checker<'_> {
                 .get(file)
                 .map(|f| f.module.as_str())
                 .unwrap_or("");
-            let qualified = format!("{module}.{}", ident.text);
+            let qualified = format!("{module}.{name}");
             self.symbols.push(Symbol {
                 kind: kind.name(),
-                local: ident.text.clone(),
+                local: name.to_string(),
                 qualified,
-                name_span: ident.span,
+                name_span,
                 item_span,
                 doc: doc.map(str::to_string),
             });
@@ -40,13 +41,13 @@ impl Checker<'_> {
         let Some(data) = self.files.get_mut(file) else {
             return;
         };
-        if let Some(previous) = data.decls.get(&ident.text) {
+        if let Some(previous) = data.decls.get(name) {
             let previous = *previous;
             self.diagnostics.push(
                 Diagnostic::error(
                     "E0011",
-                    ident.span,
-                    format!("`{}` is declared twice in this module", ident.text),
+                    name_span,
+                    format!("`{name}` is declared twice in this module"),
                 )
                 .with_label(format!("second declaration, as {}", kind.article()))
                 .with_secondary(
@@ -59,13 +60,13 @@ impl Checker<'_> {
             );
             return;
         }
-        if let Some(import) = data.imports.get(&ident.text) {
+        if let Some(import) = data.imports.get(name) {
             let span = import.span;
             self.diagnostics.push(
                 Diagnostic::error(
                     "E0011",
-                    ident.span,
-                    format!("`{}` is already the name of an imported module", ident.text),
+                    name_span,
+                    format!("`{name}` is already the name of an imported module"),
                 )
                 .with_label("clashes with an import")
                 .with_secondary(span, "imported here")
@@ -74,28 +75,49 @@ impl Checker<'_> {
             return;
         }
         data.decls.insert(
-            ident.text.clone(),
+            name.to_string(),
             Decl {
                 kind,
                 index,
-                name_span: ident.span,
+                name_span,
             },
         );
     }
 
     pub(crate) fn collect(&mut self) {
         for file in 0..self.files.len() {
-            // Moved out while declaring (nothing here reads the AST), and back after.
+            // Moved out while declaring, and back after.
             let items = match self.files.get_mut(file) {
-                Some(f) => std::mem::take(&mut f.ast.items),
+                Some(f) => std::mem::take(&mut f.items),
                 None => continue,
             };
-            for item in &items {
+            let text = self
+                .files
+                .get(file)
+                .map(|f| f.text.clone())
+                .unwrap_or_default();
+            for held in &items {
+                let item = match held {
+                    Held::Head(head) => {
+                        let name_span = head.name_span(file);
+                        let name = text.get(name_span.range()).unwrap_or("");
+                        self.declare(file, head.kind, name, name_span, head.span(file), None);
+                        continue;
+                    }
+                    Held::Whole(item) => item,
+                };
                 let kind = match &item.kind {
                     ItemKind::Import(_) => continue,
                     ItemKind::Data(d) => {
                         for name in &d.names {
-                            self.declare(file, Kind::Data, name, item.span, item.doc.as_deref());
+                            self.declare(
+                                file,
+                                Kind::Data,
+                                &name.text,
+                                name.span,
+                                item.span,
+                                item.doc.as_deref(),
+                            );
                         }
                         continue;
                     }
@@ -105,11 +127,18 @@ impl Checker<'_> {
                     },
                 };
                 if let Some(name) = item.name() {
-                    self.declare(file, kind, name, item.span, item.doc.as_deref());
+                    self.declare(
+                        file,
+                        kind,
+                        &name.text,
+                        name.span,
+                        item.span,
+                        item.doc.as_deref(),
+                    );
                 }
             }
             if let Some(f) = self.files.get_mut(file) {
-                f.ast.items = items;
+                f.items = items;
             }
         }
     }

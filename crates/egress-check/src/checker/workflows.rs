@@ -30,13 +30,10 @@ impl Builder<'_> {
                     let Some(cap) = self.resolve(file, ident, Kind::Capability).map(CapId) else {
                         continue;
                     };
-                    let has = self
-                        .parts
-                        .agents
-                        .get(agent.index())
-                        .is_some_and(|a| a.capabilities.iter().any(|c| c.id == cap));
+                    let uses = self.parts.agent_uses(agent);
+                    let has = uses.is_some_and(|(_, caps)| caps.iter().any(|c| c.id == cap));
                     if !has {
-                        let agent_span = self.parts.agents.get(agent.index()).map(|a| a.name.span);
+                        let agent_span = uses.map(|(span, _)| span);
                         let mut diag = Diagnostic::error(
                             "E0037",
                             ident.span,
@@ -80,11 +77,7 @@ impl Builder<'_> {
                             })
                         })
                         .collect();
-                    let may = self
-                        .parts
-                        .agents
-                        .get(agent.index())
-                        .is_some_and(|a| a.invokes.iter().any(|i| i.callee == callee_id));
+                    let may = self.parts.may_invoke(agent, callee_id);
                     if !may {
                         self.error(
                             Diagnostic::error(

@@ -126,7 +126,7 @@ impl Builder<'_> {
             );
             return;
         };
-        let id = ZoneId(self.next_id(self.parts.zones.len()));
+        let id = ZoneId(self.next_id(self.parts.len(Kind::Zone)));
         self.parts.zones.push(Zone {
             id,
             name: self.name(file, &d.name),

@@ -276,27 +276,59 @@ impl<'a> ItemParser<'a> {
 /// start and keeps no token; each item is then read by the fast parser from its text, and
 /// only an item it does not read is lexed again, alone, for pest and error recovery.
 pub(super) fn parse_streaming(file: FileId, source: &str) -> (Vec<Item>, Vec<Diagnostic>) {
+    let (_, kept, diagnostics) = parse_chunks(file, source, |_, items, out| out.append(items));
+    (kept, diagnostics)
+}
+
+/// [`parse_streaming`], chunk by chunk: the byte range of every chunk of [`chunk_bytes`],
+/// what `keep` takes from each chunk's items (sorted by start, on any thread; chunks in
+/// order) and the diagnostics. What `keep` leaves of a chunk's items is dropped.
+pub(super) fn parse_chunks<T: Send>(
+    file: FileId,
+    source: &str,
+    keep: impl Fn(usize, &mut Vec<Item>, &mut Vec<T>) + Sync,
+) -> (Vec<(usize, usize)>, Vec<T>, Vec<Diagnostic>) {
     let chunks = chunk_bytes(source);
-    let parse_run = |run: &[(usize, usize)]| {
-        let mut items = Vec::with_capacity(run.len());
+    let parse_run = |first: usize, run: &[(usize, usize)], kept: &mut Vec<T>| {
         let mut diagnostics = Vec::new();
-        for (start, end) in run {
-            parse_chunk_text(file, source, (*start, *end), &mut items, &mut diagnostics);
+        let mut items = Vec::new();
+        for (i, chunk) in run.iter().enumerate() {
+            items.clear();
+            parse_chunk_text(file, source, *chunk, &mut items, &mut diagnostics);
+            items.sort_by_key(|item| item.span.start);
+            keep(first + i, &mut items, kept);
         }
-        (items, diagnostics)
+        diagnostics
     };
+    let mut kept = Vec::with_capacity(chunks.len());
     if source.len() < PARALLEL_BYTES {
-        return parse_run(&chunks);
+        let diagnostics = parse_run(0, &chunks, &mut kept);
+        return (chunks, kept, diagnostics);
     }
-    let parts: Vec<(Vec<Item>, Vec<Diagnostic>)> =
-        chunks.par_chunks(PARALLEL_ITEMS).map(parse_run).collect();
-    let mut items = Vec::with_capacity(chunks.len());
+    let parts: Vec<(Vec<T>, Vec<Diagnostic>)> = chunks
+        .par_chunks(PARALLEL_ITEMS)
+        .enumerate()
+        .map(|(i, run)| {
+            let mut kept = Vec::with_capacity(run.len());
+            let diagnostics = parse_run(i * PARALLEL_ITEMS, run, &mut kept);
+            (kept, diagnostics)
+        })
+        .collect();
     let mut diagnostics = Vec::new();
-    for (i, d) in parts {
-        items.extend(i);
+    for (k, d) in parts {
+        kept.extend(k);
         diagnostics.extend(d);
     }
-    (items, diagnostics)
+    (chunks, kept, diagnostics)
+}
+
+/// The items of one chunk of [`parse_chunks`] (sorted by start), read again; its
+/// diagnostics were reported when it was first read.
+pub(super) fn parse_one_chunk(file: FileId, source: &str, chunk: (usize, usize)) -> Vec<Item> {
+    let mut items = Vec::new();
+    parse_chunk_text(file, source, chunk, &mut items, &mut Vec::new());
+    items.sort_by_key(|item| item.span.start);
+    items
 }
 
 /// The byte ranges `split(0, tokens.len(), false)` gives in tokens: each starts at an item

@@ -76,6 +76,51 @@ pub fn parse_items(file: FileId, source: &str) -> Parsed {
     }
 }
 
+/// A file read chunk by chunk ([`parse_chunks`]).
+#[derive(Clone, Debug)]
+pub struct Chunked<T> {
+    /// The byte range of every chunk: each starts at an item (or its doc comments), except
+    /// the first, which starts at the first token; together they cover the file.
+    pub chunks: Vec<(usize, usize)>,
+    /// What the caller kept of the chunks' items, in chunk order.
+    pub kept: Vec<T>,
+    /// Sorted; the same [`parse_items`] reports.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// [`parse_items`] for a caller that keeps only part of each item: `keep` is given every
+/// chunk's index and items (sorted by start; on any thread) and takes what to keep onto
+/// its output; what it leaves is dropped right after, so a file's whole syntax tree is never in memory at
+/// once. The items of all chunks in order, sorted by start, are those of [`parse_items`];
+/// [`parse_chunk`] reads one chunk's items again.
+pub fn parse_chunks<T: Send>(
+    file: FileId,
+    source: &str,
+    keep: impl Fn(usize, &mut Vec<Item>, &mut Vec<T>) + Sync,
+) -> Chunked<T> {
+    if let Some(too_large) = too_large(file, source) {
+        return Chunked {
+            chunks: Vec::new(),
+            kept: Vec::new(),
+            diagnostics: too_large.diagnostics,
+        };
+    }
+    let (chunks, kept, mut diagnostics) = items::parse_chunks(file, source, keep);
+    sort_diagnostics(&mut diagnostics);
+    Chunked {
+        chunks,
+        kept,
+        diagnostics,
+    }
+}
+
+/// The items of the chunk `chunk` (a range [`parse_chunks`] gave for this `source`),
+/// sorted by start: the same items it gave for that chunk (parsing is deterministic and
+/// a chunk is read alone). Its diagnostics are not repeated.
+pub fn parse_chunk(file: FileId, source: &str, chunk: (usize, usize)) -> Vec<Item> {
+    items::parse_one_chunk(file, source, chunk)
+}
+
 fn too_large(file: FileId, source: &str) -> Option<Parsed> {
     (source.len() > MAX_SOURCE_BYTES).then(|| Parsed {
         ast: SourceAst { items: Vec::new() },
