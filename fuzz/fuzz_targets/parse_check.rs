@@ -4,7 +4,8 @@
 //! reached too. Every diagnostic must have a registered code and a span inside its file;
 //! the diagnostics must render (human, JSON, SARIF); a policy that checks is verified.
 //! Each file also parses the same with the fast parser, with pest alone, and as the
-//! checker parses it (items and diagnostics; layout too for the first two).
+//! checker parses it (items and diagnostics; layout too for the first two); the check
+//! `egc check` runs (no syntax tree or model kept) reports what the full check does.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -47,8 +48,14 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(items.diagnostics, pest.diagnostics);
         }
     }
-    let result = egress_check::check(&files, &["main.egress".to_string()]);
+    let roots = ["main.egress".to_string()];
+    let result = egress_check::check(&files, &roots);
     egc_fuzz::check_diagnostics(&result);
+    // `egc check`'s check, which keeps neither the syntax tree nor the model, reports the
+    // same.
+    let lean = egress_check::check_diagnostics(&files, &roots);
+    assert_eq!(lean.diagnostics, result.diagnostics, "check without the model differs");
+    assert!(lean.policy.is_none());
 
     // Rendering, as `egc check` does for people (the first few: ariadne is slow, and the
     // span checks above already hold for every diagnostic) and machines.

@@ -172,8 +172,9 @@ fn check_in_runs(
     roots: &[String],
     run: usize,
     keep_model: bool,
+    editor_data: bool,
 ) -> CheckResult {
-    let mut checker = checker::Checker::new(source, keep_model);
+    let mut checker = checker::Checker::new(source, editor_data);
     checker.keep_model = keep_model;
     checker.load_roots(roots);
     checker.collect();
@@ -212,6 +213,10 @@ mod tests {
             for i in 0..300 {
                 // Capability sets read by the capabilities of every run.
                 let _ = writeln!(text, "capset s{i} {{ CAP_CHOWN }}");
+                if i % 3 == 0 {
+                    // Doc comments (kept whole with the editor data and no model).
+                    let _ = writeln!(text, "/// Destination {i}.");
+                }
                 let _ = writeln!(
                     text,
                     "destination d{i} {{ host \"h{i}.example.com\" port 443 }}\n\
@@ -278,7 +283,7 @@ mod tests {
         };
         for errors in [false, true] {
             let source = policy(errors);
-            let whole = check_in_runs(&source, &roots, usize::MAX, true);
+            let whole = check_in_runs(&source, &roots, usize::MAX, true, true);
             assert_eq!(
                 whole.policy.is_none(),
                 errors,
@@ -307,18 +312,21 @@ mod tests {
             let whole = show(&whole);
             for run in [1, 2, 7, 64, 299, 300, usize::MAX] {
                 assert_eq!(
-                    show(&check_in_runs(&source, &roots, run, true)),
+                    show(&check_in_runs(&source, &roots, run, true, true)),
                     whole,
                     "runs of {run}, errors: {errors}"
                 );
-                // Without the model: the same diagnostics, no policy.
-                let lean = check_in_runs(&source, &roots, run, false);
-                assert!(lean.policy.is_none());
-                assert_eq!(
-                    format!("{:?}", lean.diagnostics),
-                    diagnostics,
-                    "no model, runs of {run}, errors: {errors}"
-                );
+                // Without the model (with and without the editor data, which keeps items
+                // with doc comments whole): the same diagnostics, no policy.
+                for editor_data in [false, true] {
+                    let lean = check_in_runs(&source, &roots, run, false, editor_data);
+                    assert!(lean.policy.is_none());
+                    assert_eq!(
+                        format!("{:?}", lean.diagnostics),
+                        diagnostics,
+                        "no model, runs of {run}, errors: {errors}, editor data: {editor_data}"
+                    );
+                }
             }
         }
     }

@@ -15,7 +15,9 @@ const ALLOW_THP: c_int = 43;
 /// memory to the system at once rather than after a delay, and the process uses no
 /// transparent huge pages (a 2 MiB page is counted whole once touched). Measured on
 /// `egc check` of a 10 MB policy (release, whole process): peak RSS 75 MiB → 36 MiB,
-/// wall 0.12 s → 0.16 s. Best effort: a failure changes only memory use.
+/// wall 0.12 s → 0.16 s. Best effort: a failure changes only memory use. Call it on the
+/// main thread before other threads start (mimalloc's options are not synchronised); it
+/// overrides `MIMALLOC_PURGE_DELAY` and `MIMALLOC_ALLOW_THP` from the environment.
 pub fn prefer_low_peak_memory() {
     // SAFETY: `mi_option_set` only stores an option value (mimalloc reads options at each
     // use; both are plain integers and 0 is valid for both).

@@ -291,6 +291,24 @@ struct Dropped {
     agents_seen: Vec<AgentSeen>,
 }
 
+/// Item `index` of a kind whose first `dropped` items were dropped: from `kept` (the
+/// items after them), or from `still` (the dropped ones some check reads, by id).
+fn kept_or_dropped<'a, T>(
+    kept: &'a [T],
+    dropped: usize,
+    still: &'a [T],
+    index: usize,
+    id: impl Fn(&T) -> usize,
+) -> Option<&'a T> {
+    match index.checked_sub(dropped) {
+        Some(at) => kept.get(at),
+        None => still
+            .binary_search_by_key(&index, id)
+            .ok()
+            .and_then(|at| still.get(at)),
+    }
+}
+
 /// What the checks after the runs read of an agent: workflow steps (E0037, E0038),
 /// exceptions for `agents *`, and W0004.
 struct AgentSeen {
@@ -326,9 +344,7 @@ impl Parts {
             Kind::Destination => {
                 for dest in std::mem::take(&mut self.destinations) {
                     d.destinations += 1;
-                    let mut found = Vec::new();
-                    lints::allowlist_findings(&dest, dest.span, &mut found);
-                    if !found.is_empty() {
+                    if lints::allowlist_risks(&dest).next().is_some() {
                         d.risky_destinations.push(dest);
                     }
                 }
@@ -361,29 +377,27 @@ impl Parts {
 
     /// A destination, kept or dropped (`None` for a dropped one no check reads).
     fn destination(&self, id: DestId) -> Option<&Destination> {
-        let dropped = self.dropped.destinations;
-        match id.index().checked_sub(dropped) {
-            Some(kept) => self.destinations.get(kept),
-            None => {
-                let risky = &self.dropped.risky_destinations;
-                let at = risky.binary_search_by_key(&id, |d| d.id).ok()?;
-                risky.get(at)
-            }
-        }
+        let d = &self.dropped;
+        kept_or_dropped(
+            &self.destinations,
+            d.destinations,
+            &d.risky_destinations,
+            id.index(),
+            |x| x.id.index(),
+        )
     }
 
     /// A capability, kept or dropped (`None` for a dropped one not limited to workflows,
     /// the only ones a check reads).
     fn capability(&self, id: CapId) -> Option<&Capability> {
-        let dropped = self.dropped.capabilities;
-        match id.index().checked_sub(dropped) {
-            Some(kept) => self.capabilities.get(kept),
-            None => {
-                let limited = &self.dropped.limited_capabilities;
-                let at = limited.binary_search_by_key(&id, |c| c.id).ok()?;
-                limited.get(at)
-            }
-        }
+        let d = &self.dropped;
+        kept_or_dropped(
+            &self.capabilities,
+            d.capabilities,
+            &d.limited_capabilities,
+            id.index(),
+            |x| x.id.index(),
+        )
     }
 
     /// An agent's name span and capabilities, kept or dropped.
@@ -418,7 +432,9 @@ impl Parts {
         }
     }
 
-    /// Every agent's id, name span and capabilities, in id order.
+    /// Every agent's id, name span and capabilities, in id order. An agent's id is its
+    /// place among the built agents (kept or dropped): every agent item builds exactly one
+    /// model agent (see [`Builder::base`]).
     fn each_agent_uses(&self) -> impl Iterator<Item = (AgentId, Span, &[Ref<CapId>])> {
         let dropped = self
             .dropped
