@@ -351,21 +351,19 @@ pub fn print_diagnostics(policies: &[LoadedPolicy], format: Format) -> bool {
                 let _ = writeln!(stderr, "{errors} error(s), {warnings} warning(s)");
             }
         }
-        Format::Json | Format::Sarif => {
-            let diagnostics: Vec<serde_json::Value> = policies
-                .iter()
-                .flat_map(|p| {
-                    p.result
-                        .diagnostics
-                        .iter()
-                        .map(|d| crate::render::json::diagnostic(&p.result, d))
-                })
-                .collect();
-            let value = if format == Format::Json {
-                serde_json::json!({ "diagnostics": diagnostics })
-            } else {
-                crate::render::sarif::diagnostics(policies)
-            };
+        Format::Json => {
+            // Written as it is serialized: a policy with many diagnostics never holds them
+            // all as JSON values.
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let written =
+                serde_json::to_writer_pretty(&mut out, &crate::render::json::Diagnostics(policies));
+            if written.is_ok() {
+                let _ = writeln!(out);
+            }
+            let _ = out.flush();
+        }
+        Format::Sarif => {
+            let value = crate::render::sarif::diagnostics(policies);
             println!(
                 "{}",
                 serde_json::to_string_pretty(&value).unwrap_or_default()

@@ -61,6 +61,35 @@ pub fn diagnostic(result: &CheckResult, d: &Diagnostic) -> serde_json::Value {
     value
 }
 
+/// The JSON form of every policy's diagnostics, `{"diagnostics": [...]}`, serialized one
+/// diagnostic at a time: the same bytes as building the whole value first, without holding
+/// it (10 MB of broken items, 552,000 diagnostics: 2.5 GB of values).
+pub struct Diagnostics<'a>(pub &'a [crate::common::LoadedPolicy]);
+
+impl Serialize for Diagnostics<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry("diagnostics", &DiagnosticList(self.0))?;
+        map.end()
+    }
+}
+
+struct DiagnosticList<'a>(&'a [crate::common::LoadedPolicy]);
+
+impl Serialize for DiagnosticList<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let count = self.0.iter().map(|p| p.result.diagnostics.len()).sum();
+        let mut seq = serializer.serialize_seq(Some(count))?;
+        for policy in self.0 {
+            for d in &policy.result.diagnostics {
+                seq.serialize_element(&diagnostic(&policy.result, d))?;
+            }
+        }
+        seq.end()
+    }
+}
+
 /// 1-based (line, column) of a byte offset in the span's file, from the file's line
 /// index (built once per file), never by rescanning the text.
 pub(crate) fn position(result: &CheckResult, span: Span, offset: u32) -> (usize, usize) {
